@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+import shlex
+import sys
+
+import click
+
+from ..devstack import COMPONENTS, StackError, down, stack_env, status, up
+
+_COMPONENT = click.argument("components", nargs=-1, type=click.Choice(sorted(COMPONENTS)))
+
+
+@click.group()
+def dev() -> None:
+    """Run the local stack of real servers: Apache Kafka (KRaft), PostgreSQL, S3Proxy.
+
+    Data lives in .stack/ and survives `down`/`up`; jars come from Maven Central
+    into .cache/ on first use. Ports are loopback-only and set by
+    NIGHTSHIFT_KAFKA_PORT, NIGHTSHIFT_PG_PORT and NIGHTSHIFT_S3_PORT.
+    """
+
+
+@dev.command("up")
+@_COMPONENT
+def up_cmd(components: tuple[str, ...]) -> None:
+    """Start (or reuse) the servers; all three unless some are named."""
+    try:
+        env = up(names=components or None)
+    except StackError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    for key, value in env.items():
+        if "SECRET" not in key:
+            click.echo(f"{key}={value}")
+
+
+@dev.command("down")
+@_COMPONENT
+def down_cmd(components: tuple[str, ...]) -> None:
+    """Stop the servers, keeping their data."""
+    stopped = down(names=components or None)
+    click.echo("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
+
+
+@dev.command("status")
+def status_cmd() -> None:
+    """Show whether each server is running and ready, and where its log is."""
+    for st in status():
+        state = "ready" if st.ready else ("starting/unhealthy" if st.running else "stopped")
+        click.echo(f"{st.name:9s} {state:18s} log: {st.log}")
+
+
+@dev.command("env")
+def env_cmd() -> None:
+    """Print shell lines for the stack's addresses: eval "$(nightshift dev env)"."""
+    for key, value in stack_env().items():
+        click.echo(f"export {key}={shlex.quote(value)}")

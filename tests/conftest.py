@@ -1,0 +1,50 @@
+"""Session fixtures that start (or reuse) the real local stack.
+
+Integration tests ask for ``kafka_bootstrap``, ``pg_dsn`` or ``s3_endpoint``;
+only the servers a test session needs are started. If a server cannot start,
+the tests that need it *fail* with the reason: they never skip and never fall
+back to an in-process fake.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from nightshift.devstack import StackError, up
+
+
+def _start(name: str) -> dict[str, str]:
+    try:
+        env = up(names=[name])
+    except StackError as exc:
+        pytest.fail(f"the local {name} server could not start:\n{exc}", pytrace=False)
+    os.environ.update(env)
+    return env
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> str:
+    """``host:port`` of the real Apache Kafka broker."""
+    return _start("kafka")["KAFKA_BOOTSTRAP"]
+
+
+@pytest.fixture(scope="session")
+def pg_dsn() -> str:
+    """DSN of the real PostgreSQL server's ``nightshift`` database."""
+    return _start("postgres")["PG_DSN"]
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> str:
+    """URL of the real S3 server (S3Proxy); credentials are exported to the environment."""
+    return _start("s3")["S3_ENDPOINT"]
+
+
+@pytest.fixture
+def unique_name() -> Iterator[str]:
+    """A short unique suffix for topics, buckets, schemas and databases of one test."""
+    yield "t" + uuid.uuid4().hex[:10]

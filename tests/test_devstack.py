@@ -1,0 +1,72 @@
+"""The local stack is made of real servers that answer real clients."""
+
+from __future__ import annotations
+
+import boto3
+import pytest
+from botocore.config import Config
+from confluent_kafka.admin import AdminClient
+
+from nightshift.devstack import MissingToolError, StackError, StackSettings, stack_env
+from nightshift.devstack._process import check_port_free, which
+
+
+@pytest.mark.integration
+def test_kafka_is_apache_kafka_in_kraft_mode(kafka_bootstrap: str) -> None:
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    meta = admin.list_topics(timeout=10)
+    assert len(meta.brokers) == 1
+    # A KRaft cluster has a controller quorum; describe_cluster answers with it.
+    cluster = admin.describe_cluster().result(timeout=10)
+    assert cluster.cluster_id
+
+
+@pytest.mark.integration
+async def test_postgres_is_a_real_server(pg_dsn: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        version = await conn.fetchval("SHOW server_version_num")
+        user = await conn.fetchval("SELECT current_user")
+    finally:
+        await conn.close()
+    assert int(version) >= 130000
+    assert user == "nightshift"
+
+
+@pytest.mark.integration
+def test_s3_server_round_trip(s3_endpoint: str, unique_name: str) -> None:
+    env = stack_env(names=["s3"])
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=s3_endpoint,
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+        region_name="us-east-1",
+        config=Config(request_checksum_calculation="when_required", response_checksum_validation="when_required"),
+    )
+    s3.create_bucket(Bucket=unique_name)
+    s3.put_object(Bucket=unique_name, Key="raw/visit=1/det=2.fits", Body=b"SIMPLE  =")
+    body = s3.get_object(Bucket=unique_name, Key="raw/visit=1/det=2.fits")["Body"].read()
+    assert body == b"SIMPLE  ="
+    # Wrong credentials are refused: the server really authenticates.
+    bad = boto3.client(
+        "s3", endpoint_url=s3_endpoint, aws_access_key_id="nobody", aws_secret_access_key="wrong",
+        region_name="us-east-1",
+    )
+    with pytest.raises(Exception, match="AccessDenied|InvalidAccessKeyId|Forbidden|SignatureDoesNotMatch"):
+        bad.list_objects_v2(Bucket=unique_name)
+
+
+def test_missing_tool_names_the_fix(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", "/nonexistent")
+    with pytest.raises(MissingToolError, match=r"'initdb' was not found.*apt-get install -y postgresql"):
+        which("initdb")
+
+
+@pytest.mark.integration
+def test_busy_port_is_reported_with_the_variable_to_change(pg_dsn: str) -> None:
+    s = StackSettings()
+    with pytest.raises(StackError, match=rf"port 127.0.0.1:{s.pg_port} is already in use.*NIGHTSHIFT_PG_PORT"):
+        check_port_free("PostgreSQL", "127.0.0.1", s.pg_port, "NIGHTSHIFT_PG_PORT")
