@@ -1,0 +1,235 @@
+"""An at-least-once asyncio consumer with bounded concurrency and dead-letter topics.
+
+Each poll takes at most ``max_batch`` messages; their handlers run concurrently
+(at most ``concurrency`` at a time); the batch's offsets are committed only
+after every message of it has ended *handled* or *dead-lettered*. A crash
+before the commit redelivers the batch, so handlers must have idempotent
+effects (deterministic ids, upserts). A message that cannot be decoded, fails
+validation, or whose handler fails with a non-retriable error (or keeps failing
+with a retriable one) goes to ``<topic>.dlq`` with the reason in headers, and
+the consumer goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
+from prometheus_client import Counter, Histogram
+
+from .._exceptions import NightshiftError
+from ._errors import EventError
+from ._models import EVENT_TYPES, Event
+from ._producer import AsyncProducer
+from ._serde import decode
+from ._topics import dlq_topic
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Event, Message], Awaitable[None]]
+
+EVENTS = Counter("nightshift_events_total", "Events consumed, by topic and outcome", ["topic", "status"])
+HANDLE_SECONDS = Histogram("nightshift_event_handle_seconds", "Handler wall time per event", ["topic"])
+
+CONSUMER_DEFAULTS: dict[str, Any] = {
+    "enable.auto.commit": False,  # commit only after the effect succeeded
+    "enable.auto.offset.store": False,
+    "auto.offset.reset": "earliest",
+    "session.timeout.ms": 10000,
+    "max.poll.interval.ms": 300000,
+}
+
+
+def is_retriable(exc: BaseException) -> bool:
+    """Retry policy lives on the error classes; transient OS/timeouts are retriable too."""
+    if isinstance(exc, NightshiftError):
+        return exc.retriable
+    return isinstance(exc, (TimeoutError, ConnectionError))
+
+
+@dataclass
+class ConsumerStats:
+    """Counts since start, for tests and the service's status page."""
+
+    handled: int = 0
+    dead_lettered: int = 0
+    retries: int = 0
+    batches: int = 0
+    dlq_reasons: list[str] = field(default_factory=list)
+
+
+class EventConsumer:
+    """Consume events from ``topics`` and call ``handler`` for each.
+
+    Parameters
+    ----------
+    bootstrap, group_id : str
+    topics : sequence of str
+        Topics named after event subjects; messages are decoded and validated.
+    handler : callable
+        ``async def handler(event, message) -> None``; its effect must be idempotent.
+    producer : AsyncProducer
+        Used for dead-letter messages (shared with the service).
+    max_batch, concurrency : int
+        Messages per poll and handlers in flight: the backpressure bounds.
+    max_attempts : int
+        Attempts for a handler that fails with a retriable error.
+    subjects : mapping, optional
+        Event subject of each topic, for topics not named after their subject.
+    """
+
+    def __init__(
+        self,
+        bootstrap: str,
+        group_id: str,
+        topics: Sequence[str],
+        handler: Handler,
+        producer: AsyncProducer,
+        *,
+        max_batch: int = 100,
+        concurrency: int = 16,
+        max_attempts: int = 3,
+        retry_backoff_s: float = 0.2,
+        poll_timeout_s: float = 0.5,
+        config: Mapping[str, Any] | None = None,
+        subjects: Mapping[str, str] | None = None,
+    ) -> None:
+        if max_batch < 1 or concurrency < 1 or max_attempts < 1:
+            raise ValueError("max_batch, concurrency and max_attempts must be >= 1")
+        self.topics = list(topics)
+        # Which event subject each topic carries; topics are named after subjects by default.
+        self._subjects = dict(subjects) if subjects else {t: t for t in self.topics if t in EVENT_TYPES}
+        self._config = {**CONSUMER_DEFAULTS, "bootstrap.servers": bootstrap, "group.id": group_id, **(config or {})}
+        self._handler = handler
+        self._producer = producer
+        self._max_batch = max_batch
+        self._semaphore = asyncio.Semaphore(concurrency)
+        self._max_attempts = max_attempts
+        self._backoff = retry_backoff_s
+        self._poll_timeout = poll_timeout_s
+        # librdkafka consumer calls block; they all run on this one thread.
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kafka-consumer")
+        self._consumer: Consumer | None = None
+        self._stopping = asyncio.Event()
+        self._stopped = asyncio.Event()
+        self.stats = ConsumerStats()
+        self.assigned = asyncio.Event()
+
+    async def _call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
+
+    def stop(self) -> None:
+        """Ask the loop to finish its current batch, commit and return."""
+        self._stopping.set()
+
+    @property
+    def running(self) -> bool:
+        return self._consumer is not None and not self._stopped.is_set()
+
+    async def run(self) -> None:
+        """Consume until :meth:`stop`; commits after each fully processed batch."""
+        loop = asyncio.get_running_loop()
+
+        def on_assign(consumer: Consumer, partitions: list[TopicPartition]) -> None:
+            loop.call_soon_threadsafe(self.assigned.set)
+
+        self._consumer = Consumer(self._config)
+        await self._call(lambda: self._consumer.subscribe(self.topics, on_assign=on_assign))  # type: ignore[union-attr]
+        try:
+            while not self._stopping.is_set():
+                messages: list[Message] = await self._call(self._consumer.consume, self._max_batch, self._poll_timeout)
+                if messages:
+                    await self._process_batch(messages)
+        finally:
+            consumer, self._consumer = self._consumer, None
+            await self._call(consumer.close)
+            self._thread.shutdown(wait=False)
+            self._stopped.set()
+
+    async def _process_batch(self, messages: list[Message]) -> None:
+        self.stats.batches += 1
+        to_commit: dict[tuple[str, int], int] = {}
+        tasks = []
+        for msg in messages:
+            err = msg.error()
+            if err is not None:
+                if err.code() != KafkaError._PARTITION_EOF:
+                    log.warning("consumer error on %s: %s", msg.topic(), err.str())
+                continue
+            tasks.append(asyncio.create_task(self._process_one(msg)))
+            key = (msg.topic(), msg.partition())
+            to_commit[key] = max(to_commit.get(key, -1), msg.offset())
+        # If any message could be neither handled nor dead-lettered, this raises and
+        # nothing is committed: the batch is redelivered after a restart.
+        await asyncio.gather(*tasks)
+        if to_commit:
+            offsets = [TopicPartition(t, p, o + 1) for (t, p), o in to_commit.items()]
+            await self._call(lambda: self._consumer.commit(offsets=offsets, asynchronous=False))  # type: ignore[union-attr]
+
+    async def _process_one(self, msg: Message) -> None:
+        topic = msg.topic()
+        async with self._semaphore:
+            try:
+                event = decode(msg.value(), expected_subject=self._subjects.get(topic))
+            except EventError as exc:
+                await self._dead_letter(msg, exc, attempts=0)
+                return
+            attempt = 0
+            while True:
+                attempt += 1
+                start = time.perf_counter()
+                try:
+                    await self._handler(event, msg)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    if is_retriable(exc) and attempt < self._max_attempts:
+                        self.stats.retries += 1
+                        EVENTS.labels(topic, "retried").inc()
+                        await asyncio.sleep(self._backoff * 2 ** (attempt - 1))
+                        continue
+                    await self._dead_letter(msg, exc, attempts=attempt)
+                    return
+                finally:
+                    HANDLE_SECONDS.labels(topic).observe(time.perf_counter() - start)
+                self.stats.handled += 1
+                EVENTS.labels(topic, "handled").inc()
+                return
+
+    async def _dead_letter(self, msg: Message, exc: BaseException, attempts: int) -> None:
+        error_type = getattr(exc, "error_type", type(exc).__name__)
+        headers: list[tuple[str, bytes | str]] = list(msg.headers() or [])
+        headers += [
+            ("dlq.error_type", str(error_type)),
+            ("dlq.error_message", str(exc)[:4000]),
+            ("dlq.exception", type(exc).__qualname__),
+            ("dlq.source_topic", msg.topic()),
+            ("dlq.source_partition", str(msg.partition())),
+            ("dlq.source_offset", str(msg.offset())),
+            ("dlq.attempts", str(attempts)),
+            ("dlq.failed_at", datetime.now(UTC).isoformat()),
+        ]
+        await self._producer.send(dlq_topic(msg.topic()), msg.value() or b"", key=msg.key(), headers=headers)
+        self.stats.dead_lettered += 1
+        self.stats.dlq_reasons.append(f"{error_type}: {exc}")
+        EVENTS.labels(msg.topic(), "dead_lettered").inc()
+        log.warning(
+            "dead-lettered %s[%d]@%d: %s: %s", msg.topic(), msg.partition(), msg.offset(), error_type, exc,
+        )
+
+    async def close(self, drain_timeout_s: float = 30.0) -> None:
+        """Stop, waiting up to ``drain_timeout_s`` for the in-flight batch; idempotent."""
+        self.stop()
+        if self._consumer is None:
+            return
+        try:
+            await asyncio.wait_for(self._stopped.wait(), drain_timeout_s)
+        except TimeoutError:
+            log.warning("consumer did not drain within %.0f s; in-flight batch will be redelivered", drain_timeout_s)

@@ -1,0 +1,51 @@
+"""Errors of the event library::
+
+    NightshiftError
+    └── EventError
+        ├── SchemaError (ValueError)            a schema file is invalid or breaks compatibility
+        ├── DecodeError (ValueError)            bytes are not an event of a known schema   [to DLQ]
+        │   └── UnknownSchemaError (LookupError)  the wire format names an unknown schema id [to DLQ]
+        ├── EventValidationError (ValueError)   decoded, but the content is impossible       [to DLQ]
+        └── DeliveryError                       the broker did not accept a message          [retriable]
+"""
+
+from __future__ import annotations
+
+from .._exceptions import NightshiftError
+
+
+class EventError(NightshiftError):
+    """Base of the event library's errors."""
+
+    error_type = "event"
+
+
+class SchemaError(EventError, ValueError):
+    """A schema is invalid, missing, or not compatible with its previous version."""
+
+    error_type = "schema"
+
+
+class DecodeError(EventError, ValueError):
+    """The bytes of a message cannot be decoded as an event."""
+
+    error_type = "decode"
+
+
+class UnknownSchemaError(DecodeError, LookupError):
+    """The message names a schema id that is not in the manifest or registry."""
+
+    error_type = "unknown_schema"
+
+
+class EventValidationError(EventError, ValueError):
+    """The event decoded, but its content is impossible (e.g. a declination of 100°)."""
+
+    error_type = "invalid_event"
+
+
+class DeliveryError(EventError):
+    """The broker did not acknowledge a message."""
+
+    error_type = "delivery"
+    retriable = True

@@ -1,0 +1,142 @@
+"""The base every Alert Production service runs on.
+
+A :class:`Service` owns one producer, any number of consumers, and an HTTP
+endpoint with ``/healthz`` (the process is alive), ``/readyz`` (the broker
+answers) and ``/metrics`` (Prometheus). SIGTERM or SIGINT drains: consumers
+finish and commit their in-flight batch within ``drain_timeout_s``, then the
+producer flushes. A second signal exits at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+from confluent_kafka.admin import AdminClient
+from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
+
+from ..events import AsyncProducer, EventConsumer
+from ._settings import ServiceSettings
+
+log = logging.getLogger(__name__)
+
+UP = Gauge("nightshift_service_up", "1 while the service runs", ["service"])
+
+ConsumerFactory = Callable[[AsyncProducer], list[EventConsumer]]
+
+
+class Service:
+    """Run consumers built by ``make_consumers`` until a signal or :meth:`stop`.
+
+    Parameters
+    ----------
+    settings : ServiceSettings
+    make_consumers : callable
+        Builds the service's consumers from the shared producer.
+    """
+
+    def __init__(self, settings: ServiceSettings, make_consumers: ConsumerFactory) -> None:
+        self.settings = settings
+        self._make_consumers = make_consumers
+        self.producer = AsyncProducer(settings.kafka_bootstrap)
+        self.consumers: list[EventConsumer] = []
+        self._stop = asyncio.Event()
+        self._signals = 0
+        self._runner: web.AppRunner | None = None
+        self.port: int | None = None
+
+    # -- HTTP -------------------------------------------------------------
+    async def _healthz(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok", "service": self.settings.service_name})
+
+    async def broker_reachable(self, timeout: float = 2.0) -> bool:
+        admin = AdminClient({"bootstrap.servers": self.settings.kafka_bootstrap})
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, lambda: admin.list_topics(timeout=timeout))
+        except Exception:  # KafkaException: broker not reachable
+            return False
+        return True
+
+    async def _readyz(self, request: web.Request) -> web.Response:
+        consumers_ok = all(c.running for c in self.consumers)
+        broker_ok = await self.broker_reachable()
+        ready = consumers_ok and broker_ok and not self._stop.is_set()
+        return web.json_response(
+            {"ready": ready, "broker": broker_ok, "consumers": consumers_ok, "draining": self._stop.is_set()},
+            status=200 if ready else 503,
+        )
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def _start_http(self) -> None:
+        app = web.Application()
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/readyz", self._readyz)
+        app.router.add_get("/metrics", self._metrics)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.settings.http_host, self.settings.http_port)
+        await site.start()
+        server = site._server  # aiohttp exposes the bound port only here
+        self.port = server.sockets[0].getsockname()[1] if server and server.sockets else self.settings.http_port
+        log.info("http endpoint on %s:%s", self.settings.http_host, self.port)
+
+    # -- lifecycle ----------------------------------------------------------
+    def stop(self) -> None:
+        """Begin a graceful drain."""
+        self._stop.set()
+
+    def _on_signal(self, signum: int) -> None:
+        self._signals += 1
+        if self._signals > 1:
+            log.error("second %s: exiting without draining", signal.Signals(signum).name)
+            os._exit(128 + signum)
+        log.info("%s received: draining", signal.Signals(signum).name)
+        self.stop()
+
+    async def run(self, ready: Callable[[], Awaitable[None]] | None = None) -> None:
+        """Start everything, wait for a stop, drain within the timeout, close."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                loop.add_signal_handler(sig, self._on_signal, sig)
+            except (NotImplementedError, RuntimeError):  # not the main thread (e.g. in tests)
+                pass
+        await self.producer.start()
+        self.consumers = self._make_consumers(self.producer)
+        tasks = [asyncio.create_task(c.run(), name=f"consumer-{i}") for i, c in enumerate(self.consumers)]
+        await self._start_http()
+        UP.labels(self.settings.service_name).set(1)
+        if ready is not None:
+            await ready()
+        stop_wait = asyncio.create_task(self._stop.wait())
+        try:
+            done, _ = await asyncio.wait([stop_wait, *tasks], return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                if task is not stop_wait and task.exception() is not None:
+                    raise task.exception()  # type: ignore[misc]
+        finally:
+            stop_wait.cancel()
+            await self._drain(tasks)
+
+    async def _drain(self, tasks: list[asyncio.Task[None]]) -> None:
+        timeout = self.settings.drain_timeout_s
+        try:
+            await asyncio.wait_for(asyncio.gather(*(c.close(timeout) for c in self.consumers)), timeout + 5)
+        except TimeoutError:
+            log.warning("consumers did not drain in %.0f s; cancelling", timeout)
+        for task in tasks:
+            if not task.done():
+                task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self.producer.close(timeout)
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        UP.labels(self.settings.service_name).set(0)
+        log.info("drained and stopped")

@@ -1,0 +1,53 @@
+"""A small real service for the crash tests: records each delivery and an idempotent effect in PostgreSQL.
+
+Run as ``python effect_service.py TOPIC GROUP TABLE`` with ``KAFKA_BOOTSTRAP``
+and ``PG_DSN`` set; it stops gracefully on SIGTERM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+import asyncpg
+from confluent_kafka import Message
+
+from nightshift.events import Event, EventConsumer
+from nightshift.service import Service, ServiceSettings, setup_logging
+
+
+async def main(topic: str, group: str, table: str) -> None:
+    import os
+
+    settings = ServiceSettings(service_name="effect-test", http_port=0, drain_timeout_s=10, max_batch=20, concurrency=4)
+    setup_logging(settings.service_name, "INFO")
+    pool = await asyncpg.create_pool(os.environ["PG_DSN"], min_size=1, max_size=4)
+
+    async def handler(event: Event, msg: Message) -> None:
+        async with pool.acquire() as conn, conn.transaction():
+            await conn.execute(f"INSERT INTO {table}_deliveries (event_id) VALUES ($1)", event.event_id)
+            # The effect is keyed by the event id: a redelivered event has no second effect.
+            await conn.execute(
+                f"INSERT INTO {table}_effects (event_id) VALUES ($1) ON CONFLICT DO NOTHING", event.event_id
+            )
+        await asyncio.sleep(0.01)
+
+    def consumers(producer):  # type: ignore[no-untyped-def]
+        return [EventConsumer(settings.kafka_bootstrap, group, [topic], handler, producer,
+                              max_batch=settings.max_batch, concurrency=settings.concurrency,
+                              subjects={topic: "dataset.stored"}, config={"session.timeout.ms": 6000})]
+
+    service = Service(settings, consumers)
+
+    async def ready() -> None:
+        print(f"READY port={service.port}", flush=True)
+
+    try:
+        await service.run(ready)
+    finally:
+        await pool.close()
+    print("STOPPED", flush=True)
+
+
+if __name__ == "__main__":
+    asyncio.run(main(*sys.argv[1:4]))

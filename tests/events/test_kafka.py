@@ -1,0 +1,147 @@
+"""Producer and consumer against the real Apache Kafka broker of the local stack."""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+import time
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+from confluent_kafka import Consumer, Message
+
+from nightshift.events import (
+    AsyncProducer,
+    DatasetStored,
+    DeliveryError,
+    Event,
+    EventConsumer,
+    dlq_topic,
+    encode,
+    ensure_topics,
+)
+
+pytestmark = pytest.mark.integration
+
+
+def stored(i: int) -> DatasetStored:
+    return DatasetStored(dataset_id=uuid.uuid4(), dataset_type="calexp", run="run/1", uri=f"s3://repo/calexp/{i}.fits")
+
+
+@pytest.fixture
+async def producer(kafka_bootstrap: str) -> AsyncIterator[AsyncProducer]:
+    async with AsyncProducer(kafka_bootstrap) as p:
+        yield p
+
+
+def drain(bootstrap: str, topic: str, expect: int, timeout: float = 20.0) -> list[Message]:
+    """Read ``expect`` messages of ``topic`` from the beginning with a plain consumer."""
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"drain-{uuid.uuid4()}", "auto.offset.reset": "earliest"})
+    c.subscribe([topic])
+    out: list[Message] = []
+    deadline = time.monotonic() + timeout
+    while len(out) < expect and time.monotonic() < deadline:
+        for m in c.consume(100, 0.5):
+            if m.error() is None:
+                out.append(m)
+    c.close()
+    return out
+
+
+async def test_send_returns_broker_offsets(kafka_bootstrap: str, producer: AsyncProducer, unique_name: str) -> None:
+    topic = f"dataset.stored.{unique_name}"
+    ensure_topics(kafka_bootstrap, [topic], partitions=1)
+    first = await producer.send_event(stored(0), topic=topic)
+    futures = [await producer.enqueue(topic, encode(stored(i))) for i in range(1, 50)]
+    delivered = await asyncio.gather(*futures)
+    assert first.offset == 0 and [d.offset for d in delivered] == list(range(1, 50))
+    assert len(drain(kafka_bootstrap, topic, 50)) == 50
+
+
+async def test_send_to_missing_topic_fails_clearly(producer: AsyncProducer, unique_name: str) -> None:
+    # auto.create.topics.enable=false on the broker: an unknown topic is an error, not a new topic.
+    p = AsyncProducer(producer._config["bootstrap.servers"], {"delivery.timeout.ms": 3000, "message.timeout.ms": 3000})
+    async with p:
+        with pytest.raises(DeliveryError, match="broker did not accept message"):
+            await p.send(f"no.such.topic.{unique_name}", b"x")
+
+
+async def run_consumer(
+    consumer: EventConsumer, until: "asyncio.Future[None] | None" = None, timeout: float = 30.0
+) -> None:
+    task = asyncio.create_task(consumer.run())
+    try:
+        await asyncio.wait_for(asyncio.shield(until) if until else asyncio.sleep(0), timeout)
+    finally:
+        await consumer.close(drain_timeout_s=10)
+        await task
+
+
+async def test_every_message_ends_handled_or_in_the_dlq(
+    kafka_bootstrap: str, producer: AsyncProducer, unique_name: str
+) -> None:
+    topic = "dataset.stored"  # real subject: the consumer checks the schema's subject against the topic
+    group = f"g-{unique_name}"
+    ensure_topics(kafka_bootstrap, [topic, dlq_topic(topic)])
+    marker = unique_name.encode()
+    good = [stored(i) for i in range(40)]
+    forged = stored(999).model_copy(update={"uri": ""})  # schema-valid, but an empty URI is impossible
+    poison: list[bytes] = [
+        b"not avro at all",
+        struct.pack(">bI", 0, 424242) + b"\x02",  # unknown schema id
+        encode(good[0])[:-5],  # truncated
+        encode(forged),
+    ]
+    # Only this test's messages count: tag them with a key so earlier runs' messages are ignored.
+    sends = [await producer.enqueue(topic, encode(e), key=marker) for e in good[:20]]
+    sends += [await producer.enqueue(topic, p, key=marker) for p in poison]
+    sends += [await producer.enqueue(topic, encode(e), key=marker) for e in good[20:]]
+    await asyncio.gather(*sends)
+
+    handled: list[str] = []
+    done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    failing_once = {good[5].event_id}
+
+    async def handler(event: Event, msg: Message) -> None:
+        if msg.key() != marker:
+            return
+        if event.event_id in failing_once:  # a transient failure: retried, then handled
+            failing_once.discard(event.event_id)
+            raise ConnectionError("database restarting")
+        if event.event_id == good[7].event_id:
+            raise ValueError("handler bug: cannot process this event")  # non-retriable: to the DLQ
+        handled.append(event.event_id)
+        if len(handled) == len(good) - 1 and not done.done():
+            done.set_result(None)
+
+    consumer = EventConsumer(kafka_bootstrap, group, [topic], handler, producer, max_batch=16, concurrency=4,
+                             retry_backoff_s=0.01)
+    await run_consumer(consumer, done)
+
+    assert sorted(handled) == sorted(e.event_id for e in good if e.event_id != good[7].event_id)
+    dlq = [m for m in drain(kafka_bootstrap, dlq_topic(topic), 10_000, timeout=10) if m.key() == marker]
+    assert len(dlq) == len(poison) + 1
+    reasons = {dict(m.headers())["dlq.error_type"].decode() for m in dlq}
+    assert reasons == {"decode", "unknown_schema", "invalid_event", "ValueError"}
+    for m in dlq:
+        h = dict(m.headers())
+        assert h["dlq.source_topic"] == topic.encode()
+        assert int(h["dlq.source_offset"]) >= 0 and h["dlq.error_message"]
+    assert {m.value() for m in dlq} >= set(poison)
+    assert consumer.stats.retries == 1
+
+    # Offsets were committed: a new consumer of the same group sees none of these again.
+    seen_again: list[str] = []
+
+    async def record(event: Event, msg: Message) -> None:
+        if msg.key() == marker:
+            seen_again.append(event.event_id)
+
+    again = EventConsumer(kafka_bootstrap, group, [topic], record, producer)
+    task = asyncio.create_task(again.run())
+    await asyncio.wait_for(again.assigned.wait(), 30)
+    await asyncio.sleep(2)
+    await again.close()
+    await task
+    assert seen_again == []

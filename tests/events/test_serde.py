@@ -1,0 +1,128 @@
+"""Wire format: round trips, schema evolution, and a specific error for every kind of bad input."""
+
+from __future__ import annotations
+
+import json
+import struct
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+
+from nightshift.events import (
+    DecodeError,
+    DiaResults,
+    EventValidationError,
+    NextVisit,
+    QuantumPlanned,
+    RawArrived,
+    SchemaCatalog,
+    UnknownSchemaError,
+    decode,
+    encode,
+    schema_id_of,
+    schemas_dir,
+)
+
+
+def next_visit(**overrides: object) -> NextVisit:
+    fields = dict(
+        instrument="LSSTCam", group_id="2026-11-25T01:02:03", visit=2026112500001, day_obs=20261124,
+        survey="BLOCK-1", ra_deg=150.1, dec_deg=-30.2, rotation_deg=12.0, physical_filter="r_57",
+        exposure_time_s=30.0, n_snaps=1, detectors=list(range(189)),
+    )
+    fields.update(overrides)
+    return NextVisit(**fields)  # type: ignore[arg-type]
+
+
+def test_round_trip_keeps_every_field() -> None:
+    event = QuantumPlanned(
+        quantum_id=uuid.uuid4(), task_label="isr", instrument="LSSTCam", visit=1, detector=94,
+        data_id={"instrument": "LSSTCam", "visit": "1", "detector": "94"},
+        inputs=[uuid.uuid4(), uuid.uuid4()], outputs=[uuid.uuid4()], config_hash="a" * 64, code_version="0.1.0",
+    )
+    data = encode(event)
+    assert data[0] == 0 and schema_id_of(data) == 4
+    back = decode(data, expected_subject="quantum.planned")
+    assert back == event
+    assert back.planned_at.tzinfo is not None
+
+
+def test_truncated_body_is_a_decode_error() -> None:
+    data = encode(next_visit())
+    with pytest.raises(DecodeError, match="corrupt"):
+        decode(data[:-7])
+
+
+def test_trailing_garbage_is_a_decode_error() -> None:
+    with pytest.raises(DecodeError, match="trailing bytes"):
+        decode(encode(next_visit()) + b"\x01\x02")
+
+
+@pytest.mark.parametrize("data", [b"", b"\x00\x00", b"{\"json\": true}", b"\x01\x00\x00\x00\x01abc"])
+def test_not_wire_format(data: bytes) -> None:
+    with pytest.raises(DecodeError):
+        decode(data)
+
+
+def test_unknown_schema_id() -> None:
+    with pytest.raises(UnknownSchemaError, match="schema id 99999 is not in"):
+        decode(struct.pack(">bI", 0, 99999) + b"\x00")
+
+
+def test_wrong_subject_for_topic() -> None:
+    with pytest.raises(DecodeError, match="carries a 'nextVisit' event"):
+        decode(encode(next_visit()), expected_subject="raw.arrived")
+
+
+def test_impossible_content_is_rejected_at_construction_and_on_decode() -> None:
+    with pytest.raises(ValueError, match="dec_deg"):
+        next_visit(dec_deg=100.0)
+    # Bytes that are schema-valid but carry impossible content (written by a buggy peer).
+    forged = next_visit().model_copy(update={"dec_deg": 123.0})  # model_copy skips validation
+    data = encode(forged)
+    with pytest.raises(EventValidationError, match=r"dec_deg: Input should be less than or equal to 90"):
+        decode(data)
+
+
+def test_counts_must_agree() -> None:
+    with pytest.raises(ValueError, match="n_dia_sources=3 but 2 dia_source_ids"):
+        DiaResults(
+            instrument="LSSTCam", visit=1, detector=2, visit_time_mjd_tai=61000.5, n_dia_sources=3,
+            n_dia_objects=1, dia_source_ids=[1, 2], results_uri="s3://b/k",
+        )
+
+
+def test_naive_timestamps_are_refused() -> None:
+    with pytest.raises(ValueError, match="timezone-aware"):
+        RawArrived(
+            instrument="LSSTCam", group_id="g", visit=1, detector=1, snap=0, uri="s3://b/k", size_bytes=1,
+            checksum="0" * 64, observed_at=datetime(2026, 11, 25, 1, 0, 0),
+        )
+
+
+def test_old_version_resolves_to_new(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A v2 schema with an added defaulted field reads v1 bytes (schema evolution)."""
+    manifest = json.loads((schemas_dir() / "manifest.json").read_text())
+    (tmp_path / "events").mkdir()
+    for s in manifest["subjects"].values():
+        for v in s["versions"]:
+            (tmp_path / v["file"]).write_text((schemas_dir() / v["file"]).read_text())
+    v1 = json.loads((schemas_dir() / "events" / "dataset.stored.v1.avsc").read_text())
+    v2 = {**v1, "fields": [*v1["fields"], {"name": "size_bytes", "type": "long", "default": -1}]}
+    (tmp_path / "events" / "dataset.stored.v2.avsc").write_text(json.dumps(v2))
+    manifest["subjects"]["dataset.stored"]["versions"].append(
+        {"version": 2, "id": 100, "file": "events/dataset.stored.v2.avsc"}
+    )
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    catalog = SchemaCatalog(tmp_path)
+    from nightshift.events import DatasetStored
+
+    event = DatasetStored(dataset_id=uuid.uuid4(), dataset_type="calexp", run="r", uri="s3://b/k",
+                          stored_at=datetime.now(UTC))
+    v1_bytes = encode(event)  # default catalog: written with v1
+    assert schema_id_of(v1_bytes) == 8
+    # Reading with the v2 catalog resolves the writer's v1 to the reader's v2; the model
+    # (v1 fields, extra="forbid") refuses the unknown field, proving resolution happened.
+    with pytest.raises(EventValidationError, match="size_bytes"):
+        decode(v1_bytes, catalog=catalog)
