@@ -7,6 +7,7 @@ on first use), since PostgreSQL refuses to run as root.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pwd
 import subprocess
@@ -30,8 +31,23 @@ def _pg_bin_dirs() -> list[Path]:
     return [d / "bin" for d in reversed(versions)]
 
 
-def _paths(s: StackSettings) -> dict[str, Path]:
+def _others_can_enter(folder: Path) -> bool:
+    return all(p.stat().st_mode & 0o001 for p in folder.parents if p.exists())
+
+
+def _base_dir(s: StackSettings) -> Path:
     base = s.state_dir / NAME
+    if os.geteuid() == 0 and not _others_can_enter(base):
+        # A checkout under a private folder (e.g. mktemp -d, mode 700): the unprivileged
+        # server user could not reach it, so the cluster lives in a system folder keyed
+        # by the checkout instead.
+        key = hashlib.sha256(str(s.state_dir).encode()).hexdigest()[:12]
+        base = Path("/var/lib/nightshift-dev") / key / NAME
+    return base
+
+
+def _paths(s: StackSettings) -> dict[str, Path]:
+    base = _base_dir(s)
     return {"base": base, "data": base / "data", "socket": base / "socket", "log": base / "server.log"}
 
 
@@ -57,17 +73,15 @@ def _ensure_server_user(paths: dict[str, Path]) -> None:
         )
     entry = pwd.getpwnam(SERVER_USER)
     paths["base"].mkdir(parents=True, exist_ok=True)
+    for parent in paths["base"].parents:
+        if not parent.stat().st_mode & 0o001:
+            raise StackError(
+                f"PostgreSQL runs as '{SERVER_USER}', which cannot enter {parent}. "
+                f"Run `chmod o+x {parent}` or set NIGHTSHIFT_STACK_DIR to a folder it can reach."
+            )
     for folder in (paths["base"], paths["socket"]):
         folder.mkdir(parents=True, exist_ok=True)
         os.chown(folder, entry.pw_uid, entry.pw_gid)
-    # The server user must be able to traverse to the data directory.
-    for parent in paths["base"].parents:
-        mode = parent.stat().st_mode
-        if not mode & 0o001:
-            raise StackError(
-                f"PostgreSQL runs as '{SERVER_USER}', which cannot enter {parent} (mode {oct(mode & 0o777)}). "
-                f"Run `chmod o+x {parent}` or set NIGHTSHIFT_STACK_DIR to a folder it can reach."
-            )
 
 
 def _pg_ctl(s: StackSettings, *args: str) -> list[str]:

@@ -144,7 +144,7 @@ class EventConsumer:
         await self._call(lambda: self._consumer.subscribe(self.topics, on_assign=on_assign))  # type: ignore[union-attr]
         try:
             while not self._stopping.is_set():
-                messages: list[Message] = await self._call(self._consumer.consume, self._max_batch, self._poll_timeout)
+                messages: list[Message] = await self._call(self._fetch)
                 if messages:
                     await self._process_batch(messages)
         finally:
@@ -152,6 +152,20 @@ class EventConsumer:
             await self._call(consumer.close)
             self._thread.shutdown(wait=False)
             self._stopped.set()
+
+    def _fetch(self) -> list[Message]:
+        """Block until one message arrives, then take what is already buffered (up to max_batch).
+
+        ``consume(n, timeout)`` alone would wait for n messages or the timeout,
+        adding up to ``poll_timeout_s`` of latency at low rates.
+        """
+        consumer = self._consumer
+        if consumer is None:
+            return []
+        first = consumer.consume(1, self._poll_timeout)
+        if not first or self._max_batch == 1:
+            return first
+        return first + consumer.consume(self._max_batch - 1, 0)
 
     async def _process_batch(self, messages: list[Message]) -> None:
         self.stats.batches += 1

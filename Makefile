@@ -1,0 +1,44 @@
+# nightshift: two commands on a fresh machine.
+#   make demo   install what is missing, start the local stack, run the main job, stop the stack
+#   make test   install what is missing, start the local stack, run the whole test suite, stop the stack
+# Both are idempotent: a second run reuses the virtual environment, jars and server data.
+
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+NIGHTSHIFT := $(VENV)/bin/nightshift
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
+PYTEST_ARGS ?=
+
+.PHONY: demo test setup system venv stack-up stack-down clean-stack
+
+demo: setup
+	@$(NIGHTSHIFT) dev up
+	@status=0; $(NIGHTSHIFT) --log-level WARNING demo || status=$$?; $(NIGHTSHIFT) dev down; exit $$status
+
+test: setup
+	@$(NIGHTSHIFT) dev up
+	@status=0; $(PY) -m pytest $(PYTEST_ARGS) || status=$$?; $(NIGHTSHIFT) dev down; exit $$status
+
+setup: system venv
+
+system:
+	@bash deploy/bootstrap.sh
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) (Python 3.11)"; exit 1; }
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install -q --upgrade pip wheel
+	@$(PY) -m pip install -q -e '.[test]'
+	@rm -f $(VENV)/.installed-*; touch $(STAMP)
+
+stack-up: setup
+	@$(NIGHTSHIFT) dev up
+
+stack-down:
+	@test -x $(NIGHTSHIFT) && $(NIGHTSHIFT) dev down || true
+
+clean-stack: stack-down
+	rm -rf .stack

@@ -1,0 +1,20 @@
+"""Each package's public surface is exactly its curated ``__all__`` (names in private modules stay private)."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+
+import pytest
+
+PACKAGES = ["nightshift", "nightshift.events", "nightshift.service", "nightshift.devstack", "nightshift.butler"]
+
+
+@pytest.mark.parametrize("name", PACKAGES)
+def test_all_matches_public_names(name: str) -> None:
+    module = importlib.import_module(name)
+    exported = {n for n in module.__all__ if not n.startswith("__")}
+    public = {n for n in vars(module) if not n.startswith("_") and not inspect.ismodule(getattr(module, n))}
+    public.discard("annotations")  # from __future__
+    assert exported - public == set(), f"{name}.__all__ names missing attributes"
+    assert public - exported == set(), f"{name} exposes names not in __all__"
