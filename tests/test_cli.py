@@ -5,6 +5,7 @@ from __future__ import annotations
 from click.testing import CliRunner
 
 from nightshift.cli import cli
+from nightshift.devstack import StackSettings
 
 
 def test_help_lists_the_starting_commands() -> None:
@@ -17,9 +18,11 @@ def test_dev_env_prints_exportable_lines() -> None:
     result = CliRunner().invoke(cli, ["dev", "env"])
     assert result.exit_code == 0
     lines = dict(line.removeprefix("export ").split("=", 1) for line in result.output.splitlines())
-    assert lines["KAFKA_BOOTSTRAP"] == "127.0.0.1:19092"
-    assert lines["PG_DSN"].startswith("postgresql://nightshift@127.0.0.1:")
-    assert lines["S3_ENDPOINT"].startswith("http://127.0.0.1:")
+    s = StackSettings()
+    assert lines["KAFKA_BOOTSTRAP"] == f"127.0.0.1:{s.kafka_port}"
+    assert lines["PG_DSN"] == f"postgresql://nightshift@127.0.0.1:{s.pg_port}/nightshift"
+    assert lines["S3_ENDPOINT"] == f"http://127.0.0.1:{s.s3_port}"
+    assert "AWS_SECRET_ACCESS_KEY" in lines  # for eval in a shell; `dev up` never prints it
 
 
 def test_dev_up_rejects_unknown_component() -> None:
