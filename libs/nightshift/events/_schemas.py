@@ -29,12 +29,12 @@ class SchemaVersion:
     parsed: Any
 
 
+_SOURCE_SCHEMAS = str(Path(__file__).resolve().parents[3] / "schemas")
+
+
 def schemas_dir() -> Path:
     """``NIGHTSHIFT_SCHEMAS_DIR`` or the repository's ``schemas/`` folder."""
-    env = os.environ.get("NIGHTSHIFT_SCHEMAS_DIR")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[3] / "schemas"
+    return Path(os.environ.get("NIGHTSHIFT_SCHEMAS_DIR") or _SOURCE_SCHEMAS)
 
 
 class SchemaCatalog:
@@ -93,4 +93,5 @@ def _catalog(root: str) -> SchemaCatalog:
 
 def default_catalog() -> SchemaCatalog:
     """The catalog of :func:`schemas_dir`, parsed once per process."""
-    return _catalog(str(schemas_dir()))
+    # On every encode/decode: no filesystem calls here, only a cache lookup.
+    return _catalog(os.environ.get("NIGHTSHIFT_SCHEMAS_DIR") or _SOURCE_SCHEMAS)
