@@ -70,3 +70,33 @@ def test_busy_port_is_reported_with_the_variable_to_change(pg_dsn: str) -> None:
     s = StackSettings()
     with pytest.raises(StackError, match=rf"port 127.0.0.1:{s.pg_port} is already in use.*NIGHTSHIFT_PG_PORT"):
         check_port_free("PostgreSQL", "127.0.0.1", s.pg_port, "NIGHTSHIFT_PG_PORT")
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_kafka_data_survives_down_and_up(kafka_bootstrap: str, unique_name: str) -> None:
+    from confluent_kafka import Consumer, Producer
+
+    from nightshift.devstack import down, up
+    from nightshift.events import ensure_topics
+
+    topic = f"restart.{unique_name}"
+    ensure_topics(kafka_bootstrap, [topic], partitions=1)
+    producer = Producer({"bootstrap.servers": kafka_bootstrap, "enable.idempotence": True})
+    for i in range(5):
+        producer.produce(topic, value=f"m{i}".encode())
+    assert producer.flush(20) == 0
+
+    assert down(names=["kafka"]) == ["kafka"]
+    assert up(names=["kafka"])["KAFKA_BOOTSTRAP"] == kafka_bootstrap
+
+    consumer = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": unique_name, "auto.offset.reset": "earliest"})
+    consumer.subscribe([topic])
+    got: list[bytes] = []
+    import time
+
+    deadline = time.monotonic() + 30
+    while len(got) < 5 and time.monotonic() < deadline:
+        got += [m.value() for m in consumer.consume(10, 0.5) if m.error() is None]
+    consumer.close()
+    assert got == [f"m{i}".encode() for i in range(5)]

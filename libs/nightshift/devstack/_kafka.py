@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import os
 import uuid
 from pathlib import Path
 
@@ -65,12 +64,6 @@ def _classpath(jars: Path) -> str:
     return f"{jars}/*"
 
 
-def _java_env(s: StackSettings) -> dict[str, str]:
-    env = dict(os.environ)
-    env.setdefault("KAFKA_HEAP_OPTS", "-Xms256m -Xmx768m")
-    return env
-
-
 def start(s: StackSettings, timeout: float = 90.0) -> None:
     """Start the broker (resolving jars and formatting storage the first time)."""
     p = _paths(s)
@@ -91,8 +84,8 @@ def start(s: StackSettings, timeout: float = 90.0) -> None:
             [*jvm, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(p["config"])],
             what="formatting the Kafka storage directory",
         )
-    proc = spawn("Kafka", [*jvm, "kafka.Kafka", str(p["config"])], p["log"], p["pid"], env=_java_env(s))
-    wait_ready("Kafka", lambda: ready(s), timeout, p["log"], alive=lambda: proc.poll() is None)
+    alive = spawn("Kafka", [*jvm, "kafka.Kafka", str(p["config"])], p["log"], p["pid"])
+    wait_ready("Kafka", lambda: ready(s), timeout, p["log"], alive=alive)
 
 
 def ready(s: StackSettings) -> bool:

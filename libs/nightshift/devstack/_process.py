@@ -87,22 +87,31 @@ def spawn(
     log_file: Path,
     pid_file: Path,
     env: dict[str, str] | None = None,
-    cwd: Path | None = None,
-) -> subprocess.Popen[bytes]:
-    """Start a server detached from our session, output to ``log_file``."""
+) -> Callable[[], bool]:
+    """Start a server in its own session, output appended to ``log_file``.
+
+    The server outlives this process (it is not a ``Popen`` child we must
+    wait for). Returns a function telling whether it is still running, which
+    also reaps it if it exited during start-up.
+    """
     log_file.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_file, "ab") as log:
-        proc = subprocess.Popen(
-            list(argv),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=env,
-            cwd=cwd,
-            start_new_session=True,
-        )
-    pid_file.write_text(str(proc.pid))
-    return proc
+    actions = [
+        (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+        (os.POSIX_SPAWN_OPEN, 1, str(log_file), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644),
+        (os.POSIX_SPAWN_DUP2, 1, 2),
+    ]
+    pid = os.posix_spawn(argv[0], list(argv), dict(env if env is not None else os.environ),
+                         file_actions=actions, setsid=True)
+    pid_file.write_text(str(pid))
+
+    def alive() -> bool:
+        try:
+            done, _ = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            return read_pid(pid_file) is not None
+        return done == 0
+
+    return alive
 
 
 def wait_ready(

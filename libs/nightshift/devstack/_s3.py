@@ -67,8 +67,8 @@ def start(s: StackSettings, timeout: float = 60.0) -> None:
     )
     os.chmod(p["config"], 0o600)
     argv = [java, "-Xms64m", "-Xmx512m", "-cp", f"{jars}/*", "org.gaul.s3proxy.Main", "--properties", str(p["config"])]
-    proc = spawn("S3Proxy", argv, p["log"], p["pid"])
-    wait_ready("S3Proxy", lambda: ready(s), timeout, p["log"], alive=lambda: proc.poll() is None)
+    alive = spawn("S3Proxy", argv, p["log"], p["pid"])
+    wait_ready("S3Proxy", lambda: ready(s), timeout, p["log"], alive=alive)
 
 
 def ready(s: StackSettings) -> bool:
