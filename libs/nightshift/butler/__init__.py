@@ -1,9 +1,90 @@
 """The butler: data access through a registry (what exists) and datastores (the bytes).
 
-Public names are re-exported here from private ``_module.py`` files.
+Public names are re-exported here from private ``_module.py`` files. The heavy
+parts (the SQLAlchemy registry, astropy-based formatters, boto3 datastores) are
+imported on first use, so ``import nightshift.butler`` stays cheap for a process
+that needs only the registry, or only dataset refs.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from ._dataset_ref import DataIdValue, DatasetRef, deterministic_dataset_id
 from ._dataset_type import DatasetType
 
-__all__ = ["DataIdValue", "DatasetRef", "DatasetType", "deterministic_dataset_id"]
+if TYPE_CHECKING:
+    from ._butler import Butler, ButlerConfigError
+    from ._file_templates import FileTemplate, FileTemplateError, FileTemplates
+    from ._storage_class import StorageClass, StorageClassError, StorageClassFactory
+    from .datastores import DatasetNotFoundError, DatastoreError
+    from .dimensions import DimensionRecord, DimensionUniverse
+    from .formatters import Box, Exposure, FormatterError
+    from .registry import CollectionType, DatasetGraph, ExclusionList, Registry, RegistryError, Timespan
+
+_LAZY = {
+    "Butler": "._butler",
+    "ButlerConfigError": "._butler",
+    "FileTemplate": "._file_templates",
+    "FileTemplateError": "._file_templates",
+    "FileTemplates": "._file_templates",
+    "StorageClass": "._storage_class",
+    "StorageClassError": "._storage_class",
+    "StorageClassFactory": "._storage_class",
+    "DatasetNotFoundError": ".datastores",
+    "DatastoreError": ".datastores",
+    "DimensionRecord": ".dimensions",
+    "DimensionUniverse": ".dimensions",
+    "Box": ".formatters",
+    "Exposure": ".formatters",
+    "FormatterError": ".formatters",
+    "CollectionType": ".registry",
+    "DatasetGraph": ".registry",
+    "ExclusionList": ".registry",
+    "Registry": ".registry",
+    "RegistryError": ".registry",
+    "Timespan": ".registry",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'nightshift.butler' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
+
+__all__ = [
+    "Box",
+    "Butler",
+    "ButlerConfigError",
+    "CollectionType",
+    "DataIdValue",
+    "DatasetGraph",
+    "DatasetNotFoundError",
+    "DatasetRef",
+    "DatasetType",
+    "DatastoreError",
+    "DimensionRecord",
+    "DimensionUniverse",
+    "ExclusionList",
+    "Exposure",
+    "FileTemplate",
+    "FileTemplateError",
+    "FileTemplates",
+    "FormatterError",
+    "Registry",
+    "RegistryError",
+    "StorageClass",
+    "StorageClassError",
+    "StorageClassFactory",
+    "Timespan",
+    "deterministic_dataset_id",
+]

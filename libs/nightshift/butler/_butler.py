@@ -1,0 +1,654 @@
+"""The synchronous Butler: a registry (what exists) joined to a datastore (the bytes).
+
+::
+
+    butler = Butler.create("/repo")                       # SQLite registry + POSIX datastore
+    butler = Butler("/repo", collections=["HSC/runs/RC2"], run="u/me/test")
+    ref = butler.put(exposure, "calexp", {"instrument": "HSC", "detector": 16, ...})
+    exp = butler.get("calexp", data_id)
+    wcs = butler.get("calexp.wcs", data_id)
+    cut = butler.get("calexp", data_id, parameters={"bbox": Box(0, 0, 50, 50)})
+
+A repository is a directory holding ``butler.yaml`` (registry location and
+datastore configuration) and, by default, the SQLite registry and the POSIX
+datastore root. Every path in ``butler.yaml`` is relative to the repository
+directory, so a repository is relocated by moving it (DMS-MWBT-REQ-0001).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ._dataset_ref import DatasetRef
+from ._dataset_type import DatasetType
+from ._storage_class import StorageClassFactory
+from .datastores import (
+    DatasetNotFoundError,
+    Datastore,
+    DatastoreError,
+    DatastorePermissionError,
+    TransferMode,
+    datastore_from_config,
+    transfer_dataset,
+)
+from .registry import CollectionType, ConflictingDefinitionError, MissingCollectionError, Registry
+
+__all__ = ["Butler", "ButlerConfigError"]
+
+CONFIG_NAME = "butler.yaml"
+DEFAULT_DATASTORE: dict[str, Any] = {"cls": "posix", "name": "posix", "root": "datastore"}
+
+
+def _progress(items: Sequence[Any], what: str) -> Iterable[Any]:
+    """Iterate with a rich progress bar for long transfers on a terminal."""
+    if len(items) < 100 or not sys.stderr.isatty():
+        return items
+    from rich.progress import track
+
+    return track(items, description=what, transient=True)
+
+
+class ButlerConfigError(DatastoreError, ValueError):
+    """``butler.yaml`` is missing or invalid."""
+
+    error_type = "butler_config"
+
+
+class Butler:
+    """Read and write datasets of one repository.
+
+    Parameters
+    ----------
+    repo : str or os.PathLike
+        Repository directory (holding ``butler.yaml``).
+    collections : str or sequence of str, optional
+        Default search path for :meth:`get`.
+    run : str, optional
+        Default RUN collection for :meth:`put` (created on first put).
+    datastore : Datastore, optional
+        Use this datastore instead of the configured one.
+    registry : Registry, optional
+        Use this registry instead of the configured one.
+    """
+
+    def __init__(
+        self,
+        repo: str | os.PathLike[str],
+        collections: str | Sequence[str] | None = None,
+        run: str | None = None,
+        *,
+        datastore: Datastore | None = None,
+        registry: Registry | None = None,
+    ) -> None:
+        self.root = Path(repo).absolute()
+        config_path = self.root / CONFIG_NAME
+        try:
+            self.config: dict[str, Any] = yaml.safe_load(config_path.read_text()) or {}
+        except FileNotFoundError:
+            raise ButlerConfigError(f"{config_path} not found: create a repository with Butler.create()") from None
+        except yaml.YAMLError as exc:
+            raise ButlerConfigError(f"{config_path} is not valid YAML: {exc}") from exc
+        self.storage_classes = StorageClassFactory(self.config.get("storage_classes"))
+        self.registry = registry if registry is not None else Registry(
+            self._registry_location(self.config), schema=(self.config.get("registry") or {}).get("schema")
+        )
+        self.datastore = datastore if datastore is not None else datastore_from_config(
+            self.config.get("datastore", DEFAULT_DATASTORE), base=self.root, storage_classes=self.storage_classes
+        )
+        if isinstance(collections, str):
+            collections = [collections]
+        self.run = run
+        self.collections: list[str] = list(collections) if collections is not None else ([run] if run else [])
+        self._known_runs: set[str] = set()
+
+    def _registry_location(self, config: Mapping[str, Any]) -> str:
+        db = (config.get("registry") or {}).get("db")
+        if db is None:
+            return str(self.root)
+        return db if "://" in str(db) else str(self.root / db)
+
+    @classmethod
+    def create(
+        cls,
+        repo: str | os.PathLike[str],
+        datastore: Mapping[str, Any] | None = None,
+        registry_db: str | None = None,
+        storage_classes: Mapping[str, Any] | None = None,
+        registry_schema: str | None = None,
+    ) -> Butler:
+        """Create a repository: ``butler.yaml``, the registry and the datastore root.
+
+        Parameters
+        ----------
+        repo : str or os.PathLike
+            New repository directory.
+        datastore : mapping, optional
+            Datastore configuration (see ``datastores._config``); POSIX under
+            ``<repo>/datastore`` by default.
+        registry_db : str, optional
+            Database URL (PostgreSQL); a SQLite file inside ``repo`` by default.
+        storage_classes : mapping, optional
+            Extra storage class definitions.
+        registry_schema : str, optional
+            PostgreSQL schema holding this repository's tables.
+        """
+        root = Path(repo).absolute()
+        root.mkdir(parents=True, exist_ok=True)
+        config: dict[str, Any] = {"registry": {"db": registry_db, "schema": registry_schema}, "datastore": dict(datastore or DEFAULT_DATASTORE)}
+        if storage_classes:
+            config["storage_classes"] = dict(storage_classes)
+        if (root / CONFIG_NAME).exists():
+            raise ButlerConfigError(f"a repository already exists at {root}")
+        (root / CONFIG_NAME).write_text(yaml.safe_dump(config, sort_keys=False))
+        Registry.create(registry_db if registry_db else str(root), schema=registry_schema).close()
+        return cls(root)
+
+    def close(self) -> None:
+        """Release the registry's database connections (idempotent)."""
+        self.registry.close()
+
+    def __enter__(self) -> Butler:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- helpers ---------------------------------------------------------------------------------
+    def _dataset_type(self, dataset_type: str | DatasetType) -> tuple[DatasetType, str | None]:
+        name = dataset_type.name if isinstance(dataset_type, DatasetType) else dataset_type
+        parent, _, component = name.partition(".")
+        return self.registry.get_dataset_type(parent), (component or None)
+
+    def _ensure_run(self, run: str) -> None:
+        if run not in self._known_runs:
+            self.registry.register_run(run)
+            self._known_runs.add(run)
+
+    def register_dataset_type(self, dataset_type: DatasetType) -> bool:
+        """Register a dataset type (checking that its storage class is known)."""
+        self.storage_classes.get(dataset_type.storage_class)
+        return self.registry.register_dataset_type(dataset_type)
+
+    # -- put / get -------------------------------------------------------------------------------
+    def put(
+        self,
+        obj: Any,
+        dataset_type: str | DatasetType,
+        data_id: Mapping[str, int | str] | None = None,
+        *,
+        run: str | None = None,
+        **kwargs: int | str,
+    ) -> DatasetRef:
+        """Store ``obj``; returns its full, resolved :class:`DatasetRef` (DMS-MWBT-REQ-0075).
+
+        Blocks until the dataset is durably written or the put has failed
+        (DMS-MWBT-REQ-0073). All or nothing (DMS-MWBT-REQ-0076): the registry
+        row is inserted in a transaction that commits only after the datastore
+        write succeeded; if the commit fails, the written file is removed.
+
+        Raises
+        ------
+        MissingDatasetTypeError, DataIdError, ConflictingDefinitionError
+            From the registry (the dataset already exists: no clobber, REQ-0074).
+        StorageClassError, FormatterError, DatastoreError
+            From the datastore.
+        """
+        run = run or self.run
+        if run is None:
+            raise ValueError("put needs a run: Butler(repo, run=...) or put(..., run=...)")
+        dt, component = self._dataset_type(dataset_type)
+        if component is not None:
+            raise ValueError(f"cannot put component {dataset_type!r}: put the composite {dt.name!r}")
+        full_id = {**(data_id or {}), **kwargs}
+        self._ensure_run(run)
+        written: DatasetRef | None = None
+        try:
+            with self.registry.transaction():
+                (ref,) = self.registry.insert_datasets(dt, [full_id], run)
+                self.datastore.put(obj, ref)
+                written = ref
+        except BaseException:
+            if written is not None:  # the commit failed after the file was written
+                try:
+                    self.datastore.remove(written)
+                except Exception:  # noqa: BLE001 - the original error matters more
+                    pass
+            raise
+        return ref
+
+    def put_many(
+        self,
+        items: Iterable[tuple[Any, Mapping[str, int | str]]],
+        dataset_type: str | DatasetType,
+        *,
+        run: str | None = None,
+    ) -> list[DatasetRef]:
+        """Store many datasets of one type in one registry transaction, all or nothing.
+
+        On POSIX the files are flushed with one ``syncfs`` before the registry
+        commits instead of an fsync per file, which is what makes batches fast.
+
+        Parameters
+        ----------
+        items : iterable of (object, data ID)
+            What to store.
+        dataset_type : str or DatasetType
+            Their dataset type.
+        run : str, optional
+            RUN collection (the butler's by default).
+        """
+        run = run or self.run
+        if run is None:
+            raise ValueError("put_many needs a run")
+        dt, component = self._dataset_type(dataset_type)
+        if component is not None:
+            raise ValueError(f"cannot put component {dataset_type!r}")
+        items = list(items)
+        self._ensure_run(run)
+        written: list[DatasetRef] = []
+        try:
+            with self.registry.transaction():
+                refs = self.registry.insert_datasets(dt, [d for _, d in items], run)
+                self.datastore.put_many(zip([o for o, _ in items], refs, strict=True))
+                written = refs
+        except BaseException:
+            for ref in written:
+                try:
+                    self.datastore.remove(ref)
+                except Exception:  # noqa: BLE001
+                    pass
+            raise
+        return refs
+
+    def ingest(
+        self,
+        path: str | os.PathLike[str],
+        dataset_type: str | DatasetType,
+        data_id: Mapping[str, int | str] | None = None,
+        *,
+        run: str | None = None,
+        transfer: str = "copy",
+        **kwargs: int | str,
+    ) -> DatasetRef:
+        """Register an existing file, e.g. an external (non-survey) catalog, as a dataset.
+
+        All or nothing like :meth:`put`; afterwards ``get`` serves it like any
+        other dataset (DMS-MWBT-REQ-0046, DMS-MWBT-REQ-0047).
+
+        Raises
+        ------
+        FormatterError
+            The configured formatter cannot read the file.
+        DatastoreError
+            The datastore cannot ingest files (e.g. in-memory).
+        """
+        run = run or self.run
+        if run is None:
+            raise ValueError("ingest needs a run")
+        dt, component = self._dataset_type(dataset_type)
+        if component is not None:
+            raise ValueError("cannot ingest a component")
+        ingest = getattr(self.datastore, "ingest", None)
+        if ingest is None:
+            raise DatastoreError(f"datastore {self.datastore.name!r} cannot ingest files")
+        self._ensure_run(run)
+        written: DatasetRef | None = None
+        try:
+            with self.registry.transaction():
+                (ref,) = self.registry.insert_datasets(dt, [{**(data_id or {}), **kwargs}], run)
+                ingest(path, ref, transfer)
+                written = ref
+        except BaseException:
+            if written is not None:
+                try:
+                    self.datastore.remove(written)
+                except Exception:  # noqa: BLE001
+                    pass
+            raise
+        return ref
+
+    def find(
+        self,
+        dataset_type: str | DatasetType,
+        data_id: Mapping[str, int | str] | None = None,
+        *,
+        collections: str | Sequence[str] | None = None,
+        **kwargs: int | str,
+    ) -> DatasetRef:
+        """The resolved ref of a dataset (a component ref for ``calexp.wcs``).
+
+        Raises
+        ------
+        DatasetNotFoundError
+            No such dataset in the collections.
+        """
+        dt, component = self._dataset_type(dataset_type)
+        search = [collections] if isinstance(collections, str) else list(collections or self.collections)
+        if not search:
+            raise ValueError("no collections to search: Butler(repo, collections=...) or get(..., collections=...)")
+        full_id = {**(data_id or {}), **kwargs}
+        try:
+            ref = self.registry.find_dataset(dt, full_id, search)
+        except MissingCollectionError as exc:
+            raise DatasetNotFoundError(f"no {dt.name} with data ID {full_id}: {exc}") from exc
+        if ref is None:
+            raise DatasetNotFoundError(f"no {dt.name} with data ID {full_id} in collections {search}")
+        return ref.make_component_ref(component) if component else ref
+
+    def get(
+        self,
+        dataset_type: str | DatasetType | DatasetRef,
+        data_id: Mapping[str, int | str] | None = None,
+        *,
+        parameters: Mapping[str, Any] | None = None,
+        collections: str | Sequence[str] | None = None,
+        storage_class: str | None = None,
+        component_overrides: Mapping[str, DatasetRef] | None = None,
+        component_updates: Mapping[str, DatasetRef] | None = None,
+        **kwargs: int | str,
+    ) -> Any:
+        """Read a dataset, a component (``"calexp.wcs"``) or a subset (``parameters``).
+
+        Parameters
+        ----------
+        dataset_type : str, DatasetType or DatasetRef
+            ``"calexp"``, ``"calexp.wcs"``, or a resolved ref.
+        data_id : mapping, optional
+            Data ID (plus ``**kwargs``).
+        parameters : mapping, optional
+            E.g. ``{"bbox": Box(...)}`` read without loading the rest (REQ-0033).
+        collections : str or sequence, optional
+            Search path (defaults to the butler's).
+        storage_class : str, optional
+            Read the same bytes as another Python type (REQ-0025).
+        component_overrides : mapping of str to DatasetRef, optional
+            Replace components of the composite with separately stored
+            datasets, e.g. a newer WCS (DMS-MWBT-REQ-0051).
+        component_updates : mapping of str to DatasetRef, optional
+            Merge separately stored values into a mapping-like component, e.g.
+            header corrections into ``metadata``: the in-memory object is
+            assembled from several sources (DMS-MWBT-REQ-0035).
+
+        Raises
+        ------
+        DatasetNotFoundError
+            Not in the registry or not in the datastore.
+        """
+        if isinstance(dataset_type, DatasetRef):
+            ref = dataset_type
+        else:
+            ref = self.find(dataset_type, data_id, collections=collections, **kwargs)
+        obj = self.datastore.get(ref, parameters, storage_class)
+        if component_overrides or component_updates:
+            delegate = self.storage_classes.get(ref.dataset_type.storage_class).delegate()
+            for component, override in (component_overrides or {}).items():
+                obj = delegate.set_component(obj, component, self.datastore.get(override))
+            for component, update in (component_updates or {}).items():
+                current = delegate.get_component(obj, component)
+                merged = current.copy()
+                merged.update(self.datastore.get(update))
+                obj = delegate.set_component(obj, component, merged)
+        return obj
+
+    def export_file(
+        self,
+        ref: DatasetRef,
+        directory: str | os.PathLike[str],
+        *,
+        component_overrides: Mapping[str, DatasetRef] | None = None,
+        component_updates: Mapping[str, DatasetRef] | None = None,
+    ) -> Path:
+        """Write one dataset, with its overrides combined in, as a single file (DMS-MWBT-REQ-0077).
+
+        The file is named by the datastore's file template (the last path
+        element), so its name does not depend on how it was obtained
+        (DMS-MWBT-REQ-0078).
+
+        Returns
+        -------
+        pathlib.Path
+            The written file.
+        """
+        from .formatters import FormatterFactory
+
+        obj = self.get(ref, component_overrides=component_overrides, component_updates=component_updates)
+        factory = getattr(self.datastore, "formatters", None) or FormatterFactory()
+        spec = factory.spec_for(ref.dataset_type)
+        formatter = factory.create(spec)
+        templates = getattr(self.datastore, "templates", None)
+        if templates is None:
+            from ._file_templates import FileTemplates
+
+            templates = FileTemplates()
+        dest = Path(directory) / (Path(templates.path(ref)).name + formatter.extension)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(f".{dest.name}.part")
+        try:
+            formatter.write(obj, tmp)
+            os.replace(tmp, dest)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return dest
+
+    def exists(self, dataset_type: str | DatasetType | DatasetRef, data_id: Mapping[str, int | str] | None = None,
+               *, collections: str | Sequence[str] | None = None, **kwargs: int | str) -> bool:
+        """Whether the dataset is in the registry *and* its bytes are in the datastore."""
+        try:
+            ref = dataset_type if isinstance(dataset_type, DatasetRef) else self.find(
+                dataset_type, data_id, collections=collections, **kwargs)
+        except DatasetNotFoundError:
+            return False
+        return self.datastore.exists(ref)
+
+    def get_uri(self, dataset_type: str | DatasetType | DatasetRef, data_id: Mapping[str, int | str] | None = None,
+                **kwargs: Any) -> str | None:
+        """Where the dataset's file is (predictable from the file templates, REQ-0066)."""
+        ref = dataset_type if isinstance(dataset_type, DatasetRef) else self.find(dataset_type, data_id, **kwargs)
+        return self.datastore.get_uri(ref)
+
+    def unstore(self, ref: DatasetRef) -> None:
+        """Delete a dataset's bytes from the datastore, if the storage permits (REQ-0004).
+
+        The registry row stays (the registry has no dataset removal yet).
+        """
+        self.datastore.remove(ref)
+
+    # -- moving data between repositories ------------------------------------------------------------
+    def all_datasets(self, dataset_types: Sequence[str] | None = None, *, where: str = "",
+                     data_id: Mapping[str, int | str] | None = None,
+                     collections: Sequence[str] | None = None) -> list[DatasetRef]:
+        """Every dataset (of some types, matching a query) in the given RUN collections (default: all runs)."""
+        runs = list(collections) if collections is not None else self.registry.query_collections(
+            types=[CollectionType.RUN])
+        if not runs:
+            return []
+        names = list(dataset_types) if dataset_types is not None else [
+            dt.name for dt in self.registry.query_dataset_types()]
+        refs: list[DatasetRef] = []
+        for name in names:
+            refs.extend(self.registry.query_datasets(name, runs, where=where, data_id=data_id, find_first=False))
+        return refs
+
+    def export_subset(
+        self,
+        dest: str | os.PathLike[str],
+        dataset_types: Sequence[str],
+        *,
+        where: str = "",
+        data_id: Mapping[str, int | str] | None = None,
+        collections: Sequence[str] | None = None,
+        transfer: TransferMode = "copy",
+        datastore: Mapping[str, Any] | None = None,
+    ) -> Butler:
+        """Create a new repository holding a subset of this one.
+
+        ``transfer="copy"`` copies the files (DMS-MWBT-REQ-0011); ``"symlink"``
+        makes a view whose files are shared with this repository
+        (DMS-MWBT-REQ-0010). ``datastore`` may put the new repository in
+        another storage context, e.g. S3 (DMS-MWBT-REQ-0019, copy only).
+        Dimension records are copied whole; dataset ids are kept.
+
+        Returns
+        -------
+        Butler
+            The new repository (caller closes it).
+        """
+        refs = self.all_datasets(dataset_types, where=where, data_id=data_id, collections=collections)
+        new = Butler.create(dest, datastore=datastore)
+        try:
+            new.import_from(self, refs, transfer=transfer)
+        except BaseException:
+            new.close()
+            raise
+        return new
+
+    def import_from(
+        self,
+        other: Butler,
+        refs: Sequence[DatasetRef] | None = None,
+        *,
+        transfer: TransferMode = "copy",
+        conflict: str = "error",
+    ) -> list[DatasetRef]:
+        """Bring datasets of another repository into this one (export/import, merge: DMS-MWBT-REQ-0007).
+
+        Parameters
+        ----------
+        other : Butler
+            The source repository.
+        refs : sequence of DatasetRef, optional
+            What to bring (everything by default).
+        transfer : {"copy", "symlink"}
+            Copy the files, or share them (POSIX only).
+        conflict : {"error", "skip", "keep_both"}
+            When this repository already has a dataset of the same type, data
+            ID and run: ``error`` raises before anything changes, ``skip``
+            keeps ours, ``keep_both`` imports theirs into run
+            ``<run>/merged`` (a new id).
+
+        Returns
+        -------
+        list of DatasetRef
+            The refs as stored here.
+        """
+        if conflict not in ("error", "skip", "keep_both"):
+            raise ValueError(f"conflict must be 'error', 'skip' or 'keep_both', not {conflict!r}")
+        refs = list(refs) if refs is not None else other.all_datasets()
+        self.registry.copy_dimension_records_from(other.registry)
+        for dt in {r.dataset_type.name: r.dataset_type for r in refs}.values():
+            self.register_dataset_type(dt)
+        plan: list[tuple[DatasetRef, DatasetRef]] = []
+        for ref in refs:
+            self._ensure_run(ref.run)
+            mine = self.registry.find_dataset(ref.dataset_type, ref.data_id, [ref.run])
+            if mine is None:
+                plan.append((ref, ref))
+            elif conflict == "error":
+                raise ConflictingDefinitionError(
+                    f"both repositories have {ref.dataset_type.name} {dict(ref.data_id)} in run {ref.run!r}; "
+                    "nothing was imported (choose conflict='skip' or 'keep_both')"
+                )
+            elif conflict == "keep_both":
+                run = f"{ref.run}/merged"
+                self._ensure_run(run)
+                plan.append((ref, DatasetRef(ref.dataset_type, ref.data_id, run)))
+        done: list[DatasetRef] = []
+        try:
+            with self.datastore.batch():  # one flush for the whole import
+                for src, dst in _progress(plan, "importing datasets"):
+                    transfer_dataset(other.datastore, self.datastore, src, transfer, dst)
+                    done.append(dst)
+            self.registry.import_datasets(done)
+        except BaseException:
+            for ref in done:
+                try:
+                    self.datastore.remove(ref)
+                except Exception:  # noqa: BLE001
+                    pass
+            raise
+        return done
+
+    def stage_in(self, refs: Sequence[DatasetRef], local_dir: str | os.PathLike[str]) -> Butler:
+        """Copy the inputs of a job (e.g. a quantum graph's) to a node-local repository (DMS-MWBT-REQ-0052).
+
+        The local repository has its own SQLite registry and POSIX datastore,
+        so the job needs neither the shared database nor the shared storage;
+        dimension records and all dataset types are copied too. Returns it (the caller closes it); write outputs to it and hand them
+        back with :meth:`stage_out`.
+        """
+        local = Butler.create(local_dir)
+        try:
+            for dt in self.registry.query_dataset_types():  # outputs may be of any known type
+                local.register_dataset_type(dt)
+            local.import_from(self, list(refs), transfer="copy")
+        except BaseException:
+            local.close()
+            raise
+        local.run = self.run
+        local.collections = list(self.collections)
+        return local
+
+    def stage_out(self, local: Butler, runs: Sequence[str] | None = None) -> list[DatasetRef]:
+        """Move a job's outputs from node-local scratch into this repository (DMS-MWBT-REQ-0079).
+
+        Imports every dataset of ``runs`` (default: the local butler's run)
+        that this repository does not have yet; the staged-in inputs are
+        already here and are skipped.
+        """
+        runs = list(runs) if runs is not None else [r for r in [local.run] if r]
+        refs = [r for r in local.all_datasets(collections=runs)
+                if self.registry.get_dataset(r.id) is None] if runs else []
+        return self.import_from(local, refs, transfer="copy", conflict="error")
+
+    @staticmethod
+    def remove_repository(repo: str | os.PathLike[str], known_repositories: Sequence[str | os.PathLike[str]] = ()) -> int:
+        """Delete a repository, keeping datasets other known repositories still use (REQ-0005, REQ-0006).
+
+        A file of ``repo`` that a view in one of ``known_repositories`` links
+        to is moved into that repository (replacing the link) instead of being
+        deleted; everything else is removed. Storage permissions are respected:
+        a file the user may not delete raises ``DatastorePermissionError``
+        (REQ-0004).
+
+        Returns
+        -------
+        int
+            Number of dataset files handed over to other repositories.
+        """
+        root = Path(repo).absolute()
+        if not (root / CONFIG_NAME).exists():
+            raise ButlerConfigError(f"{root} is not a repository (no {CONFIG_NAME})")
+        handed = 0
+        for other in known_repositories:
+            for dirpath, _, files in os.walk(Path(other).absolute()):
+                for name in files:
+                    link = Path(dirpath) / name
+                    if link.is_symlink():
+                        target = Path(os.path.realpath(link))
+                        if target.is_relative_to(root) and target.exists():
+                            os.replace(target, link)  # same file system: the data moves, the view keeps it
+                            handed += 1
+        import shutil
+
+        def refuse(func: Any, path: str, info: Any) -> None:
+            exc = info[1]
+            if isinstance(exc, PermissionError):
+                raise DatastorePermissionError(f"not allowed to delete {path}: {exc}") from exc
+            raise exc
+
+        shutil.rmtree(root, onerror=refuse)  # Python 3.11 (pinned): onexc arrives in 3.12
+        return handed
+
+    def dump_config(self) -> str:
+        """The active configuration as YAML (DMS-MWBT-REQ-0026)."""
+        return yaml.safe_dump(
+            {"root": str(self.root), "registry": self.registry.describe(), "datastore": self.datastore.to_dict(),
+             "storage_classes": self.storage_classes.to_dict()["storage_classes"]},
+            sort_keys=False,
+        )

@@ -1,0 +1,93 @@
+"""The formatter interface: write one in-memory object to a file and read it back."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, ClassVar
+
+from .._storage_class import StorageClass
+from ._exceptions import UnsupportedParameterError
+
+__all__ = ["Formatter"]
+
+
+class Formatter(ABC):
+    """Reads and writes one file format.
+
+    A formatter works on local files only; datastores stage remote files
+    locally (through the cache) before calling :meth:`read`.
+
+    Parameters
+    ----------
+    options : mapping, optional
+        Writer/reader options from configuration (DMS-MWBT-REQ-0060), e.g.
+        ``{"compression": "RICE_1"}`` for FITS; unknown keys are an error.
+
+    Attributes
+    ----------
+    name : str
+        The name this formatter is registered and recorded under.
+    extension : str
+        File extension including the dot (``.fits``).
+    supported_options : frozenset of str
+        Keys accepted in ``options``.
+    read_parameters : frozenset of str
+        Parameters :meth:`read` applies itself while reading (e.g. ``bbox``
+        via a memory map); other parameters are applied in memory by the
+        storage class delegate after a full read.
+    read_components : frozenset of str
+        Components :meth:`read` can read without reading the rest.
+    """
+
+    name: ClassVar[str] = ""
+    extension: ClassVar[str] = ""
+    supported_options: ClassVar[frozenset[str]] = frozenset()
+    read_parameters: ClassVar[frozenset[str]] = frozenset()
+    read_components: ClassVar[frozenset[str]] = frozenset()
+
+    def __init__(self, options: Mapping[str, Any] | None = None) -> None:
+        options = dict(options or {})
+        unknown = set(options) - self.supported_options
+        if unknown:
+            raise UnsupportedParameterError(
+                f"formatter {self.name!r} does not understand option(s) {sorted(unknown)}; "
+                f"it accepts {sorted(self.supported_options)}"
+            )
+        self.options: dict[str, Any] = options
+
+    @abstractmethod
+    def write(self, obj: Any, path: Path) -> None:
+        """Write ``obj`` to the (new) local file ``path``.
+
+        Raises
+        ------
+        FormatterError
+            If the object cannot be written in this format.
+        """
+
+    @abstractmethod
+    def read(
+        self,
+        path: Path,
+        storage_class: StorageClass,
+        component: str | None = None,
+        parameters: Mapping[str, Any] | None = None,
+    ) -> Any:
+        """Read the dataset (or one component, or a subset) from ``path``.
+
+        Parameters
+        ----------
+        path : pathlib.Path
+            Local file.
+        storage_class : StorageClass
+            The storage class to return (of the component when one is given).
+        component : str, optional
+            Must be in :attr:`read_components` (others are extracted by the caller).
+        parameters : mapping, optional
+            Only keys in :attr:`read_parameters`.
+        """
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.options!r})"

@@ -1,0 +1,111 @@
+"""A minimal FITS header scanner: where each uncompressed image HDU's pixels are.
+
+astropy parses every card of every header it passes; to cut 50×50 pixels out of
+a 4k×4k plane we only need the byte offset, shape and type of the plane, then a
+memory map. This reads the mandatory keywords of each header (a few 2880-byte
+blocks) and nothing else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+from astropy.io import fits
+
+__all__ = ["ImageLayout", "read_header", "read_image_section", "scan_layout"]
+
+_BLOCK = 2880
+_BITPIX = {8: ">u1", 16: ">i2", 32: ">i4", 64: ">i8", -32: ">f4", -64: ">f8"}
+
+
+@dataclass(frozen=True)
+class ImageLayout:
+    """Location of one HDU's data in a FITS file."""
+
+    extname: str
+    offset: int
+    shape: tuple[int, ...]
+    dtype: str
+    plain_image: bool  # uncompressed image without BSCALE/BZERO (safe to memory map)
+    header_offset: int = 0
+    compressed: bool = False
+
+
+def _value(card: str) -> str:
+    return card[10:].split("/", 1)[0].strip().strip("'").strip()
+
+
+def _read_header(f: BinaryIO) -> dict[str, str] | None:
+    keys: dict[str, str] = {}
+    while True:
+        block = f.read(_BLOCK)
+        if len(block) < _BLOCK:
+            return None
+        text = block.decode("ascii", errors="replace")
+        for i in range(0, _BLOCK, 80):
+            card = text[i : i + 80]
+            key = card[:8].rstrip()
+            if key == "END":
+                return keys
+            if card[8:10] == "= " and key not in keys:
+                keys[key] = _value(card)
+
+
+def scan_layout(path: Path) -> dict[str, ImageLayout]:
+    """Map EXTNAME (``PRIMARY`` for HDU 0) to the layout of its data."""
+    out: dict[str, ImageLayout] = {}
+    with open(path, "rb") as f:
+        index = 0
+        while True:
+            header_offset = f.tell()
+            keys = _read_header(f)
+            if keys is None:
+                return out
+            offset = f.tell()
+            bitpix = int(keys.get("BITPIX", "8"))
+            naxis = int(keys.get("NAXIS", "0"))
+            axes = [int(keys.get(f"NAXIS{i}", "0")) for i in range(1, naxis + 1)]
+            nelem = int(np.prod(axes)) if axes else 0
+            size = abs(bitpix) // 8 * int(keys.get("GCOUNT", "1")) * (int(keys.get("PCOUNT", "0")) + nelem)
+            name = keys.get("EXTNAME", "PRIMARY" if index == 0 else str(index)).upper()
+            plain = (
+                keys.get("XTENSION", "IMAGE") in ("IMAGE", "")
+                and "BSCALE" not in keys and "BZERO" not in keys and "ZIMAGE" not in keys
+                and bitpix in _BITPIX and naxis >= 1
+            )
+            out[name] = ImageLayout(
+                name, offset, tuple(reversed(axes)), _BITPIX.get(bitpix, ">u1"), plain,
+                header_offset, keys.get("ZIMAGE", "F") == "T",
+            )
+            f.seek(offset + (size + _BLOCK - 1) // _BLOCK * _BLOCK)
+            index += 1
+
+
+def read_image_section(path: Path, layout: ImageLayout, slices: tuple[slice, ...]) -> np.ndarray:
+    """Read ``data[slices]`` of a plain image HDU through a memory map (native byte order)."""
+    mm = np.memmap(path, dtype=layout.dtype, mode="r", offset=layout.offset, shape=layout.shape)
+    try:
+        section = mm[slices]
+        return section.astype(section.dtype.newbyteorder("="))
+    finally:
+        del mm
+
+
+def read_header(path: Path, extname: str) -> fits.Header:
+    """The header of HDU ``extname`` of an uncompressed-image file, reading no data.
+
+    Raises
+    ------
+    KeyError
+        No such HDU, or it is tile-compressed (use astropy for those).
+    """
+    layout = scan_layout(path)[extname.upper()]
+    if layout.compressed:
+        raise KeyError(f"{extname} is compressed")
+    with open(path, "rb") as f:
+        f.seek(layout.header_offset)
+        raw = f.read(layout.offset - layout.header_offset)
+    return fits.Header.fromstring(raw.decode("ascii"))

@@ -1,0 +1,465 @@
+"""The registry: what datasets exist, where, and how they relate."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+import uuid
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+
+from .._dataset_ref import DatasetRef
+from .._dataset_type import DatasetType
+from .._registry_exceptions import (
+    ConflictingDefinitionError,
+    MigrationRequiredError,
+    RegistryError,
+    RepositoryVersionError,
+)
+from ..dimensions import DimensionUniverse
+from . import _querying
+from ._collections import CollectionRecord
+from ._database import Database, resolve_url
+from ._exclusions import ExclusionList
+from ._graph import DatasetGraph
+from ._index import RepositoryIndex
+from ._migrations import MIGRATIONS
+from ._provenance import ProvenanceManager, QuantumProvenance
+from ._schema import SCHEMA_VERSION, build_tables
+from ._timespan import to_tai_ns
+from ._registry_collections import CollectionsMixin
+from ._registry_datasets import DatasetsMixin
+from ._registry_dimensions import DimensionRecordsMixin
+
+__all__ = ["Registry"]
+
+
+class Registry(DimensionRecordsMixin, CollectionsMixin, DatasetsMixin):
+    """The butler registry over SQLite (default) or PostgreSQL.
+
+    Open an existing repository with ``Registry(location)``; create one with
+    :meth:`Registry.create`. ``location`` is a repository root directory
+    (the SQLite file ``registry.sqlite3`` inside it), a SQLite file, or a
+    database URL (``postgresql://user@host:port/db``).
+
+    Parameters
+    ----------
+    location : str or os.PathLike
+        Repository root, SQLite file or SQLAlchemy/PostgreSQL URL.
+    schema : str, optional
+        PostgreSQL schema (namespace) holding this repository's tables.
+
+    Raises
+    ------
+    RegistryError
+        If there is no registry at ``location`` (create one first).
+    RepositoryVersionError
+        If the repository was written by a newer nightshift.
+    MigrationRequiredError
+        If the repository is older: run :meth:`Registry.migrate` explicitly.
+
+    Notes
+    -----
+    One instance serves one thread; several processes may write the same
+    repository concurrently (SQLite WAL + busy timeout, PostgreSQL
+    transactions). Every write method is all-or-nothing.
+    """
+
+    def __init__(self, location: str | os.PathLike[str], *, schema: str | None = None) -> None:
+        url = resolve_url(location)
+        if url.startswith("sqlite:///") and not os.path.exists(url[len("sqlite:///"):]):
+            # checked first: opening must never create an empty database file (or its directory)
+            raise RegistryError(
+                f"no nightshift registry at {os.fspath(location)!r}: create one with Registry.create(...)"
+            )
+        self._db = Database(url, schema)
+        attrs = self._read_attributes()
+        if attrs is None:
+            self._db.dispose()
+            raise RegistryError(
+                f"no nightshift registry at {location!r}: create one with Registry.create(...) "
+                "or `nightshift butler create`"
+            )
+        version = int(attrs["schema_version"])
+        if version > SCHEMA_VERSION:
+            self._db.dispose()
+            raise RepositoryVersionError(
+                f"repository schema version {version} is newer than this nightshift understands "
+                f"({SCHEMA_VERSION}); upgrade nightshift"
+            )
+        if version < SCHEMA_VERSION:
+            self._db.dispose()
+            raise MigrationRequiredError(
+                f"repository schema version {version} is older than this nightshift ({SCHEMA_VERSION}); "
+                f"back it up, then run Registry.migrate({os.fspath(location)!r}) / `nightshift butler migrate`"
+            )
+        self._attributes = attrs
+        self.universe = DimensionUniverse(json.loads(attrs["universe"]))
+        self._tables = build_tables(self.universe, schema)
+        self._dataset_types: dict[str, tuple[int, DatasetType]] = {}
+        self._collections: dict[str, CollectionRecord] = {}
+        self._statement_cache: dict[tuple, Any] = {}  # query shape -> compiled statement (see _querying)
+        self._provenance = ProvenanceManager(self)
+        self._closed = False
+
+    @classmethod
+    def create(
+        cls,
+        location: str | os.PathLike[str],
+        *,
+        universe: DimensionUniverse | None = None,
+        schema: str | None = None,
+        register_as: str | None = None,
+        index: str | os.PathLike[str] | None = None,
+    ) -> Registry:
+        """Create an empty registry and open it.
+
+        Parameters
+        ----------
+        location
+            Repository root (SQLite file ``registry.sqlite3`` inside it), SQLite file or database URL.
+        universe
+            Dimension universe; :meth:`DimensionUniverse.default` by default.
+        schema
+            PostgreSQL schema to create the tables in (created if missing).
+        register_as
+            Also record the new repository under this name in the repository
+            index (REQ-0024), so it can be opened with :meth:`from_name`.
+        index
+            Index file for ``register_as``; ``$NIGHTSHIFT_REPOSITORY_INDEX`` by default.
+
+        Raises
+        ------
+        ConflictingDefinitionError
+            If a registry already exists there (or the name is taken in the index).
+        """
+        if register_as is not None:
+            idx = RepositoryIndex(index)
+            taken = idx.entries().get(register_as)
+            if taken is not None and taken["location"] != os.fspath(location):
+                raise ConflictingDefinitionError(
+                    f"repository name {register_as!r} already maps to {taken['location']!r}"
+                )
+        universe = universe or DimensionUniverse.default()
+        db = Database(resolve_url(location), schema)
+        try:
+            tables = build_tables(universe, schema)
+            with db.transaction() as conn:
+                if schema is not None:
+                    conn.execute(sa.schema.CreateSchema(schema, if_not_exists=True))
+                if sa.inspect(conn).has_table("butler_attributes", schema=schema):
+                    raise ConflictingDefinitionError(f"a registry already exists at {location!r}")
+                tables.metadata.create_all(conn)
+                conn.execute(
+                    tables.attributes.insert(),
+                    [
+                        {"name": "schema_version", "value": str(SCHEMA_VERSION)},
+                        {"name": "universe", "value": json.dumps(universe.to_config())},
+                        {"name": "universe_version", "value": f"{universe.namespace}:{universe.version}"},
+                        {"name": "created", "value": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
+                        {"name": "repository_id", "value": str(uuid.uuid4())},
+                    ],
+                )
+        finally:
+            db.dispose()
+        if register_as is not None:
+            RepositoryIndex(index).register(register_as, os.fspath(location), schema)
+        return cls(location, schema=schema)
+
+    @classmethod
+    def from_name(cls, name: str, *, index: str | os.PathLike[str] | None = None) -> Registry:
+        """Open a repository by its name in the repository index (REQ-0024)."""
+        location, schema = RepositoryIndex(index).get(name)
+        return cls(location, schema=schema)
+
+    @classmethod
+    def migrate(cls, location: str | os.PathLike[str], *, schema: str | None = None) -> list[str]:
+        """Upgrade an older repository's schema to this code's version, explicitly (REQ-0003).
+
+        Returns
+        -------
+        list of str
+            One line per applied step (empty if already current).
+
+        Raises
+        ------
+        RepositoryVersionError
+            If the repository is newer than this code.
+        """
+        db = Database(resolve_url(location), schema)
+        steps: list[str] = []
+        try:
+            with db.transaction() as conn:
+                md = sa.MetaData(schema=schema)
+                attrs_t = sa.Table("butler_attributes", md, autoload_with=conn)
+                attrs = dict(conn.execute(sa.select(attrs_t.c.name, attrs_t.c.value)).all())
+                version = int(attrs["schema_version"])
+                if version > SCHEMA_VERSION:
+                    raise RepositoryVersionError(
+                        f"repository schema version {version} is newer than this code ({SCHEMA_VERSION})"
+                    )
+                tables = build_tables(DimensionUniverse(json.loads(attrs["universe"])), schema)
+                while version < SCHEMA_VERSION:
+                    steps.append(MIGRATIONS[version](conn, tables))
+                    version += 1
+                conn.execute(
+                    attrs_t.update().where(attrs_t.c.name == "schema_version").values(value=str(version))
+                )
+        finally:
+            db.dispose()
+        return steps
+
+    def _read_attributes(self) -> dict[str, str] | None:
+        t = sa.Table(
+            "butler_attributes", sa.MetaData(schema=self._db.schema),
+            sa.Column("name", sa.String(64), primary_key=True), sa.Column("value", sa.Text),
+        )
+        try:
+            with self._db.reading() as conn:
+                return dict(conn.execute(sa.select(t.c.name, t.c.value)).all())  # type: ignore[arg-type]
+        except sa.exc.ProgrammingError:  # PostgreSQL: relation does not exist
+            return None
+        except (sa.exc.OperationalError, RegistryError) as exc:
+            text = str(getattr(exc, "orig", exc))
+            if "no such table" in text:
+                return None
+            raise
+
+    def close(self) -> None:
+        """Release the database connections (idempotent).
+
+        On SQLite this first runs ``PRAGMA optimize`` (sampled), which keeps the
+        planner statistics fresh as datasets accumulate through small inserts.
+        """
+        if self._db.is_sqlite and not self._closed:
+            try:
+                with self._db.transaction() as conn:
+                    conn.exec_driver_sql("PRAGMA analysis_limit = 400")
+                    conn.exec_driver_sql("PRAGMA optimize")
+            except RegistryError:
+                pass  # best effort: never fail a close
+        self._closed = True
+        self._db.dispose()
+
+    def __enter__(self) -> Registry:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def url(self) -> str:
+        """The SQLAlchemy URL of the registry database (password hidden)."""
+        return sa.make_url(self._db.url).render_as_string(hide_password=True)
+
+    @property
+    def is_postgresql(self) -> bool:
+        return not self._db.is_sqlite
+
+    def describe(self) -> dict[str, Any]:
+        """The repository's identity and versions (REQ-0002).
+
+        Returns
+        -------
+        dict
+            ``schema_version``, ``universe_version``, ``repository_id``,
+            ``created``, ``database`` (URL without password) and ``nightshift_version``.
+        """
+        from ... import __version__
+
+        return {
+            "schema_version": int(self._attributes["schema_version"]),
+            "universe_version": self._attributes["universe_version"],
+            "repository_id": self._attributes["repository_id"],
+            "created": self._attributes["created"],
+            "database": self.url,
+            "nightshift_version": __version__,
+        }
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Group several registry writes into one all-or-nothing transaction."""
+        try:
+            with self._db.transaction():
+                yield
+        except BaseException:
+            # collections/dataset types read inside the rolled-back block may not exist any more
+            self._collections.clear()
+            self._dataset_types.clear()
+            self._statement_cache.clear()
+            raise
+
+    def query_datasets(
+        self,
+        dataset_type: str | DatasetType,
+        collections: str | Sequence[str],
+        *,
+        where: str = "",
+        bind: Mapping[str, Any] | None = None,
+        data_id: Mapping[str, int | str] | None = None,
+        find_first: bool = True,
+        time: Any = None,
+        exclude_flags: Iterable[str] = (),
+        exclude: ExclusionList | str | os.PathLike[str] | None = None,
+        limit: int | None = None,
+    ) -> list[DatasetRef]:
+        """Datasets of one type in ``collections`` matching a ``where`` expression.
+
+        Parameters
+        ----------
+        where
+            Boolean expression over dimensions and their records, e.g.
+            ``"visit IN (1..100) AND detector = 9 AND visit.seeing < 0.8"``.
+        bind
+            Values for names used in ``where`` (``"visit > min_visit"``).
+        data_id
+            Exact values for some dimensions (combined with ``where`` by AND).
+        find_first
+            Keep only the first match per data ID along the search path.
+        time
+            Validity time for CALIBRATION collections.
+        exclude_flags
+            Drop datasets carrying any of these data-quality flags (REQ-0089).
+        exclude
+            An :class:`ExclusionList` or the path of an exclusion file (REQ-0090).
+
+        Raises
+        ------
+        QuerySyntaxError, QueryNameError, QueryTypeError
+            For a bad ``where`` (syntax errors carry the position).
+        """
+        return _querying.query_datasets(
+            self, dataset_type, collections, where=where, bind=bind or {}, data_id=data_id or {},
+            find_first=find_first, time=None if time is None else to_tai_ns(time),
+            exclude_flags=tuple(exclude_flags), exclude=_exclusions(exclude), limit=limit,
+        )
+
+    def query_data_ids(
+        self,
+        dimensions: Iterable[str],
+        *,
+        where: str = "",
+        bind: Mapping[str, Any] | None = None,
+        data_id: Mapping[str, int | str] | None = None,
+        datasets: Iterable[str | DatasetType] = (),
+        collections: str | Sequence[str] | None = None,
+        exclude_flags: Iterable[str] = (),
+        exclude: ExclusionList | str | os.PathLike[str] | None = None,
+    ) -> list[dict[str, int | str]]:
+        """Data IDs over ``dimensions`` (plus what they require) that match ``where``.
+
+        Dimensions are joined through their records (visit ↔ exposure through
+        ``visit_definition``; visit/tract/patch through their sky regions).
+        ``datasets`` restricts to data IDs for which each dataset type has a
+        dataset in ``collections`` (not flagged with ``exclude_flags``).
+
+        Returns
+        -------
+        list of dict
+            Sorted data IDs (dimension name -> value).
+        """
+        return _querying.query_data_ids(
+            self, dimensions, where=where, bind=bind or {}, data_id=data_id or {}, datasets=list(datasets),
+            collections=collections, exclude_flags=tuple(exclude_flags), exclude=_exclusions(exclude),
+        )
+
+    def query_graph(
+        self,
+        dimensions: Iterable[str],
+        inputs: Iterable[str | DatasetType],
+        collections: str | Sequence[str],
+        *,
+        where: str = "",
+        bind: Mapping[str, Any] | None = None,
+        data_id: Mapping[str, int | str] | None = None,
+        exclude_flags: Iterable[str] = (),
+        exclude: ExclusionList | str | os.PathLike[str] | None = None,
+    ) -> DatasetGraph:
+        """The graph of data IDs and input datasets for pre-flight (REQ-0080, REQ-0083).
+
+        Each data ID over ``dimensions`` that matches ``where`` and has every
+        input is a node, linked to the first-found input datasets whose data
+        IDs agree with it. The same call works on every registry database.
+        """
+        return _querying.query_graph(
+            self, list(dimensions), list(inputs), collections, where=where, bind=bind or {},
+            data_id=data_id or {}, exclude_flags=tuple(exclude_flags), exclude=_exclusions(exclude),
+        )
+
+    def record_quantum(
+        self,
+        task_label: str,
+        *,
+        config_hash: str,
+        code_version: str,
+        data_id: Mapping[str, int | str],
+        predicted_inputs: Iterable[DatasetRef],
+        actual_inputs: Iterable[DatasetRef] | None,
+        outputs: Iterable[DatasetRef],
+        run: str | None = None,
+        quantum_id: uuid.UUID | None = None,
+    ) -> uuid.UUID:
+        """Record how outputs were made: predicted and actual inputs, task, config, code (REQ-0095).
+
+        ``actual_inputs`` must be a subset of ``predicted_inputs`` (None: all
+        predicted inputs were used). Each output has at most one producer.
+
+        Raises
+        ------
+        ProvenanceError
+            Actual inputs not predicted, unknown datasets, or an output already produced elsewhere.
+        """
+        return self._provenance.record(
+            task_label, config_hash=config_hash, code_version=code_version, data_id=data_id,
+            predicted=list(predicted_inputs), actual=None if actual_inputs is None else list(actual_inputs),
+            outputs=list(outputs), run=run, quantum_id=quantum_id,
+        )
+
+    def get_provenance(self, ref: DatasetRef) -> QuantumProvenance | None:
+        """The quantum that produced ``ref`` (None for raw/ingested data)."""
+        return self._provenance.producer(ref.id)
+
+    def query_ancestors(self, ref: DatasetRef, *, actual_only: bool = True, roots_only: bool = False) -> list[
+        DatasetRef
+    ]:
+        """Every dataset ``ref`` was (transitively) made from (REQ-0093).
+
+        ``roots_only`` keeps those no quantum produced (raws), whose data IDs
+        are the raw data IDs behind ``ref``.
+        """
+        return self._provenance.ancestors(ref.id, actual_only=actual_only, roots_only=roots_only)
+
+    def query_descendants(self, ref: DatasetRef, *, actual_only: bool = True,
+                          dataset_type: str | None = None) -> list[DatasetRef]:
+        """Every dataset (transitively) made using ``ref`` (REQ-0094: "which coadds used this bad raw?")."""
+        out = self._provenance.descendants(ref.id, actual_only=actual_only)
+        if dataset_type is not None:
+            out = [r for r in out if r.dataset_type.name == dataset_type]
+        return out
+
+    def get_dimension_names(self) -> tuple[str, ...]:
+        """All dimension names, in dependency order (REQ-0092)."""
+        return self.universe.names
+
+    def get_record_fields(self, element: str) -> tuple[str, ...]:
+        """The record field names of one dimension, usable as ``element.field`` in ``where`` (REQ-0092)."""
+        return self.universe[element].record_fields
+
+    def complete(self, text: str) -> list[str]:
+        """Tab completions for a partial name: dataset types, collections, dimensions, ``element.field`` (REQ-0092)."""
+        if "." in text:
+            head, _, tail = text.partition(".")
+            if head not in self.universe:
+                return []
+            return [f"{head}.{f}" for f in self.get_record_fields(head) if f.startswith(tail)]
+        names = [*self.universe.names, *(d.name for d in self.query_dataset_types()), *self.query_collections()]
+        return sorted({n for n in names if n.startswith(text)})
+
+def _exclusions(value: ExclusionList | str | os.PathLike[str] | None) -> ExclusionList | None:
+    if value is None or isinstance(value, ExclusionList):
+        return value
+    return ExclusionList.from_file(value)

@@ -1,0 +1,420 @@
+"""Registry part: dataset types, datasets, lookups, metadata and quality flags."""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import time
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+
+from .._dataset_ref import DatasetRef
+from .._dataset_type import DatasetType
+from .._registry_exceptions import (
+    CollectionTypeError,
+    ConflictingDefinitionError,
+    DataIdError,
+    DatasetMetadataError,
+    MissingDatasetTypeError,
+    RegistryError,
+)
+from . import _querying
+from ._collections import CollectionType
+from ._timespan import to_tai_ns
+from ._registry_base import METADATA_TYPES, RegistryBase, data_id_key
+
+__all__ = ["DatasetsMixin"]
+
+
+class DatasetsMixin(RegistryBase):
+    """Registry part: dataset types, datasets, lookups, metadata and quality flags."""
+
+    def register_dataset_type(self, dataset_type: DatasetType) -> bool:
+        """Register a dataset type, at any time including pre-flight (REQ-0059).
+
+        Returns
+        -------
+        bool
+            True if it was new, False if an identical definition exists.
+
+        Raises
+        ------
+        ConflictingDefinitionError
+            If the name exists with other dimensions, storage class, calibration flag or metadata.
+        DimensionNameError
+            If a dimension is unknown.
+        DataIdError
+            If the dimensions leave out one they require (e.g. ``visit`` without ``instrument``).
+        """
+        if dataset_type.component is not None:
+            raise ConflictingDefinitionError(
+                f"register the parent dataset type {dataset_type.parent_name!r}, not the component "
+                f"{dataset_type.name!r}"
+            )
+        dims = set(dataset_type.dimensions)
+        closure = self.universe.required_closure(dims)
+        missing = [d for d in closure if d not in dims]
+        if missing:
+            raise DataIdError(
+                f"dataset type {dataset_type.name!r} has dimensions {sorted(dims)} but they require {missing}; "
+                "add them to the dimensions"
+            )
+        for ftype in dataset_type.metadata.values():
+            if ftype not in METADATA_TYPES:
+                raise DatasetMetadataError(
+                    f"dataset type {dataset_type.name!r} metadata type {ftype!r} unknown; "
+                    f"use one of {sorted(METADATA_TYPES)}"
+                )
+        t = self._tables.dataset_type
+        row = {
+            "name": dataset_type.name,
+            "dimensions": ",".join(self.universe.sorted(dims)),
+            "storage_class": dataset_type.storage_class,
+            "is_calibration": dataset_type.is_calibration,
+            "metadata_fields": json.dumps(dict(sorted(dataset_type.metadata.items()))),
+        }
+        with self._db.transaction() as conn:
+            existing = conn.execute(sa.select(t).where(t.c.name == dataset_type.name)).first()
+            if existing is not None:
+                stored = self._dataset_type_from_row(existing._mapping)
+                if stored != dataset_type:
+                    raise ConflictingDefinitionError(
+                        f"dataset type {dataset_type.name!r} is already registered as {stored.to_dict()}; "
+                        f"it cannot be redefined as {dataset_type.to_dict()} -- use a new name"
+                    )
+                return False
+            conn.execute(t.insert().values(**row))
+        return True
+
+    def _dataset_type_from_row(self, row: Mapping[str, Any]) -> DatasetType:
+        return DatasetType(
+            row["name"], [d for d in row["dimensions"].split(",") if d], row["storage_class"],
+            bool(row["is_calibration"]), json.loads(row["metadata_fields"]),
+        )
+
+    def _dataset_type_entry(self, dataset_type: str | DatasetType) -> tuple[int, DatasetType]:
+        name = dataset_type if isinstance(dataset_type, str) else dataset_type.parent_name
+        name = name.split(".", 1)[0]
+        entry = self._dataset_types.get(name)
+        if entry is None:
+            t = self._tables.dataset_type
+            with self._db.reading() as conn:
+                row = conn.execute(sa.select(t).where(t.c.name == name)).first()
+            if row is None:
+                raise MissingDatasetTypeError(
+                    f"dataset type {name!r} is not registered; register it with register_dataset_type()"
+                )
+            entry = (row.dataset_type_id, self._dataset_type_from_row(row._mapping))
+            self._dataset_types[name] = entry
+        if isinstance(dataset_type, DatasetType) and dataset_type.component is None and dataset_type != entry[1]:
+            raise ConflictingDefinitionError(
+                f"dataset type {dataset_type.to_dict()} differs from the registered {entry[1].to_dict()}"
+            )
+        return entry
+
+    def get_dataset_type(self, name: str) -> DatasetType:
+        """The registered dataset type ``name`` (raises MissingDatasetTypeError)."""
+        return self._dataset_type_entry(name)[1]
+
+    def query_dataset_types(self, pattern: str | None = None) -> list[DatasetType]:
+        """Registered dataset types, optionally filtered by a glob (``calexp*``) (REQ-0092)."""
+        t = self._tables.dataset_type
+        with self._db.reading() as conn:
+            rows = conn.execute(sa.select(t).order_by(t.c.name)).all()
+        types = [self._dataset_type_from_row(r._mapping) for r in rows]
+        return [dt for dt in types if pattern is None or fnmatch.fnmatchcase(dt.name, pattern)]
+
+    def insert_datasets(
+        self,
+        dataset_type: str | DatasetType,
+        data_ids: Iterable[Mapping[str, int | str]],
+        run: str,
+        *,
+        metadata: Sequence[Mapping[str, Any] | None] | None = None,
+        skip_existing: bool = False,
+        batch_size: int = 10_000,
+    ) -> list[DatasetRef]:
+        """Insert datasets (deterministic uuid5 ids) into a RUN, in batches, all-or-nothing.
+
+        Parameters
+        ----------
+        dataset_type
+            A registered dataset type or its name.
+        data_ids
+            One data ID per dataset; keys beyond the type's dimensions are ignored.
+        run
+            The RUN collection (must exist).
+        metadata
+            Optional per-dataset metadata (declared by the dataset type, REQ-0091).
+        skip_existing
+            Return the existing ref instead of raising when a dataset exists already.
+
+        Raises
+        ------
+        DataIdError
+            A data ID lacks a key, has a wrong type or refers to a dimension value without a record.
+        ConflictingDefinitionError
+            A dataset with that type and data ID already exists in ``run`` (unless ``skip_existing``).
+        """
+        _, dt = self._dataset_type_entry(dataset_type)
+        refs, cleans = [], []
+        what = f"{dt.name} data ID"
+        for did in data_ids:
+            clean = self.universe.normalize_data_id(dt.dimensions, did, what=what)
+            cleans.append(clean)
+            refs.append(DatasetRef(dt, clean, run))
+        return self._import_refs(refs, cleans, metadata=metadata, skip_existing=skip_existing, batch_size=batch_size)
+
+    def import_datasets(
+        self,
+        refs: Sequence[DatasetRef],
+        *,
+        metadata: Sequence[Mapping[str, Any] | None] | None = None,
+        skip_existing: bool = False,
+        batch_size: int = 10_000,
+    ) -> list[DatasetRef]:
+        """Insert already-resolved refs (their ids are kept), all-or-nothing.
+
+        Same errors as :meth:`insert_datasets`. Returns the refs as stored
+        (data IDs normalized to the dataset type's dimensions).
+        """
+        return self._import_refs(refs, None, metadata=metadata, skip_existing=skip_existing, batch_size=batch_size)
+
+    def _import_refs(
+        self,
+        refs: Sequence[DatasetRef],
+        cleans: Sequence[dict[str, int | str]] | None,
+        *,
+        metadata: Sequence[Mapping[str, Any] | None] | None,
+        skip_existing: bool,
+        batch_size: int,
+    ) -> list[DatasetRef]:
+        if metadata is not None and len(metadata) != len(refs):
+            raise DatasetMetadataError(f"got {len(metadata)} metadata entries for {len(refs)} datasets")
+        rows = []
+        out: list[DatasetRef] = []
+        now = time.time_ns()
+        run_cache: dict[str, int] = {}
+        in_batch: dict[tuple[int, int, str], uuid.UUID] = {}
+        empty_dims = dict.fromkeys(self.universe.names)
+        meta_rows = []
+        dt_entries: dict[str, tuple[int, DatasetType]] = {}
+        for index, ref in enumerate(refs):
+            entry = dt_entries.get(ref.dataset_type.name)
+            if entry is None:
+                entry = dt_entries[ref.dataset_type.name] = self._dataset_type_entry(ref.dataset_type)
+            elif ref.dataset_type is not entry[1] and ref.dataset_type != entry[1]:
+                entry = self._dataset_type_entry(ref.dataset_type)  # raises the conflict
+            dt_id, dt = entry
+            if ref.run not in run_cache:
+                rec = self._collection_record(ref.run)
+                if rec.type != CollectionType.RUN:
+                    raise CollectionTypeError(f"datasets are written to RUN collections; {ref.run!r} is {rec.type.name}")
+                run_cache[ref.run] = rec.id
+            if cleans is not None:
+                clean = cleans[index]
+            else:
+                clean = self.universe.normalize_data_id(dt.dimensions, ref.data_id, what=f"{dt.name} data ID")
+                if clean != dict(ref.data_id):
+                    ref = DatasetRef(dt, clean, ref.run, ref.id)
+            key = data_id_key(clean)
+            batch_key = (dt_id, run_cache[ref.run], key)
+            if batch_key in in_batch:
+                if skip_existing and in_batch[batch_key] == ref.id:
+                    out.append(ref)
+                    continue
+                raise ConflictingDefinitionError(
+                    f"the datasets to insert hold {dt.name} {key} in run {ref.run!r} twice; nothing was inserted"
+                )
+            in_batch[batch_key] = ref.id
+            row: dict[str, Any] = dict(empty_dims)
+            row.update(clean)
+            row.update(id=ref.id, dataset_type_id=dt_id, run_id=run_cache[ref.run], data_id_key=key, ingest_ns=now)
+            rows.append(row)
+            out.append(ref)
+            values = metadata[index] if metadata is not None else None
+            if values:
+                meta_rows.append({"dataset_id": ref.id,
+                                  "payload": json.dumps(self._check_metadata(ref.dataset_type, values))})
+        t = self._tables.dataset
+        with self._db.transaction() as conn:
+            if skip_existing:
+                existing = self._existing_datasets(conn, rows)
+                if existing:
+                    keep = [i for i, r in enumerate(rows) if r["id"] not in existing]
+                    out = [existing.get(r.id, r) for r in out]
+                    rows = [rows[i] for i in keep]
+                    new_ids = {r["id"] for r in rows}
+                    meta_rows = [m for m in meta_rows if m["dataset_id"] in new_ids]
+            try:
+                with conn.begin_nested():
+                    self._bulk_insert_fast(conn, t, rows, batch_size)
+            except sa.exc.IntegrityError as exc:
+                raise self._explain_dataset_conflict(conn, rows) from exc
+            if len(rows) >= 1_000 and not self._db.is_sqlite:
+                # refresh PostgreSQL's planner statistics after a bulk load (sampled: a few ms)
+                conn.exec_driver_sql(f"ANALYZE {t.fullname}")
+            self._bulk_insert(conn, self._tables.dataset_metadata, meta_rows, batch_size)
+        return out
+
+    def _existing_datasets(self, conn: sa.Connection, rows: list[dict[str, Any]]) -> dict[uuid.UUID, DatasetRef]:
+        ids = [r["id"] for r in rows]
+        found: dict[uuid.UUID, DatasetRef] = {}
+        for i in range(0, len(ids), 1000):
+            for ref in _querying.refs_by_id(self, conn, ids[i:i + 1000]):
+                found[ref.id] = ref
+        return found
+
+    def _explain_dataset_conflict(self, conn: sa.Connection, rows: list[dict[str, Any]]) -> RegistryError:
+        t = self._tables.dataset
+        for r in rows[:2000]:
+            dup = conn.execute(sa.select(t.c.id).where(
+                sa.or_(t.c.id == r["id"], sa.and_(t.c.dataset_type_id == r["dataset_type_id"],
+                                                  t.c.run_id == r["run_id"], t.c.data_id_key == r["data_id_key"]))
+            )).first()
+            if dup is not None:
+                return ConflictingDefinitionError(
+                    f"a dataset with {r['data_id_key']} already exists in this run (id {dup[0]}); nothing was "
+                    "inserted -- use skip_existing=True to reuse it"
+                )
+        for r in rows[:2000]:
+            for name in self.universe.names:
+                if r.get(name) is None:
+                    continue
+                dim = self.universe[name]
+                table = self._tables.dimensions[name]
+                cond = [table.c[dim.key_name] == r[name], *[table.c[q] == r[q] for q in dim.requires]]
+                if conn.execute(sa.select(sa.literal(1)).select_from(table).where(*cond)).first() is None:
+                    return DataIdError(
+                        f"data ID {r['data_id_key']} names {name}={r[name]!r} which has no dimension record; "
+                        f"insert the {name} record first (nothing was inserted)"
+                    )
+        return ConflictingDefinitionError("the registry database refused the datasets (nothing was inserted)")
+
+    def get_dataset(self, dataset_id: uuid.UUID) -> DatasetRef | None:
+        """The dataset with this id, or None."""
+        with self._db.reading() as conn:
+            refs = _querying.refs_by_id(self, conn, [dataset_id])
+        return refs[0] if refs else None
+
+    def get_datasets(self, dataset_ids: Iterable[uuid.UUID]) -> list[DatasetRef]:
+        """The datasets with these ids (unknown ids are left out)."""
+        ids = list(dataset_ids)
+        out: list[DatasetRef] = []
+        with self._db.reading() as conn:
+            for i in range(0, len(ids), 1000):
+                out.extend(_querying.refs_by_id(self, conn, ids[i:i + 1000]))
+        return out
+
+    def find_dataset(
+        self,
+        dataset_type: str | DatasetType,
+        data_id: Mapping[str, int | str],
+        collections: str | Sequence[str],
+        *,
+        time: Any = None,
+    ) -> DatasetRef | None:
+        """The first dataset of a type and data ID along a collection search path.
+
+        Parameters
+        ----------
+        time
+            Needed to search CALIBRATION collections: the dataset valid at
+            this time (e.g. the exposure's begin) is found.
+        """
+        dt_id, dt = self._dataset_type_entry(dataset_type)
+        clean = self.universe.normalize_data_id(dt.dimensions, data_id, what=f"{dt.name} data ID")
+        with self._db.reading():  # one connection for the chain lookup and the query
+            leaves = self.resolve_collections(collections)
+            return _querying.find_first(self, dt_id, dt, data_id_key(clean), leaves,
+                                        None if time is None else to_tai_ns(time))
+
+    def find_dataset_in_each(
+        self,
+        dataset_type: str | DatasetType,
+        data_id: Mapping[str, int | str],
+        collections: Sequence[str],
+        *,
+        time: Any = None,
+    ) -> dict[str, DatasetRef]:
+        """The same logical dataset in each of several parallel collections (REQ-0082).
+
+        Returns
+        -------
+        dict
+            Collection name (as given; chains are searched in order) -> ref,
+            for the collections that have it.
+        """
+        out: dict[str, DatasetRef] = {}
+        for name in collections:
+            ref = self.find_dataset(dataset_type, data_id, [name], time=time)
+            if ref is not None:
+                out[name] = ref
+        return out
+
+    def _check_metadata(self, dataset_type: DatasetType, values: Mapping[str, Any]) -> dict[str, Any]:
+        _, dt = self._dataset_type_entry(dataset_type.parent_name)
+        out = {}
+        for key, value in values.items():
+            if key not in dt.metadata:
+                raise DatasetMetadataError(
+                    f"metadata {key!r} is not declared by dataset type {dt.name!r} "
+                    f"(declared: {sorted(dt.metadata) or 'none'}); declare it in DatasetType(metadata=...)"
+                )
+            ftype = dt.metadata[key]
+            ok = isinstance(value, METADATA_TYPES[ftype]) and not (isinstance(value, bool) and ftype != "bool")
+            if value is not None and not ok:
+                raise DatasetMetadataError(
+                    f"metadata {key!r} of {dt.name!r} must be {ftype}, got {value!r} ({type(value).__name__})"
+                )
+            out[key] = value
+        return out
+
+    def set_dataset_metadata(self, ref: DatasetRef, values: Mapping[str, Any]) -> None:
+        """Store (merge) metadata values of a dataset, as declared by its type (REQ-0091)."""
+        checked = self._check_metadata(ref.dataset_type, values)
+        t = self._tables.dataset_metadata
+        with self._db.transaction() as conn:
+            if self.get_dataset(ref.id) is None:
+                raise MissingDatasetTypeError(f"dataset {ref.id} is not in the registry")
+            row = conn.execute(sa.select(t.c.payload).where(t.c.dataset_id == ref.id)).first()
+            merged = {**(json.loads(row[0]) if row else {}), **checked}
+            if row:
+                conn.execute(t.update().where(t.c.dataset_id == ref.id).values(payload=json.dumps(merged)))
+            else:
+                conn.execute(t.insert().values(dataset_id=ref.id, payload=json.dumps(merged)))
+
+    def get_dataset_metadata(self, ref: DatasetRef | uuid.UUID) -> dict[str, Any]:
+        """The stored metadata of a dataset, without reading its file (REQ-0091)."""
+        dataset_id = ref.id if isinstance(ref, DatasetRef) else ref
+        t = self._tables.dataset_metadata
+        with self._db.reading() as conn:
+            row = conn.execute(sa.select(t.c.payload).where(t.c.dataset_id == dataset_id)).first()
+        return json.loads(row[0]) if row else {}
+
+    def flag_datasets(self, refs: Iterable[DatasetRef], flag: str, comment: str | None = None) -> None:
+        """Attach a data-quality flag (e.g. ``"bad"``) to datasets (REQ-0089)."""
+        if not flag or len(flag) > 64:
+            raise DatasetMetadataError(f"a data-quality flag is a non-empty str of <= 64 chars, got {flag!r}")
+        t = self._tables.dataset_quality
+        ids = list(dict.fromkeys(r.id for r in refs))
+        with self._db.transaction() as conn:
+            have = {r[0] for r in conn.execute(
+                sa.select(t.c.dataset_id).where(t.c.flag == flag, t.c.dataset_id.in_(ids)))}
+            self._bulk_insert(conn, t, [{"dataset_id": i, "flag": flag, "comment": comment}
+                                        for i in ids if i not in have])
+
+    def unflag_datasets(self, refs: Iterable[DatasetRef], flag: str) -> None:
+        """Remove a data-quality flag from datasets."""
+        t = self._tables.dataset_quality
+        with self._db.transaction() as conn:
+            conn.execute(t.delete().where(t.c.flag == flag, t.c.dataset_id.in_([r.id for r in refs])))
+
+    def get_dataset_flags(self, ref: DatasetRef) -> dict[str, str | None]:
+        """Data-quality flags of a dataset -> their comments."""
+        t = self._tables.dataset_quality
+        with self._db.reading() as conn:
+            return dict(conn.execute(sa.select(t.c.flag, t.c.comment).where(t.c.dataset_id == ref.id)).all())
