@@ -1,0 +1,304 @@
+"""Executors: one conformance suite every specialization runs (in-process, multi-process, Dask)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from pipe_support import COLLECTIONS, INSTRUMENT
+
+from nightshift.butler._butler import Butler
+from nightshift.pipe import (
+    DaskExecutor, ExecutionFailedError, Executor, InitInput, InitOutput, InProcessExecutor, Input, MultiProcessExecutor,
+    Output, OutputExistsError, Pipeline, PipelineTask, PipelineTaskConnections, QuantumGraph, QuantumStatus, Struct,
+    build_quantum_graph, configure_logging,
+)
+from nightshift.pipe.examples import EXAMPLE_PIPELINE
+
+RUN = "u/exec/run"
+MakeExecutor = Callable[..., Executor]
+
+
+@pytest.fixture(scope="module")
+def dask_client() -> Iterator[object]:
+    distributed = pytest.importorskip("distributed")
+    cluster = distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1, dashboard_address=None)
+    client = distributed.Client(cluster)
+    yield client
+    client.close()
+    cluster.close()
+
+
+@pytest.fixture(params=["inprocess", "multiprocess", "dask"])
+def make_executor(request: pytest.FixtureRequest) -> MakeExecutor:
+    if request.param == "inprocess":
+        return lambda repo, **kw: InProcessExecutor(repo, **kw)
+    if request.param == "multiprocess":
+        return lambda repo, **kw: MultiProcessExecutor(repo, processes=2, **kw)
+    client = request.getfixturevalue("dask_client")
+    return lambda repo, **kw: DaskExecutor(repo, client=client, **kw)
+
+
+def build(repo: Butler, pipe: Pipeline | None = None, run: str = RUN, **kw: object) -> QuantumGraph:
+    return build_quantum_graph(repo.registry, pipe or Pipeline.from_yaml(EXAMPLE_PIPELINE), collections=COLLECTIONS,
+                               run=run, **kw)  # type: ignore[arg-type]
+
+
+def test_runs_in_dependency_order_with_butler_io_and_provenance(repo: Butler, make_executor: MakeExecutor,
+                                                                tmp_path: Path) -> None:
+    pipe = Pipeline.from_yaml(EXAMPLE_PIPELINE)
+    pipe.add_config_override("visit_summary", "skip_detectors", [3])
+    graph = build(repo, pipe)
+    path = tmp_path / "g.qg"
+    graph.save(path)
+    seen: list[QuantumStatus] = []
+    report = make_executor(repo.root, progress=lambda r: seen.append(r.status)).run(graph, graph_path=path)
+    report.raise_for_failures()
+    assert report.counts()["succeeded"] == 16 and len(seen) == 16
+    assert all(q.seconds is not None and q.host and q.pid for q in report.quanta)
+    by_index = {q.index: q for q in report.quanta}
+    for i, deps in enumerate(graph.dependencies()):  # a quantum starts after its dependencies ended
+        assert all(by_index[d].end <= by_index[i].start for d in deps)
+    out = Butler(repo.root, collections=[RUN])
+    try:
+        assert out.get("survey_summary", {"instrument": INSTRUMENT})["n_visits"] == 3
+        assert out.get("visit_summary", {"instrument": INSTRUMENT, "visit": 1})["n_detectors"] == 3
+        # provenance: actual inputs (3 detectors read) are a subset of the predicted (4)
+        ref = out.find("visit_summary", {"instrument": INSTRUMENT, "visit": 1})
+        prov = out.registry.get_provenance(ref)
+        assert prov is not None and prov.task_label == "visit_summary"
+        assert len(prov.predicted_inputs) == 4 and len(prov.actual_inputs) == 3
+        assert prov.config_hash == graph.tasks["visit_summary"].config_hash
+        meta = out.get("visit_summary_metadata", {"instrument": INSTRUMENT, "visit": 1})
+        assert meta["host"] and meta["code_version"] == graph.tasks["visit_summary"].code_version
+        assert len(meta["actual_inputs"]) == 3
+        config = out.get("visit_summary_config", {})
+        assert config["config"]["skip_detectors"] == [3] and config["overrides"][0]["key"] == "skip_detectors"
+        calexp = out.find("calexp", {"instrument": INSTRUMENT, "visit": 0, "detector": 0})
+        raws = out.registry.query_ancestors(calexp)
+        assert {r.dataset_type.name for r in raws} == {"raw", "bias"}
+    finally:
+        out.close()
+
+
+def test_failure_blocks_descendants_keeps_outputs_and_resumes(repo: Butler, make_executor: MakeExecutor,
+                                                              tmp_path: Path) -> None:
+    marker = tmp_path / "fail-now"
+    marker.write_text("x")
+    pipe = Pipeline.from_yaml(EXAMPLE_PIPELINE)
+    pipe.add_config_override("calibrate", "fail_detectors", [2])
+    pipe.add_config_override("calibrate", "fail_marker", str(marker))
+    graph = build(repo, pipe, where="visit IN (0, 1)")
+    report = make_executor(repo.root).run(graph)
+    counts = report.counts()
+    assert counts["failed"] == 2 and counts["succeeded"] == 6 and counts["blocked"] == 3
+    failure = report.failures()[0]
+    assert failure.task_label == "calibrate" and failure.data_id["detector"] == 2
+    assert "configured to fail" in failure.error and failure.error_type == "quantum_execution"
+    assert "RuntimeError" in failure.traceback
+    blocked = [q for q in report.quanta if q.status is QuantumStatus.BLOCKED]
+    assert {q.task_label for q in blocked} == {"visit_summary", "survey_summary"}
+    assert all(q.blocked_by is not None for q in blocked)
+    with pytest.raises(ExecutionFailedError, match=r"calibrate \{.*'detector': 2"):
+        report.raise_for_failures()
+    # outputs of successful quanta are kept ...
+    with Butler(repo.root, collections=[RUN]) as out:
+        assert out.exists("calexp", {"instrument": INSTRUMENT, "visit": 0, "detector": 1})
+        assert not out.exists("calexp", {"instrument": INSTRUMENT, "visit": 0, "detector": 2})
+    # ... and rerunning resumes: finished quanta are memoized, the rest runs
+    marker.unlink()
+    again = make_executor(repo.root).run(graph)
+    assert again.counts() == {"pending": 0, "succeeded": 5, "memoized": 6, "failed": 0, "blocked": 0}
+
+
+def test_memoization_and_memoize_off(repo: Butler, make_executor: MakeExecutor) -> None:
+    graph = build(repo, where="visit = 0")
+    make_executor(repo.root).run(graph).raise_for_failures()
+    again = make_executor(repo.root).run(graph)
+    assert again.counts()["memoized"] == len(graph) and again.ok
+    off = make_executor(repo.root, memoize=False).run(graph)
+    assert off.counts()["failed"] == 4 and off.counts()["blocked"] == 2  # outputs exist: failed, rest blocked
+    assert {q.error_type for q in off.failures()} == {"output_exists"}
+    assert "memoization is off" in off.failures()[0].error
+
+
+def test_changed_config_in_same_run_is_refused(repo: Butler) -> None:
+    graph = build(repo, where="visit = 0")
+    InProcessExecutor(repo.root).run(graph).raise_for_failures()
+    pipe = Pipeline.from_yaml(EXAMPLE_PIPELINE)
+    pipe.add_config_override("calibrate", "gain", 9.0)
+    changed = build(repo, pipe, where="visit = 0")
+    with pytest.raises(OutputExistsError, match="another config"):
+        InProcessExecutor(repo.root).run(changed)
+    InProcessExecutor(repo.root).run(build(repo, pipe, run="u/exec/run2", where="visit = 0")).raise_for_failures()
+
+
+def test_no_io_mode_runs_tasks_without_butler(repo: Butler) -> None:
+    graph = build_quantum_graph(repo.registry, Pipeline.from_yaml(
+        Path(EXAMPLE_PIPELINE).with_name("noop_pipeline.yaml")), collections=COLLECTIONS, run=RUN)
+    report = InProcessExecutor(None).run(graph)
+    assert report.ok and report.counts()["succeeded"] == 16
+
+
+def test_standard_logging_tags_quanta(repo: Butler, tmp_path: Path) -> None:
+    log_file = tmp_path / "run.log"
+    configure_logging("DEBUG", file=log_file)
+    try:
+        graph = build(repo, where="visit = 0 AND detector = 0")
+        InProcessExecutor(repo.root).run(graph).raise_for_failures()
+    finally:
+        logger = logging.getLogger("nightshift.pipe")
+        for h in list(logger.handlers):
+            logger.removeHandler(h)
+            h.close()
+        logger.propagate = True
+        logger.setLevel(logging.NOTSET)
+    text = log_file.read_text()
+    assert "nightshift.pipe.preflight" in text  # pre-flight phase
+    assert "nightshift.pipe.tasks.calibrate [calibrate {'instrument': 'Cam', 'detector': 0, 'visit': 0}]: " \
+        "measured" in text  # run phase: the task's log line carries the quantum
+
+
+def test_json_logging(tmp_path: Path) -> None:
+    import json
+
+    log_file = tmp_path / "j.log"
+    logger = configure_logging("INFO", fmt="json", file=log_file)
+    try:
+        logger.getChild("x").info("hello %s", "world")
+    finally:
+        for h in list(logger.handlers):
+            logger.removeHandler(h)
+            h.close()
+        logger.propagate = True
+        logger.setLevel(logging.NOTSET)
+    line = json.loads(log_file.read_text().splitlines()[0])
+    assert line["message"] == "hello world" and line["quantum"] == "-" and line["level"] == "INFO"
+
+
+def test_argument_validation() -> None:
+    with pytest.raises(ValueError):
+        MultiProcessExecutor(None, processes=0)
+
+
+def test_worker_crash_fails_its_quanta_and_the_run_goes_on(repo: Butler) -> None:
+    pipe = Pipeline.from_yaml(EXAMPLE_PIPELINE)
+    pipe.add_config_override("calibrate", "crash_detectors", [3])
+    graph = build(repo, pipe, where="visit IN (0, 1)")
+    report = MultiProcessExecutor(repo.root, processes=2, batch=1).run(graph)
+    crashed = [q for q in report.quanta if q.task_label == "calibrate" and q.data_id["detector"] == 3]
+    assert all(q.status is QuantumStatus.FAILED and "BrokenProcessPool" in (q.error or "") for q in crashed)
+    counts = report.counts()
+    assert counts["pending"] == 0 and counts["blocked"] == 3  # both visit summaries and the survey summary
+    # quanta that were not in flight in the dead pool ran in its replacement
+    assert counts["succeeded"] >= 1 and counts["succeeded"] + counts["failed"] == 8
+
+
+@pytest.mark.integration
+def test_runs_on_a_postgresql_registry(tmp_path: Path, pg_dsn: str, unique_name: str) -> None:
+    import sqlalchemy as sa
+    from pipe_support import make_repo
+
+    butler = make_repo(tmp_path / "repo", n_visits=2, n_detectors=2, registry_db=pg_dsn, registry_schema=unique_name)
+    try:
+        graph = build(butler)
+        report = MultiProcessExecutor(butler.root, processes=2).run(graph)
+        report.raise_for_failures()
+        again = InProcessExecutor(butler.root).run(graph)
+        assert again.counts()["memoized"] == len(graph) == 7
+        with Butler(butler.root, collections=[RUN]) as out:
+            assert out.get("survey_summary", {"instrument": INSTRUMENT})["n_visits"] == 2
+    finally:
+        butler.close()
+        engine = sa.create_engine("postgresql+psycopg://" + pg_dsn.split("://", 1)[1])
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{unique_name}" CASCADE')
+        engine.dispose()
+
+
+def _cooperating() -> Pipeline:
+    from nightshift.pipe.examples import AssociateTask, PreloadTask
+
+    pipe = Pipeline("AP-like: preload objects while processing the image")
+    pipe.add_task("preload", PreloadTask, config={"seconds": 2.0})
+    pipe.add_task("associate", AssociateTask, config={"work_seconds": 0.2})
+    return pipe
+
+
+def test_cooperating_tasks_run_in_parallel(repo: Butler) -> None:
+    graph = build(repo, _cooperating(), where="visit = 0 AND detector = 0")
+    assert graph.counts() == {"preload": 1, "associate": 1}
+    assert graph.dependencies() == [[], [0]] and graph.start_dependencies() == [[], []]
+    report = MultiProcessExecutor(repo.root, processes=2).run(graph)
+    report.raise_for_failures()
+    preload, associate = report.quanta
+    assert associate.start < preload.end  # started while the preload was still fetching (REQ-0030)
+    assert associate.end >= preload.end
+    with Butler(repo.root, collections=[RUN]) as out:
+        result = out.get("associations", {"instrument": INSTRUMENT, "visit": 0, "detector": 0})
+        assert result["n_objects"] == 5 and result["waited_s"] > 0.5 and result["pixels"] == 64
+        prov = out.registry.get_provenance(out.find("associations", {"instrument": INSTRUMENT, "visit": 0,
+                                                                      "detector": 0}))
+        assert {r.dataset_type.name for r in prov.actual_inputs} == {"raw", "preloaded_objects"}
+
+
+def test_failed_producer_of_a_deferred_input(repo: Butler) -> None:
+    pipe = _cooperating()
+    pipe.add_config_override("preload", "seconds", -1.0)  # time.sleep(-1) raises ValueError
+    graph = build(repo, pipe, where="visit = 0 AND detector = 0")
+    # serially the consumer has not started yet: it is blocked
+    report = InProcessExecutor(repo.root).run(graph)
+    assert [q.status for q in report.quanta] == [QuantumStatus.FAILED, QuantumStatus.BLOCKED]
+    # in parallel it was already waiting: it gives up after the deferred timeout, naming the missing input
+    report = MultiProcessExecutor(repo.root, processes=2, deferred_timeout=1.0, memoize=False).run(graph)
+    assert [q.status for q in report.quanta] == [QuantumStatus.FAILED, QuantumStatus.FAILED]
+    assert "did not appear within 1.0 s" in (report.quanta[1].error or "")
+
+
+def test_empty_graph_runs_nothing(repo: Butler) -> None:
+    graph = build(repo, where="visit = 77")
+    report = MultiProcessExecutor(repo.root, processes=2).run(graph)
+    assert report.quanta == [] and report.ok
+
+
+class MakerConnections(PipelineTaskConnections, dimensions=("instrument", "visit", "detector")):
+    raw = Input("raw", "NumpyArray", ("instrument", "visit", "detector"))
+    schema = InitOutput("maker_schema", "StructuredDataDict")
+    out = Output("made", "StructuredDataDict", ("instrument", "visit", "detector"))
+
+
+class MakerTask(PipelineTask):
+    ConnectionsClass = MakerConnections
+
+    def init_outputs(self) -> dict[str, object]:
+        return {"schema": {"columns": ["a", "b"]}}
+
+    def run(self, raw: object) -> Struct:  # type: ignore[override]
+        return Struct(out={"a": 1, "b": 2})
+
+
+class UserConnections(PipelineTaskConnections, dimensions=("instrument", "visit", "detector")):
+    schema = InitInput("maker_schema", "StructuredDataDict")
+    made = Input("made", "StructuredDataDict", ("instrument", "visit", "detector"))
+    out = Output("used", "StructuredDataDict", ("instrument", "visit", "detector"))
+
+
+class UserTask(PipelineTask):
+    ConnectionsClass = UserConnections
+
+    def run(self, made: dict) -> Struct:  # type: ignore[override]
+        return Struct(out={c: made[c] for c in self.init_inputs["schema"]["columns"]})
+
+
+def test_init_outputs_are_written_once_and_read_as_init_inputs(repo: Butler) -> None:
+    pipe = Pipeline()
+    pipe.add_task("maker", MakerTask)
+    pipe.add_task("user", UserTask)
+    graph = build(repo, pipe, where="visit = 0")
+    assert graph.init_inputs["user"]["schema"] == graph.init_outputs["maker"]["schema"]
+    InProcessExecutor(repo.root).run(graph).raise_for_failures()
+    with Butler(repo.root, collections=[RUN]) as out:
+        assert out.get("maker_schema", {}) == {"columns": ["a", "b"]}
+        assert out.get("used", {"instrument": INSTRUMENT, "visit": 0, "detector": 1}) == {"a": 1, "b": 2}
