@@ -4,7 +4,9 @@ import logging
 
 import click
 
+from ._apdb import apdb
 from ._dev import dev
+from ._pipeline import pipeline
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -22,6 +24,8 @@ def cli(log_level: str) -> None:
 
 
 cli.add_command(dev)
+cli.add_command(pipeline)
+cli.add_command(apdb)
 
 
 def _register_optional() -> None:

@@ -1,0 +1,1 @@
+"""Helpers of the APDB benchmark (``loadtests/apdb_bench.py``)."""

@@ -1,0 +1,30 @@
+"""Fixtures: a fresh APDB schema per test on the real local PostgreSQL."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from nightshift.apdb import ApdbSettings, AsyncApdb
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+
+@pytest.fixture
+def apdb_settings(pg_dsn: str, unique_name: str) -> ApdbSettings:
+    return ApdbSettings(dsn=pg_dsn, schema_name=f"apdb_{unique_name}", pool_min_size=0, pool_max_size=6)
+
+
+@pytest.fixture
+async def apdb(apdb_settings: ApdbSettings) -> AsyncIterator[AsyncApdb]:
+    db = AsyncApdb(apdb_settings)
+    await db.open()
+    await db.create()
+    try:
+        yield db
+    finally:
+        await db.drop()
+        await db.close()
