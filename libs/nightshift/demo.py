@@ -15,7 +15,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from confluent_kafka import Message
+from confluent_kafka.admin import AdminClient
 
+from ._demo_butler import butler_step, pipeline_step
 from .devstack import stack_env
 from .events import (
     AsyncProducer,
@@ -34,8 +36,12 @@ Echo = Callable[[str], None]
 async def _events_step(bootstrap: str, echo: Echo) -> None:
     """nextVisit + one raw.arrived per detector through the broker, plus one poison message."""
     run_tag = uuid.uuid4().hex[:8]
-    topics = ["nextVisit", "raw.arrived"]
-    ensure_topics(bootstrap, topics + [dlq_topic(t) for t in topics])
+    # Topics of this run only (carrying the nextVisit and raw.arrived subjects), removed at the end,
+    # so a re-run never sees an earlier run's messages.
+    subjects = {f"nextVisit.demo-{run_tag}": "nextVisit", f"raw.arrived.demo-{run_tag}": "raw.arrived"}
+    topics = list(subjects)
+    nv_topic, raw_topic = topics
+    ensure_topics(bootstrap, topics + [dlq_topic(t) for t in topics], partitions=2)
     visit = int(datetime.now(UTC).strftime("%Y%m%d")) * 100000 + int(time.time()) % 100000
     detectors = list(range(8))
     next_visit = NextVisit(
@@ -51,25 +57,22 @@ async def _events_step(bootstrap: str, echo: Echo) -> None:
         )
         for d in detectors
     ]
-    key = run_tag.encode()
     received: dict[str, list[Event]] = {"nextVisit": [], "raw.arrived": []}
     done = asyncio.get_running_loop().create_future()
 
     async def handler(event: Event, msg: Message) -> None:
-        if msg.key() != key:
-            return  # events of earlier demo runs
-        received[msg.topic()].append(event)
+        received[event.SUBJECT].append(event)
         if len(received["raw.arrived"]) == len(raws) and received["nextVisit"] and not done.done():
             done.set_result(None)
 
     async with AsyncProducer(bootstrap) as producer:
-        consumer = EventConsumer(bootstrap, f"demo-{run_tag}", topics, handler, producer)
+        consumer = EventConsumer(bootstrap, f"demo-{run_tag}", topics, handler, producer, subjects=subjects)
         task = asyncio.create_task(consumer.run())
         await asyncio.wait_for(consumer.assigned.wait(), 60)
         t0 = time.perf_counter()
-        sent = [await producer.enqueue("nextVisit", encode(next_visit), key=key)]
-        sent += [await producer.enqueue("raw.arrived", encode(r), key=key) for r in raws]
-        sent.append(await producer.enqueue("raw.arrived", b"\x00\x00\x00\x00\x02garbage", key=key))
+        sent = [await producer.enqueue(nv_topic, encode(next_visit))]
+        sent += [await producer.enqueue(raw_topic, encode(r), key=str(r.detector)) for r in raws]
+        sent.append(await producer.enqueue(raw_topic, b"\x00\x00\x00\x00\x02garbage"))
         await asyncio.gather(*sent)
         await asyncio.wait_for(done, 60)
         elapsed = time.perf_counter() - t0
@@ -81,7 +84,10 @@ async def _events_step(bootstrap: str, echo: Echo) -> None:
         await task
     echo(f"events    : nextVisit for visit {visit} and {len(raws)} raw.arrived round-tripped through Apache Kafka "
          f"at {bootstrap} in {elapsed * 1000:.0f} ms (Avro, Confluent wire format)")
-    echo(f"            {consumer.stats.dead_lettered} poison message sent to raw.arrived.dlq with reason: "
+    deleted = AdminClient({"bootstrap.servers": bootstrap}).delete_topics(topics + [dlq_topic(t) for t in topics])
+    for future in deleted.values():
+        future.result(30)
+    echo(f"            {consumer.stats.dead_lettered} poison message sent to the dead-letter topic with reason: "
          f"{consumer.stats.dlq_reasons[0] if consumer.stats.dlq_reasons else '-'}")
 
 
@@ -91,4 +97,6 @@ def run_demo(echo: Echo = print) -> None:
     os.environ.update({k: v for k, v in env.items() if k not in os.environ})
     echo("nightshift demo — against the local stack (Apache Kafka, PostgreSQL, S3Proxy)")
     asyncio.run(_events_step(env["KAFKA_BOOTSTRAP"], echo))
+    butler_step(env, echo)
+    pipeline_step(echo)
     echo("demo finished")
