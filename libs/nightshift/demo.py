@@ -84,7 +84,8 @@ async def _events_step(bootstrap: str, echo: Echo) -> None:
         await task
     echo(f"events    : nextVisit for visit {visit} and {len(raws)} raw.arrived round-tripped through Apache Kafka "
          f"at {bootstrap} in {elapsed * 1000:.0f} ms (Avro, Confluent wire format)")
-    deleted = AdminClient({"bootstrap.servers": bootstrap}).delete_topics(topics + [dlq_topic(t) for t in topics])
+    admin = AdminClient({"bootstrap.servers": bootstrap})  # must outlive its futures
+    deleted = admin.delete_topics(topics + [dlq_topic(t) for t in topics])
     for future in deleted.values():
         future.result(30)
     echo(f"            {consumer.stats.dead_lettered} poison message sent to the dead-letter topic with reason: "
