@@ -35,11 +35,7 @@ from typing import Any
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from apdb.synth import Sky  # noqa: E402
-
-from nightshift.apdb import ApdbSettings, AsyncApdb, stats  # noqa: E402
+from nightshift.apdb import ApdbSettings, AsyncApdb, SkyField, stats
 
 HISTORY_DAYS = 365.0
 
@@ -56,8 +52,8 @@ def _pct(values: list[float]) -> dict[str, float]:
     }
 
 
-def _sky(args: argparse.Namespace) -> Sky:
-    return Sky(
+def _sky(args: argparse.Namespace) -> SkyField:
+    return SkyField(
         centres=args.centres,
         density=args.density,
         sources_per_visit=args.sources_per_visit,
@@ -87,7 +83,7 @@ async def _reader(args: argparse.Namespace, conn: Connection) -> None:
             _, i = msg
             nxt = i + 1
             t = time.monotonic()
-            pre = await apdb.preload(sky.region(nxt), sky.mjd(nxt) - HISTORY_DAYS)
+            pre = await apdb.preload(sky.region(nxt), sky.history_start(nxt, HISTORY_DAYS))
             t1 = time.monotonic()
             seen = int(np.count_nonzero(pre.sources["visit"].to_numpy() == 1000 + i))
             conn.send(
@@ -119,8 +115,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             total_sources = (await stats(apdb, exact=True))["DiaSource"]["rows"]
         t_bulk = time.monotonic()
         for i in range(args.start, args.start + args.bulk_visits):
-            mjd, objects, sources, forced = sky.visit(i)
-            r = await apdb.store(mjd, objects, sources, forced)
+            v = sky.visit(i)
+            r = await apdb.store(v.mjd, v.objects, v.sources, v.forced_sources)
             total_sources += r.dia_sources
             out["bulk"].append({"visit": i, "store_s": round(r.seconds, 4), "dia_sources_total": total_sources})
             if args.progress and (i + 1) % 10 == 0:
@@ -136,9 +132,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 raise RuntimeError("reader did not start")
             first = args.start + args.bulk_visits
             for i in range(first, first + args.visits):
-                mjd, objects, sources, forced = sky.visit(i)
+                v = sky.visit(i)
+                objects, sources, forced = v.objects, v.sources, v.forced_sources
                 t0 = time.monotonic()
-                r = await apdb.store(mjd, objects, sources, forced)
+                r = await apdb.store(v.mjd, objects, sources, forced)
                 t_stored = time.monotonic()
                 total_sources += r.dia_sources
                 parent.send(("stored", i))
@@ -152,6 +149,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     "store_s": round(t_stored - t0, 4),
                     "preload_s": round(preload_s, 4),
                     "round_trip_s": round(t1 - t0, 4),
+                    "store_timings": r.timings,
                     "rows": {"objects": objects.num_rows, "sources": sources.num_rows, "forced": forced.num_rows},
                     "preload_rows": counts,
                     "preload_timings": timings,

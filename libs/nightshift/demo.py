@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from confluent_kafka import Message
 from confluent_kafka.admin import AdminClient
 
-from ._demo_butler import butler_step, pipeline_step
+from ._demo_butler import apdb_step, butler_step, pipeline_step
 from .devstack import stack_env
 from .events import (
     AsyncProducer,
@@ -99,5 +99,6 @@ def run_demo(echo: Echo = print) -> None:
     echo("nightshift demo — against the local stack (Apache Kafka, PostgreSQL, S3Proxy)")
     asyncio.run(_events_step(env["KAFKA_BOOTSTRAP"], echo))
     butler_step(env, echo)
+    apdb_step(env, echo)
     pipeline_step(echo)
     echo("demo finished")

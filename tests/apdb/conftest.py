@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
 from nightshift.apdb import ApdbSettings, AsyncApdb
-
-sys.path.insert(0, str(Path(__file__).parent))
 
 
 @pytest.fixture

@@ -5,9 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from nightshift.apdb import Circle, ConvexPolygon, make_source_ids, pixel_ranges, pixels_of, split_source_ids
+from nightshift.apdb import (
+    Circle,
+    ConvexPolygon,
+    make_source_ids,
+    pixel_ranges,
+    pixels_of,
+    random_positions,
+    split_source_ids,
+)
 
-from _synth import field_positions
 
 
 def _in_ranges(pix: np.ndarray, ranges: np.ndarray) -> np.ndarray:
@@ -19,7 +26,7 @@ def _in_ranges(pix: np.ndarray, ranges: np.ndarray) -> np.ndarray:
 def test_circle_ranges_cover_every_inside_point(radius: float) -> None:
     rng = np.random.default_rng(3)
     circle = Circle(150.0, -30.0, radius)
-    ra, dec = field_positions(150.0, -30.0, radius * 1.3, 20000, rng)
+    ra, dec = random_positions(150.0, -30.0, radius * 1.3, 20000, rng)
     inside = circle.contains(ra, dec)
     assert 0 < inside.sum() < len(ra)
     ranges = pixel_ranges(circle, 16, max_ranges=64)

@@ -22,11 +22,12 @@ from nightshift.apdb import (
     ConvexPolygon,
     apdb_tables,
     prune,
+    random_positions,
     schema_version,
+    simulate_visit,
     stats,
 )
 
-from _synth import field_positions, make_visit
 
 pytestmark = pytest.mark.integration
 
@@ -48,11 +49,11 @@ def assert_same(a: pa.Table, b: pa.Table, key: str | list[str]) -> None:
 
 
 def visit(n: int, visit_id: int, mjd: float, *, seed: int = 0, ids: np.ndarray | None = None) -> tuple[pa.Table, ...]:
-    ra, dec = field_positions(RA0, DEC0, 0.5, n, np.random.default_rng(0))  # the same sky every visit
+    ra, dec = random_positions(RA0, DEC0, 0.5, n, np.random.default_rng(0))  # the same sky every visit
     rng = np.random.default_rng(seed)
     ra = ra + rng.normal(scale=0.1 / 3600, size=n)  # measured positions scatter by ~0.1 arcsec
     ids = np.arange(1, n + 1, dtype=np.int64) if ids is None else ids
-    objects, sources, forced = make_visit(visit_id, mjd, ra, dec, ids, rng)
+    objects, sources, forced = simulate_visit(visit_id, mjd, ra, dec, ids, rng=rng)
     # NULL floats travel as NaN: put some in a nullable float column.
     flux = sources["psfFlux"].to_numpy().copy()
     flux[::7] = np.nan
@@ -102,7 +103,9 @@ async def test_missing_schema_is_a_schema_error(pg_dsn: str, unique_name: str) -
             await db.get_dia_objects(Circle(RA0, DEC0, 1.0))
 
 
-async def test_store_then_read_back_every_column(apdb: AsyncApdb) -> None:
+@pytest.mark.parametrize("part_rows", [2500, 64])
+async def test_store_then_read_back_every_column(apdb: AsyncApdb, monkeypatch: pytest.MonkeyPatch, part_rows: int) -> None:
+    monkeypatch.setattr("nightshift.apdb._apdb._PART_ROWS", part_rows)  # 64: the COPY streams go in 6 parts
     objects, sources, forced = visit(400, 1001, 60000.2)
     result = await apdb.store(Time(60000.2, format="mjd", scale="tai"), objects, sources, forced)
     assert (result.dia_objects, result.dia_sources, result.dia_forced_sources) == (400, 400, 400)
@@ -124,6 +127,18 @@ async def test_store_then_read_back_every_column(apdb: AsyncApdb) -> None:
     # What SQL users see: NULLs where the input had nulls or NaN floats.
     assert await count(apdb, "DiaSource", '"psfFlux" IS NULL') == len(range(0, 400, 7))
     assert await count(apdb, "DiaSource", '"pixelFlags_bad" IS NULL') == sources["pixelFlags_bad"].null_count
+    async with apdb.pool.acquire() as conn:  # the row table holds exactly the input, column by column
+        rows = await conn.fetch(f'SELECT * FROM "{apdb.settings.schema_name}"."DiaSource" ORDER BY "diaSourceId"')
+    want = sources.sort_by("diaSourceId")
+    for name in want.column_names:
+        expected = [None if isinstance(v, float) and np.isnan(v) else v for v in want[name].to_pylist()]
+        got_col = [r[name] for r in rows]
+        if pa.types.is_floating(want[name].type):
+            np.testing.assert_allclose(
+                np.array(got_col, dtype=float), np.array(expected, dtype=float), rtol=1e-6, err_msg=name
+            )
+        else:
+            assert got_col == expected, name
 
 
 async def test_astropy_and_numpy_inputs(apdb: AsyncApdb) -> None:
@@ -141,7 +156,9 @@ async def test_astropy_and_numpy_inputs(apdb: AsyncApdb) -> None:
     assert await count(apdb, "DiaSource") == 50
 
 
-async def test_replay_leaves_one_copy(apdb: AsyncApdb) -> None:
+@pytest.mark.parametrize("part_rows", [2500, 64])
+async def test_replay_leaves_one_copy(apdb: AsyncApdb, monkeypatch: pytest.MonkeyPatch, part_rows: int) -> None:
+    monkeypatch.setattr("nightshift.apdb._apdb._PART_ROWS", part_rows)
     objects, sources, forced = visit(300, 11, 60010.0)
     first = await apdb.store(60010.0, objects, sources, forced)
     again = await apdb.store(60010.0, objects, sources, forced)
@@ -155,7 +172,9 @@ async def test_replay_leaves_one_copy(apdb: AsyncApdb) -> None:
     assert pre.sources.num_rows == 300 and pre.forced_sources.num_rows == 300 and pre.objects.num_rows == 300
 
 
-async def test_partial_replay_adds_only_new_rows(apdb: AsyncApdb) -> None:
+@pytest.mark.parametrize("part_rows", [2500, 64])
+async def test_partial_replay_adds_only_new_rows(apdb: AsyncApdb, monkeypatch: pytest.MonkeyPatch, part_rows: int) -> None:
+    monkeypatch.setattr("nightshift.apdb._apdb._PART_ROWS", part_rows)
     objects, sources, forced = visit(200, 12, 60011.0)
     await apdb.store(60011.0, objects.slice(0, 100), sources.slice(0, 100), forced.slice(0, 100))
     result = await apdb.store(60011.0, objects, sources, forced)
@@ -164,7 +183,9 @@ async def test_partial_replay_adds_only_new_rows(apdb: AsyncApdb) -> None:
     assert_same(got, sources, "diaSourceId")
 
 
-async def test_concurrent_writers_of_one_visit_store_one_copy(apdb: AsyncApdb, apdb_settings: ApdbSettings) -> None:
+@pytest.mark.parametrize("part_rows", [2500, 64])
+async def test_concurrent_writers_of_one_visit_store_one_copy(apdb: AsyncApdb, apdb_settings: ApdbSettings, monkeypatch: pytest.MonkeyPatch, part_rows: int) -> None:
+    monkeypatch.setattr("nightshift.apdb._apdb._PART_ROWS", part_rows)
     objects, sources, forced = visit(2000, 13, 60012.0)
     async with AsyncApdb(apdb_settings) as other:
         a, b = await asyncio.gather(
@@ -232,6 +253,9 @@ async def test_preload_cuts_histories_to_the_objects_in_the_field(apdb: AsyncApd
         ("objects", "ra", 3, 361.0, "'ra'.*row\\(s\\) \\[3\\]"),
         ("forced", "dec", 5, -91.0, "'dec'.*row\\(s\\) \\[5\\]"),
         ("sources", "midpointMjdTai", 9, float("nan"), "'midpointMjdTai'.*row\\(s\\) \\[9\\]"),
+        ("sources", "band", 4, "é", "'band'.*not ASCII in row\\(s\\) \\[4\\]"),
+        ("forced", "band", 6, "gr", "'band'.*longer than 1.*row\\(s\\) \\[6\\]"),
+        ("sources", "reliabilityVersion", 2, "v1.2.3.4", "'reliabilityVersion'.*row\\(s\\) \\[2\\]"),
     ],
 )
 async def test_bad_rows_are_rejected_before_any_write(
@@ -239,7 +263,7 @@ async def test_bad_rows_are_rejected_before_any_write(
 ) -> None:
     tables = dict(zip(("objects", "sources", "forced"), visit(50, 41, 60030.0), strict=True))
     t = tables[table]
-    data = t[column].to_numpy().copy()
+    data = t[column].to_numpy(zero_copy_only=False).copy()
     data[row] = value
     tables[table] = t.set_column(t.column_names.index(column), column, pa.array(data))
     with pytest.raises(ApdbValidationError, match=match) as info:
@@ -372,3 +396,31 @@ async def test_cancelled_store_rolls_back_and_the_pool_stays_usable(apdb: AsyncA
     assert await count(apdb, "DiaSource", "visit = 92") == 0
     assert (await apdb.store(60061.0, o2, s2, f2)).dia_sources == 100
     assert await count(apdb, "DiaSource") == 200
+
+
+async def test_upgrade_from_layout_1_keeps_data_and_reads(apdb: AsyncApdb) -> None:
+    """A layout-1 schema (full-width DiaObjectLast, secondary indexes) is refused, then upgraded in place."""
+    objects, sources, forced = visit(50, 7, 60020.0)
+    await apdb.store(60020.0, objects, sources, forced)
+    schema = apdb.settings.schema_name
+    async with apdb.pool.acquire() as conn:  # make it look like layout 1
+        await conn.execute(f'ALTER TABLE "{schema}"."DiaObjectLast" ADD COLUMN "u_psfFluxMean" real')
+        await conn.execute(f'CREATE INDEX "DiaSource_diaObjectId_idx" ON "{schema}"."DiaSource" ("diaObjectId")')
+        await conn.execute(f"UPDATE \"{schema}\".metadata SET value = '1' WHERE name = 'version:nightshift.apdb'")
+    fresh = AsyncApdb(apdb.settings)
+    async with fresh:
+        with pytest.raises(ApdbSchemaError, match="upgrade"):
+            await fresh.layout()
+        assert await fresh.upgrade() == "2"
+        assert await fresh.upgrade() == "2"  # idempotent
+        got = await fresh.get_dia_objects(Circle(RA0, DEC0, 1.0))
+        assert got.num_rows == 50
+        r = await fresh.store(60021.0, *visit(50, 8, 60021.0))
+        assert r.dia_sources == 50 and "upsert:DiaObjectLast" in r.timings
+    async with apdb.pool.acquire() as conn:
+        assert await conn.fetchval(f"SELECT to_regclass('\"{schema}\".\"DiaSource_diaObjectId_idx\"')") is None
+        cols = {r[0] for r in await conn.fetch(
+            "SELECT attname FROM pg_attribute WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped",
+            f'"{schema}"."DiaObjectLast"',
+        )}
+    assert "u_psfFluxMean" not in cols and {"diaObjectId", "ra", "dec", "pixelId", "apdbRecord"} <= cols

@@ -8,10 +8,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from nightshift.apdb import Apdb, ApdbSettings, Circle
+from nightshift.apdb import Apdb, ApdbSettings, Circle, random_positions, simulate_visit
 from nightshift.cli import cli
 
-from _synth import field_positions, make_visit
 
 pytestmark = pytest.mark.integration
 
@@ -19,8 +18,8 @@ pytestmark = pytest.mark.integration
 def test_sync_facade_round_trip(pg_dsn: str, unique_name: str) -> None:
     settings = ApdbSettings(dsn=pg_dsn, schema_name=f"apdb_{unique_name}", pool_min_size=0)
     rng = np.random.default_rng(5)
-    ra, dec = field_positions(20.0, -10.0, 0.3, 200, rng)
-    objects, sources, forced = make_visit(5, 60005.0, ra, dec, np.arange(1, 201), rng)
+    ra, dec = random_positions(20.0, -10.0, 0.3, 200, rng)
+    objects, sources, forced = simulate_visit(5, 60005.0, ra, dec, np.arange(1, 201), rng=rng)
     with Apdb(settings) as apdb:
         apdb.create()
         try:

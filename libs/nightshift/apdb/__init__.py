@@ -5,7 +5,8 @@ Tables and column names are those of the Rubin APDB schema shipped in
 HEALPix spatial index, history chunks) is described in ``docs/apdb.md``.
 
 Use :class:`AsyncApdb` in services (one per process) and :class:`Apdb` in
-batch jobs and notebooks.
+batch jobs and notebooks. :class:`SkyField` and :func:`simulate_visit` make
+synthetic visits with every column filled (tests, benchmark, demo).
 """
 
 from ._admin import info, prune, stats
@@ -21,6 +22,7 @@ from ._ids import make_source_ids, split_source_ids
 from ._region import Circle, ConvexPolygon, Region, pixel_ranges, pixels_of
 from ._schema import apdb_tables, schema_version
 from ._settings import ApdbSettings
+from ._simulate import SimulatedVisit, SkyField, random_positions, simulate_visit
 from ._sync import Apdb
 
 __all__ = [
@@ -36,6 +38,8 @@ __all__ = [
     "ConvexPolygon",
     "Preload",
     "Region",
+    "SimulatedVisit",
+    "SkyField",
     "StoreResult",
     "apdb_tables",
     "info",
@@ -43,7 +47,9 @@ __all__ = [
     "pixel_ranges",
     "pixels_of",
     "prune",
+    "random_positions",
     "schema_version",
+    "simulate_visit",
     "split_source_ids",
     "stats",
     "to_mjd_tai",

@@ -6,8 +6,10 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
 import asyncpg
@@ -18,18 +20,20 @@ from numpy.typing import ArrayLike, NDArray
 
 from ._chunks import Chunk, RecordCodec, cut_chunks, select_rows
 from ._codec import StagePlan
-from ._copy import decode_fixed
+from ._copy import COPY_HEADER, COPY_TRAILER, decode_fixed
 from ._ddl import CHUNK_TABLES, LAYOUT_VERSION, PARTITIONED, RECORD_COLUMN, Layout, q
 from ._errors_map import wrapped
 from ._exceptions import ApdbSchemaError
 from ._region import Region, pixel_ranges, pixels_of
-from ._schema import PIXEL_COLUMN, apdb_tables, schema_version
+from ._schema import PIXEL_COLUMN, TableSpec, apdb_tables, last_columns, schema_version
 from ._settings import ApdbSettings
 from ._validate import Columns, TableLike, normalize
 
 __all__ = ["AsyncApdb", "Preload", "StoreResult", "to_mjd_tai"]
 
 _log = logging.getLogger(__name__)
+#: Rows per part of a store's COPY stream (parts are encoded while the server parses the previous one).
+_PART_ROWS = 2500
 
 
 def to_mjd_tai(when: Time | float) -> float:
@@ -50,6 +54,8 @@ class StoreResult:
     dia_sources: int
     dia_forced_sources: int
     seconds: float
+    #: Seconds from the start of the call to the end of each step (``prepare``, ``copy:<table>``, ...).
+    timings: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -68,6 +74,12 @@ class _Prepared:
     visit_mjd: float
     tables: dict[str, tuple[Columns, NDArray[np.int64]]]
     streams: dict[str, asyncio.Future[tuple[bytes, list[str]]]] = field(default_factory=dict)
+    orders: dict[str, NDArray[np.intp]] = field(default_factory=dict)
+    t0: float = field(default_factory=time.perf_counter)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def mark(self, step: str) -> None:
+        self.timings[step] = round(time.perf_counter() - self.t0, 4)
 
 
 class AsyncApdb:
@@ -89,6 +101,8 @@ class AsyncApdb:
         self._layout: Layout | None = None
         self._partitions: set[str] = set()
         self._open_lock = asyncio.Lock()
+        # One thread encodes a store's COPY streams in the order the server needs them.
+        self._encoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="apdb-encode")
 
     def __repr__(self) -> str:
         return f"AsyncApdb(schema={self.settings.schema_name!r})"
@@ -188,6 +202,32 @@ class AsyncApdb:
                 ) from exc
         return {r["name"]: r["value"] for r in rows}
 
+    async def upgrade(self) -> str:
+        """Bring a schema of an older nightshift layout to the current one, keeping its data.
+
+        Layout 1 → 2 drops the non-Rubin columns of ``DiaObjectLast`` (the field read
+        uses ``apdbRecord``) and the secondary indexes of ``DiaSource`` and
+        ``DiaForcedSource`` (nothing reads by them). Returns the layout version now recorded.
+        """
+        meta = await self.metadata()
+        version = meta.get("version:nightshift.apdb", "")
+        layout = Layout(
+            self.settings.schema_name,
+            int(meta["config:partition_days"]),
+            int(meta["config:index_depth"]),
+            int(meta["config:chunk_depth"]),
+        )
+        try:
+            stmts = layout.upgrade_statements(version)
+        except ValueError as exc:
+            raise ApdbSchemaError(str(exc)) from None
+        async with wrapped("upgrading the APDB layout"), self.pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"apdb-partitions:{layout.schema}")
+            for stmt in stmts:
+                await conn.execute(stmt)
+        self._layout = None
+        return LAYOUT_VERSION
+
     async def layout(self) -> Layout:
         """The layout recorded in the schema (cached after the first call)."""
         if self._layout is None:
@@ -195,6 +235,7 @@ class AsyncApdb:
             if meta.get("version:nightshift.apdb") != LAYOUT_VERSION:
                 raise ApdbSchemaError(
                     f"APDB layout version {meta.get('version:nightshift.apdb')!r} is not {LAYOUT_VERSION!r}"
+                    " (an older layout can be brought up to date with AsyncApdb.upgrade())"
                 )
             if meta.get("version:ApdbSchema") != schema_version():
                 raise ApdbSchemaError(
@@ -245,10 +286,13 @@ class AsyncApdb:
         """Store a visit's new DiaObject versions, DiaSources and DiaForcedSources, atomically.
 
         Every table is validated first (nothing is written if any row is bad);
-        the rows go by binary COPY into per-connection staging tables, then one
-        set-based ``INSERT ... ON CONFLICT`` per table, all in one transaction.
-        Replaying a visit leaves one copy of every row; concurrent writers of one
-        visit produce one copy.
+        then, in one transaction, the rows go by binary COPY straight into
+        DiaSource, DiaForcedSource and DiaObject (in key order; a table whose keys
+        already exist — a replay, a concurrent writer — goes through a staging
+        table and ``INSERT ... ON CONFLICT DO NOTHING`` instead), DiaObjectLast is
+        upserted from a staging table, and the history chunks of the new rows are
+        written. Replaying a visit leaves one copy of every row; concurrent writers
+        of one visit produce one copy. ``StoreResult.timings`` times each step.
 
         Parameters
         ----------
@@ -276,6 +320,8 @@ class AsyncApdb:
         prepared = await asyncio.to_thread(
             self._prepare, layout, visit_mjd, objects, sources, forced_sources
         )
+        prepared.t0 = t0
+        prepared.mark("prepare")
         windows: dict[str, set[int]] = {}
         for table, (cols, _) in prepared.tables.items():
             if cols.nrows:
@@ -284,25 +330,63 @@ class AsyncApdb:
                 windows[table] = ws
                 if table in CHUNK_TABLES:
                     windows[CHUNK_TABLES[table]] = ws
-        # Encoding runs in worker threads while the server works on the previous table.
+        # Encoding runs in one worker thread, in the order the server needs the streams,
+        # while the server works on the previous table.
+        loop = asyncio.get_running_loop()
+        # A table's stream is cut into parts of ~2,500 rows, so the server parses the first
+        # part while the thread encodes the next.
         for name in ("DiaSource", "DiaForcedSource", "DiaObject"):
-            prepared.streams[name] = asyncio.ensure_future(asyncio.to_thread(self._encode, prepared, name))
+            parts = max(1, min(8, prepared.tables[name][0].nrows // _PART_ROWS))
+            for k in range(parts):
+                prepared.streams[f"{name}:{k}/{parts}"] = loop.run_in_executor(
+                    self._encoder, self._encode, prepared, name, k, parts
+                )
+        prepared.streams["DiaObjectLast"] = loop.run_in_executor(self._encoder, self._encode_last, prepared)
         try:
             await self._ensure_partitions(layout, windows)
+            prepared.mark("partitions")
             async with wrapped("storing a visit in the APDB"), self.pool.acquire() as conn:
                 async with conn.transaction():
                     counts = await self._store_tx(conn, prepared)
+                prepared.mark("commit")
         finally:
             pending = [f for f in prepared.streams.values() if not f.done()]
             for f in pending:
                 f.cancel()
             await asyncio.gather(*prepared.streams.values(), return_exceptions=True)
-        return StoreResult(*counts, seconds=time.perf_counter() - t0)
+        return StoreResult(*counts, seconds=time.perf_counter() - t0, timings=prepared.timings)
 
     @staticmethod
-    def _encode(p: _Prepared, name: str) -> tuple[bytes, list[str]]:
+    def _encode(p: _Prepared, name: str, part: int, parts: int) -> tuple[bytes, list[str]]:
+        """Part ``part`` of ``parts`` of the binary COPY stream of ``name`` straight into the table."""
         cols, pixels = p.tables[name]
-        plan = StagePlan(apdb_tables()[name], record=name == "DiaObject")
+        plan = StagePlan(apdb_tables()[name])
+        if not cols.nrows:
+            return b"", plan.target_columns()
+        if name not in p.orders:  # part 0 runs first: one encoder thread, FIFO
+            key = apdb_tables()[name].primary_key
+            # Rows in key order: two writers of one visit then meet the same key first (no deadlock).
+            p.orders[name] = np.lexsort([cols.values(k) for k in reversed(key)])
+        rows = np.array_split(p.orders[name], parts)[part]
+        stream = plan.encode_direct(cols, pixels, rows)
+        if part > 0:
+            stream = stream[len(COPY_HEADER) :]
+        if part < parts - 1:
+            stream = stream[: -len(COPY_TRAILER)]
+        return stream, plan.target_columns()
+
+    @staticmethod
+    def _encode_last(p: _Prepared) -> tuple[bytes, list[str]]:
+        """The staging COPY stream of the DiaObjectLast upsert."""
+        cols, pixels = p.tables["DiaObject"]
+        plan = _last_plan()
+        return plan.encode(cols, pixels), plan.stage_columns()
+
+    @staticmethod
+    def _encode_stage(p: _Prepared, name: str) -> tuple[bytes, list[str]]:
+        """The staging COPY stream of ``name`` (the replay path: INSERT ... ON CONFLICT from it)."""
+        cols, pixels = p.tables[name]
+        plan = StagePlan(apdb_tables()[name])
         return plan.encode(cols, pixels), plan.stage_columns()
 
     def _prepare(
@@ -331,8 +415,9 @@ class AsyncApdb:
         return _Prepared(layout, visit_mjd, tables)
 
     async def _stage(self, conn: asyncpg.Connection, table: str, stream: bytes, names: list[str]) -> str:
-        stage = f"_stage_v1_{table}"
-        await conn.execute(StagePlan(apdb_tables()[table], record=table == "DiaObject").stage_ddl(stage))
+        stage = f"_stage_v2_{table}"
+        plan = _last_plan() if table == "DiaObjectLast" else StagePlan(apdb_tables()[table])
+        await conn.execute(plan.stage_ddl(stage))
         await conn.copy_to_table(stage, source=memoryview(stream), columns=names, schema_name="pg_temp", format="binary")
         return stage
 
@@ -352,27 +437,37 @@ class AsyncApdb:
         specs = apdb_tables()
         added = {"DiaObject": 0, "DiaSource": 0, "DiaForcedSource": 0}
         new_rows: dict[str, NDArray[np.intp]] = {}
-        for table in ("DiaSource", "DiaForcedSource"):
+        for table in ("DiaSource", "DiaForcedSource", "DiaObject"):
             cols, _ = p.tables[table]
             if not cols.nrows:
                 continue
-            stream, names = await p.streams[table]
+            parts = [f for name, f in p.streams.items() if name.startswith(f"{table}:")]
+            names = StagePlan(specs[table]).target_columns()
+
+            async def stream(parts: list[asyncio.Future[tuple[bytes, list[str]]]] = parts) -> AsyncIterator[bytes]:
+                for f in parts:
+                    yield (await f)[0]
+
             plan = StagePlan(specs[table])
-            stage = await self._stage(conn, table, stream, names)
             key = specs[table].primary_key
             keylist = ", ".join(q(k) for k in key)
-            insert = (
-                f"INSERT INTO {layout.t(table)} ({_cols(plan.target_columns())}) "
-                f"SELECT {', '.join(plan.select_exprs())} FROM pg_temp.{q(stage)} s "
-                f"ORDER BY {', '.join('s.' + q(k) for k in key)}"
-            )
             try:
-                # Fast path: a first store inserts every row (plain INSERT, no speculative insertion).
+                # Fast path, a first store: COPY straight into the table (rows in key order).
                 async with conn.transaction():  # a savepoint
-                    await conn.execute(insert)
+                    await conn.copy_to_table(
+                        table, source=stream(), columns=names, schema_name=layout.schema, format="binary"
+                    )
                 new_rows[table] = np.arange(cols.nrows)
+                p.mark(f"copy:{table}")
             except asyncpg.UniqueViolationError:
-                # A replay, or a concurrent writer of the same rows: keep what is new.
+                # A replay, or a concurrent writer of the same rows: stage, then keep what is new.
+                staged, stage_names = await asyncio.to_thread(self._encode_stage, p, table)
+                stage = await self._stage(conn, table, staged, stage_names)
+                insert = (
+                    f"INSERT INTO {layout.t(table)} ({_cols(plan.target_columns())}) "
+                    f"SELECT {', '.join(plan.select_exprs())} FROM pg_temp.{q(stage)} s "
+                    f"ORDER BY {', '.join('s.' + q(k) for k in key)}"
+                )
                 aggs = ", ".join(f"COALESCE(array_agg({q(k)}), '{{}}')" for k in key)
                 row = await conn.fetchrow(
                     f"WITH ins AS ({insert} ON CONFLICT DO NOTHING RETURNING {keylist}) SELECT {aggs} FROM ins"
@@ -380,24 +475,17 @@ class AsyncApdb:
                 if row is None:  # pragma: no cover - an aggregate always returns one row
                     raise RuntimeError("INSERT ... RETURNING aggregate returned no row") from None
                 new_rows[table] = _inserted_rows(cols, key, [row[i] for i in range(len(key))])
+                p.mark(f"insert:{table}")
             added[table] = int(new_rows[table].size)
-            if new_rows[table].size:
+            if table in CHUNK_TABLES and new_rows[table].size:
                 cuts[table] = asyncio.ensure_future(asyncio.to_thread(self._cut, p, table, new_rows[table]))
         obj_cols, _ = p.tables["DiaObject"]
         if obj_cols.nrows:
-            obj_stream, obj_names = await p.streams["DiaObject"]
-            plan = StagePlan(specs["DiaObject"])
-            stage = await self._stage(conn, "DiaObject", obj_stream, obj_names)
-            target = plan.target_columns()
-            select = f'SELECT {", ".join(plan.select_exprs())} FROM pg_temp.{q(stage)} s ORDER BY s."diaObjectId"'
-            history = f"INSERT INTO {layout.t('DiaObject')} ({_cols(target)}) {select}"
-            try:
-                async with conn.transaction():  # a savepoint, as above
-                    status = await conn.execute(history)
-            except asyncpg.UniqueViolationError:
-                status = await conn.execute(f"{history} ON CONFLICT DO NOTHING")
-            added["DiaObject"] = int(status.rsplit(" ", 1)[-1])
-            last = [*target, RECORD_COLUMN]
+            obj_stream, obj_names = await p.streams["DiaObjectLast"]
+            plan = _last_plan()
+            stage = await self._stage(conn, "DiaObjectLast", obj_stream, obj_names)
+            p.mark("copy:DiaObjectLast")
+            last = [*plan.target_columns(), RECORD_COLUMN]
             updates = ", ".join(f"{q(n)} = EXCLUDED.{q(n)}" for n in last if n != "diaObjectId")
             select_last = (
                 f'SELECT {", ".join(plan.select_exprs())}, s.{q(RECORD_COLUMN)} '
@@ -408,6 +496,7 @@ class AsyncApdb:
                 f'ON CONFLICT ("diaObjectId") DO UPDATE SET {updates} '
                 f'WHERE l."validityStartMjdTai" <= EXCLUDED."validityStartMjdTai"'
             )
+            p.mark("upsert:DiaObjectLast")
         for table, cut in cuts.items():
             chunks = await cut
             await conn.copy_records_to_table(
@@ -416,6 +505,7 @@ class AsyncApdb:
                 columns=["chunkPixel", "mjdMin", "mjdMax", "nRows", "data"],
                 records=[(c.pixel, c.mjd_min, c.mjd_max, c.nrows, c.data) for c in chunks],
             )
+            p.mark(f"chunks:{table}")
         return added["DiaObject"], added["DiaSource"], added["DiaForcedSource"]
 
     def _cut(self, p: _Prepared, table: str, rows: NDArray[np.intp]) -> list[Chunk]:
@@ -602,6 +692,15 @@ class AsyncApdb:
             return codec.frombuffer(b"".join(b for part in blobs for b in part))
 
         return await asyncio.to_thread(join)
+
+
+@cache
+def _last_plan() -> StagePlan:
+    """Staging plan of the DiaObjectLast upsert: apdb.yaml's DiaObjectLast columns plus the record."""
+    obj = apdb_tables()["DiaObject"]
+    keep = set(last_columns())
+    spec = TableSpec("DiaObjectLast", tuple(c for c in obj.columns if c.name in keep), ("diaObjectId",))
+    return StagePlan(spec, record=True, record_spec=obj)
 
 
 def _cols(names: list[str]) -> str:

@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from numpy.typing import NDArray
 
+from ._copy import ascii_bytes
 from ._exceptions import ApdbError
 from ._schema import TableSpec
 from ._validate import Columns
@@ -57,7 +58,7 @@ class RecordCodec:
         for c in self.spec.columns:
             values, mask = cols.data[c.name]
             if c.is_string:
-                rec[c.name] = np.char.encode(values.astype("U"), "ascii") if cols.nrows else values
+                rec[c.name] = ascii_bytes(values, c.length or 1) if cols.nrows else values
             elif c.is_float and mask is not None and mask.any():
                 rec[c.name] = np.where(mask, np.nan, values)
             else:

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from ._copy import encode_fixed
+from ._copy import ascii_bytes, encode_fixed, encode_rows, trimmed_lengths
 from ._chunks import RecordCodec
 from ._ddl import RECORD_COLUMN, q
 from ._schema import PIXEL_COLUMN, ColumnSpec, TableSpec
@@ -36,6 +36,8 @@ class StagePlan:
 
     spec: TableSpec
     record: bool = False
+    #: Table whose fixed-width record the ``apdbRecord`` column carries (default: ``spec``).
+    record_spec: TableSpec | None = None
 
     @property
     def flagged(self) -> list[ColumnSpec]:
@@ -81,6 +83,38 @@ class StagePlan:
         out.append(f"{alias}.{q(PIXEL_COLUMN)}")
         return out
 
+    def encode_direct(self, cols: Columns, pixels: NDArray[np.int64], order: NDArray[np.intp]) -> bytes:
+        """The binary COPY stream of ``cols`` (rows in ``order``) for the target table itself.
+
+        Columns in :meth:`target_columns` order, with the NULLs the staging INSERT
+        would make: masked values and NaN floats as NULL, strings without trailing spaces.
+        """
+        fields: list[tuple[NDArray[Any], NDArray[np.int32] | None]] = []
+        for c in self.spec.columns:
+            values, mask = cols.data[c.name]
+            values = values[order]
+            mask = None if mask is None else mask[order]
+            if c.is_string:
+                width = c.length or max(int(np.char.str_len(values).max(initial=1)), 1)
+                wire = ascii_bytes(values, width)
+                lengths = trimmed_lengths(wire)
+                if mask is not None:
+                    lengths[mask] = -1
+                fields.append((wire, lengths))
+                continue
+            wire = values.astype(c.np_dtype.newbyteorder(">"))
+            null = mask if (mask is not None and mask.any()) else None
+            if c.is_float and c.nullable:
+                nan = np.isnan(values)
+                if nan.any():
+                    null = nan if null is None else (null | nan)
+            if null is not None and not c.nullable:  # pragma: no cover - validation rejects these
+                raise ValueError(f"NULL in required column {c.name}")
+            lengths = None if null is None else np.where(null, -1, wire.dtype.itemsize).astype(np.int32)
+            fields.append((wire, lengths))
+        fields.append((pixels[order].astype(">i8"), None))
+        return encode_rows(fields)
+
     def encode(self, cols: Columns, pixels: NDArray[np.int64]) -> bytes:
         """The binary COPY stream of ``cols`` for the staging table."""
         fields: list[tuple[str, NDArray[Any]]] = []
@@ -90,9 +124,7 @@ class StagePlan:
             values, mask = cols.data[c.name]
             if c.is_string:
                 width = c.length or max(int(np.char.str_len(values).max(initial=1)), 1)
-                wire = np.char.encode(values.astype("U"), "ascii").astype(f"S{width}")
-                if wire.size:
-                    wire = np.char.ljust(wire, width)  # space padded: PostgreSQL text must not hold NUL
+                wire = ascii_bytes(values, width, pad=32)  # space padded: PostgreSQL text must not hold NUL
             elif c.is_float:
                 wire = values.astype(c.np_dtype.newbyteorder(">"))
                 if mask is not None and mask.any():
@@ -107,6 +139,6 @@ class StagePlan:
         fields.append((PIXEL_COLUMN, pixels.astype(">i8")))
         fields += [(f"_null{w}", words[w].astype(">i8")) for w in range(self.n_words)]
         if self.record:
-            rec = RecordCodec(self.spec).encode(cols)
+            rec = RecordCodec(self.record_spec or self.spec).encode(cols)
             fields.append((RECORD_COLUMN, rec.view(np.dtype(f"V{rec.dtype.itemsize}"))))
         return encode_fixed(fields)

@@ -6,12 +6,14 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from ._schema import PIXEL_COLUMN, TableSpec, apdb_tables, schema_version
+from ._schema import PIXEL_COLUMN, TableSpec, apdb_tables, last_columns, schema_version
 
 __all__ = ["LAYOUT_VERSION", "Layout", "q"]
 
 #: Version of nightshift's physical layout, recorded next to the apdb.yaml version.
-LAYOUT_VERSION = "1"
+#: 2: DiaObjectLast narrowed to apdb.yaml's DiaObjectLast columns (+ pixelId, apdbRecord);
+#: no secondary indexes on DiaSource/DiaForcedSource (see ``Layout.upgrade_statements``).
+LAYOUT_VERSION = "2"
 
 #: Partitioned tables and their partition column.
 PARTITIONED = {
@@ -61,7 +63,7 @@ class Layout:
             f'PRIMARY KEY ("diaObjectId", "validityStartMjdTai")) PARTITION BY RANGE ("validityStartMjdTai")'
         )
         stmts.append(
-            f"CREATE TABLE {self.t('DiaObjectLast')} ({_columns(obj)}, {q(RECORD_COLUMN)} bytea NOT NULL, "
+            f"CREATE TABLE {self.t('DiaObjectLast')} ({_columns(obj, last_columns())}, {q(RECORD_COLUMN)} bytea NOT NULL, "
             f'PRIMARY KEY ("diaObjectId")) WITH (fillfactor = 50)'
         )
         stmts.append(f'CREATE INDEX ON {self.t("DiaObjectLast")} ("{PIXEL_COLUMN}")')
@@ -70,15 +72,12 @@ class Layout:
             f"CREATE TABLE {self.t('DiaSource')} ({_columns(src)}, "
             f'PRIMARY KEY ("diaSourceId", "midpointMjdTai")) PARTITION BY RANGE ("midpointMjdTai")'
         )
-        stmts.append(f'CREATE INDEX ON {self.t("DiaSource")} ("diaObjectId")')
-        stmts.append(f'CREATE INDEX ON {self.t("DiaSource")} ("visit", "detector")')
         fsrc = specs["DiaForcedSource"]
         stmts.append(
             f"CREATE TABLE {self.t('DiaForcedSource')} ({_columns(fsrc)}, "
             f'PRIMARY KEY ("diaObjectId", "visit", "detector", "midpointMjdTai")) '
             f'PARTITION BY RANGE ("midpointMjdTai")'
         )
-        stmts.append(f'CREATE INDEX ON {self.t("DiaForcedSource")} ("visit", "detector")')
         for chunk in CHUNK_TABLES.values():
             stmts.append(
                 f"CREATE TABLE {self.t(chunk)} ("
@@ -88,6 +87,23 @@ class Layout:
                 'PRIMARY KEY ("chunkPixel", "mjdMax", "chunkId")) PARTITION BY RANGE ("mjdMax")'
             )
         return stmts
+
+    def upgrade_statements(self, version: str) -> list[str]:
+        """Statements bringing a schema of layout ``version`` to :data:`LAYOUT_VERSION` (data kept)."""
+        if version == LAYOUT_VERSION:
+            return []
+        if version != "1":
+            raise ValueError(f"no upgrade from APDB layout {version!r}")
+        keep = {*last_columns(), PIXEL_COLUMN, RECORD_COLUMN}
+        drop = [n for n in apdb_tables()["DiaObject"].names if n not in keep]
+        s = q(self.schema)
+        return [
+            f"ALTER TABLE {self.t('DiaObjectLast')} " + ", ".join(f"DROP COLUMN IF EXISTS {q(n)}" for n in drop),
+            f'DROP INDEX IF EXISTS {s}."DiaSource_diaObjectId_idx"',
+            f'DROP INDEX IF EXISTS {s}."DiaSource_visit_detector_idx"',
+            f'DROP INDEX IF EXISTS {s}."DiaForcedSource_visit_detector_idx"',
+            f"UPDATE {self.t('metadata')} SET value = '{LAYOUT_VERSION}' WHERE name = 'version:nightshift.apdb'",
+        ]
 
     def metadata_rows(self) -> dict[str, str]:
         return {
@@ -112,7 +128,8 @@ class Layout:
         return stmts
 
 
-def _columns(spec: TableSpec) -> str:
-    parts = [f"{q(c.name)} {c.pg_type}{'' if c.nullable else ' NOT NULL'}" for c in spec.columns]
+def _columns(spec: TableSpec, only: tuple[str, ...] | None = None) -> str:
+    cols = [c for c in spec.columns if only is None or c.name in only]
+    parts = [f"{q(c.name)} {c.pg_type}{'' if c.nullable else ' NOT NULL'}" for c in cols]
     parts.append(f"{q(PIXEL_COLUMN)} bigint NOT NULL")
     return ", ".join(parts)

@@ -18,7 +18,7 @@ import yaml
 
 from ._exceptions import ApdbSchemaError
 
-__all__ = ["ColumnSpec", "TableSpec", "apdb_tables", "schema_version"]
+__all__ = ["ColumnSpec", "TableSpec", "apdb_tables", "last_columns", "schema_version"]
 
 #: Tables nightshift reads and writes, by the name used in ``apdb.yaml``.
 MANAGED_TABLES = ("DiaObject", "DiaSource", "DiaForcedSource")
@@ -144,6 +144,16 @@ def _load() -> dict[str, Any]:
 def schema_version() -> str:
     """Version of the shipped ``apdb.yaml`` (e.g. ``"10.0.0"``)."""
     return str(_load()["version"])
+
+
+@cache
+def last_columns() -> tuple[str, ...]:
+    """Columns of ``apdb.yaml``'s ``DiaObjectLast`` (Rubin's subset of DiaObject), in DiaObject order."""
+    for table in _load()["tables"]:
+        if table["name"] == "DiaObjectLast":
+            names = {c["name"] for c in table["columns"]}
+            return tuple(n for n in apdb_tables()["DiaObject"].names if n in names)
+    raise ApdbSchemaError(f"apdb.yaml {schema_version()} lacks table DiaObjectLast")  # pragma: no cover
 
 
 @cache

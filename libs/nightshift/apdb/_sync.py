@@ -94,6 +94,10 @@ class Apdb:
         """See :meth:`AsyncApdb.layout`."""
         return self._run(self._apdb.layout())
 
+    def upgrade(self) -> str:
+        """See :meth:`AsyncApdb.upgrade`."""
+        return self._run(self._apdb.upgrade())
+
     def store(
         self,
         visit_time: Time | float,

@@ -147,10 +147,9 @@ def _coerce_strings(
     if mask is not None:
         text = np.where(mask, "", text)
     bad = np.char.str_len(text) > (col.length or np.iinfo(np.int64).max) if text.size else np.zeros(0, bool)
-    try:
-        np.char.encode(text, "ascii")
-    except UnicodeEncodeError:
-        bad |= np.array([not t.isascii() for t in text.tolist()], dtype=bool)
+    if text.size and text.dtype.itemsize:
+        codes = np.ascontiguousarray(text).view(np.uint32).reshape(text.size, -1)
+        bad |= codes.max(axis=1) >= 128  # not ASCII
     if bad.any():
         raise _fail(table, col.name, bad, f"is longer than {col.length} characters or not ASCII")
     return text

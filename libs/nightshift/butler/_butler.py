@@ -9,6 +9,9 @@
     wcs = butler.get("calexp.wcs", data_id)
     cut = butler.get("calexp", data_id, parameters={"bbox": Box(0, 0, 50, 50)})
 
+Repository operations (export/import, subsets, merging, staging, repository
+removal) live in ``_repository_ops.py`` and are inherited.
+
 A repository is a directory holding ``butler.yaml`` (registry location and
 datastore configuration) and, by default, the SQLite registry and the POSIX
 datastore root. Every path in ``butler.yaml`` is relative to the repository
@@ -18,7 +21,6 @@ directory, so a repository is relocated by moving it (DMS-MWBT-REQ-0001).
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -32,26 +34,16 @@ from .datastores import (
     DatasetNotFoundError,
     Datastore,
     DatastoreError,
-    DatastorePermissionError,
-    TransferMode,
+    DatastoreTrash,
     datastore_from_config,
-    transfer_dataset,
 )
-from .registry import CollectionType, ConflictingDefinitionError, MissingCollectionError, Registry
+from ._repository_ops import RepositoryOperations, restore_trash
+from .registry import MissingCollectionError, Registry
 
 __all__ = ["Butler", "ButlerConfigError"]
 
 CONFIG_NAME = "butler.yaml"
 DEFAULT_DATASTORE: dict[str, Any] = {"cls": "posix", "name": "posix", "root": "datastore"}
-
-
-def _progress(items: Sequence[Any], what: str) -> Iterable[Any]:
-    """Iterate with a rich progress bar for long transfers on a terminal."""
-    if len(items) < 100 or not sys.stderr.isatty():
-        return items
-    from rich.progress import track
-
-    return track(items, description=what, transient=True)
 
 
 class ButlerConfigError(DatastoreError, ValueError):
@@ -60,7 +52,7 @@ class ButlerConfigError(DatastoreError, ValueError):
     error_type = "butler_config"
 
 
-class Butler:
+class Butler(RepositoryOperations):
     """Read and write datasets of one repository.
 
     Parameters
@@ -231,8 +223,9 @@ class Butler:
     ) -> list[DatasetRef]:
         """Store many datasets of one type in one registry transaction, all or nothing.
 
-        On POSIX the files are flushed with one ``syncfs`` before the registry
-        commits instead of an fsync per file, which is what makes batches fast.
+        On POSIX the batch's files and directories are fsync'd together at the
+        end of the batch, before the registry commits, rather than each file
+        as it is written.
 
         Parameters
         ----------
@@ -396,46 +389,6 @@ class Butler:
                 obj = delegate.set_component(obj, component, merged)
         return obj
 
-    def export_file(
-        self,
-        ref: DatasetRef,
-        directory: str | os.PathLike[str],
-        *,
-        component_overrides: Mapping[str, DatasetRef] | None = None,
-        component_updates: Mapping[str, DatasetRef] | None = None,
-    ) -> Path:
-        """Write one dataset, with its overrides combined in, as a single file (DMS-MWBT-REQ-0077).
-
-        The file is named by the datastore's file template (the last path
-        element), so its name does not depend on how it was obtained
-        (DMS-MWBT-REQ-0078).
-
-        Returns
-        -------
-        pathlib.Path
-            The written file.
-        """
-        from .formatters import FormatterFactory
-
-        obj = self.get(ref, component_overrides=component_overrides, component_updates=component_updates)
-        factory = getattr(self.datastore, "formatters", None) or FormatterFactory()
-        spec = factory.spec_for(ref.dataset_type)
-        formatter = factory.create(spec)
-        templates = getattr(self.datastore, "templates", None)
-        if templates is None:
-            from ._file_templates import FileTemplates
-
-            templates = FileTemplates()
-        dest = Path(directory) / (Path(templates.path(ref)).name + formatter.extension)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_name(f".{dest.name}.part")
-        try:
-            formatter.write(obj, tmp)
-            os.replace(tmp, dest)
-        finally:
-            tmp.unlink(missing_ok=True)
-        return dest
-
     def exists(self, dataset_type: str | DatasetType | DatasetRef, data_id: Mapping[str, int | str] | None = None,
                *, collections: str | Sequence[str] | None = None, **kwargs: int | str) -> bool:
         """Whether the dataset is in the registry *and* its bytes are in the datastore."""
@@ -453,197 +406,62 @@ class Butler:
         return self.datastore.get_uri(ref)
 
     def unstore(self, ref: DatasetRef) -> None:
-        """Delete a dataset's bytes from the datastore, if the storage permits (REQ-0004).
+        """Delete a dataset's bytes from the datastore only, if the storage permits (REQ-0004).
 
-        The registry row stays (the registry has no dataset removal yet).
+        The registry row stays (``exists`` becomes False); :meth:`remove_datasets`
+        removes both.
         """
         self.datastore.remove(ref)
 
-    # -- moving data between repositories ------------------------------------------------------------
-    def all_datasets(self, dataset_types: Sequence[str] | None = None, *, where: str = "",
-                     data_id: Mapping[str, int | str] | None = None,
-                     collections: Sequence[str] | None = None) -> list[DatasetRef]:
-        """Every dataset (of some types, matching a query) in the given RUN collections (default: all runs)."""
-        runs = list(collections) if collections is not None else self.registry.query_collections(
-            types=[CollectionType.RUN])
-        if not runs:
-            return []
-        names = list(dataset_types) if dataset_types is not None else [
-            dt.name for dt in self.registry.query_dataset_types()]
-        refs: list[DatasetRef] = []
-        for name in names:
-            refs.extend(self.registry.query_datasets(name, runs, where=where, data_id=data_id, find_first=False))
-        return refs
+    def remove_datasets(self, refs: Iterable[DatasetRef], *, force: bool = False) -> int:
+        """Delete datasets: registry rows and bytes both, or neither (DMS-MWBT-REQ-0004).
 
-    def export_subset(
-        self,
-        dest: str | os.PathLike[str],
-        dataset_types: Sequence[str],
-        *,
-        where: str = "",
-        data_id: Mapping[str, int | str] | None = None,
-        collections: Sequence[str] | None = None,
-        transfer: TransferMode = "copy",
-        datastore: Mapping[str, Any] | None = None,
-    ) -> Butler:
-        """Create a new repository holding a subset of this one.
-
-        ``transfer="copy"`` copies the files (DMS-MWBT-REQ-0011); ``"symlink"``
-        makes a view whose files are shared with this repository
-        (DMS-MWBT-REQ-0010). ``datastore`` may put the new repository in
-        another storage context, e.g. S3 (DMS-MWBT-REQ-0019, copy only).
-        Dimension records are copied whole; dataset ids are kept.
-
-        Returns
-        -------
-        Butler
-            The new repository (caller closes it).
-        """
-        refs = self.all_datasets(dataset_types, where=where, data_id=data_id, collections=collections)
-        new = Butler.create(dest, datastore=datastore)
-        try:
-            new.import_from(self, refs, transfer=transfer)
-        except BaseException:
-            new.close()
-            raise
-        return new
-
-    def import_from(
-        self,
-        other: Butler,
-        refs: Sequence[DatasetRef] | None = None,
-        *,
-        transfer: TransferMode = "copy",
-        conflict: str = "error",
-    ) -> list[DatasetRef]:
-        """Bring datasets of another repository into this one (export/import, merge: DMS-MWBT-REQ-0007).
+        Steps: (1) in one registry transaction, remove the rows (with their
+        collection memberships, certifications, metadata, flags and provenance
+        links; see :meth:`Registry.remove_datasets`); (2) still inside it, move
+        the bytes aside in the datastore (:meth:`Datastore.trash`), which checks
+        the storage permissions of every file first; (3) commit; (4) delete
+        the moved bytes. A failure in (1)-(3) rolls the rows back and moves the
+        bytes back. Datasets whose bytes were already unstored lose their rows.
 
         Parameters
         ----------
-        other : Butler
-            The source repository.
-        refs : sequence of DatasetRef, optional
-            What to bring (everything by default).
-        transfer : {"copy", "symlink"}
-            Copy the files, or share them (POSIX only).
-        conflict : {"error", "skip", "keep_both"}
-            When this repository already has a dataset of the same type, data
-            ID and run: ``error`` raises before anything changes, ``skip``
-            keeps ours, ``keep_both`` imports theirs into run
-            ``<run>/merged`` (a new id).
-
-        Returns
-        -------
-        list of DatasetRef
-            The refs as stored here.
-        """
-        if conflict not in ("error", "skip", "keep_both"):
-            raise ValueError(f"conflict must be 'error', 'skip' or 'keep_both', not {conflict!r}")
-        refs = list(refs) if refs is not None else other.all_datasets()
-        self.registry.copy_dimension_records_from(other.registry)
-        for dt in {r.dataset_type.name: r.dataset_type for r in refs}.values():
-            self.register_dataset_type(dt)
-        plan: list[tuple[DatasetRef, DatasetRef]] = []
-        for ref in refs:
-            self._ensure_run(ref.run)
-            mine = self.registry.find_dataset(ref.dataset_type, ref.data_id, [ref.run])
-            if mine is None:
-                plan.append((ref, ref))
-            elif conflict == "error":
-                raise ConflictingDefinitionError(
-                    f"both repositories have {ref.dataset_type.name} {dict(ref.data_id)} in run {ref.run!r}; "
-                    "nothing was imported (choose conflict='skip' or 'keep_both')"
-                )
-            elif conflict == "keep_both":
-                run = f"{ref.run}/merged"
-                self._ensure_run(run)
-                plan.append((ref, DatasetRef(ref.dataset_type, ref.data_id, run)))
-        done: list[DatasetRef] = []
-        try:
-            with self.datastore.batch():  # one flush for the whole import
-                for src, dst in _progress(plan, "importing datasets"):
-                    transfer_dataset(other.datastore, self.datastore, src, transfer, dst)
-                    done.append(dst)
-            self.registry.import_datasets(done)
-        except BaseException:
-            for ref in done:
-                try:
-                    self.datastore.remove(ref)
-                except Exception:  # noqa: BLE001
-                    pass
-            raise
-        return done
-
-    def stage_in(self, refs: Sequence[DatasetRef], local_dir: str | os.PathLike[str]) -> Butler:
-        """Copy the inputs of a job (e.g. a quantum graph's) to a node-local repository (DMS-MWBT-REQ-0052).
-
-        The local repository has its own SQLite registry and POSIX datastore,
-        so the job needs neither the shared database nor the shared storage;
-        dimension records and all dataset types are copied too. Returns it (the caller closes it); write outputs to it and hand them
-        back with :meth:`stage_out`.
-        """
-        local = Butler.create(local_dir)
-        try:
-            for dt in self.registry.query_dataset_types():  # outputs may be of any known type
-                local.register_dataset_type(dt)
-            local.import_from(self, list(refs), transfer="copy")
-        except BaseException:
-            local.close()
-            raise
-        local.run = self.run
-        local.collections = list(self.collections)
-        return local
-
-    def stage_out(self, local: Butler, runs: Sequence[str] | None = None) -> list[DatasetRef]:
-        """Move a job's outputs from node-local scratch into this repository (DMS-MWBT-REQ-0079).
-
-        Imports every dataset of ``runs`` (default: the local butler's run)
-        that this repository does not have yet; the staged-in inputs are
-        already here and are skipped.
-        """
-        runs = list(runs) if runs is not None else [r for r in [local.run] if r]
-        refs = [r for r in local.all_datasets(collections=runs)
-                if self.registry.get_dataset(r.id) is None] if runs else []
-        return self.import_from(local, refs, transfer="copy", conflict="error")
-
-    @staticmethod
-    def remove_repository(repo: str | os.PathLike[str], known_repositories: Sequence[str | os.PathLike[str]] = ()) -> int:
-        """Delete a repository, keeping datasets other known repositories still use (REQ-0005, REQ-0006).
-
-        A file of ``repo`` that a view in one of ``known_repositories`` links
-        to is moved into that repository (replacing the link) instead of being
-        deleted; everything else is removed. Storage permissions are respected:
-        a file the user may not delete raises ``DatastorePermissionError``
-        (REQ-0004).
+        refs : iterable of DatasetRef
+            Resolved refs, e.g. from ``registry.query_datasets``.
+        force : bool
+            Also remove datasets that provenance lists as inputs of outputs that
+            stay (the outputs lose those links).
 
         Returns
         -------
         int
-            Number of dataset files handed over to other repositories.
+            Number of datasets removed.
+
+        Raises
+        ------
+        MissingDatasetError
+            A dataset is not in the registry.
+        DatasetInUseError
+            A dataset is an input of an existing output (and ``force`` is False).
+        DatastorePermissionError
+            The storage does not let this user delete a file.
+        DatastoreError
+            The datastore failed. In every case nothing was removed.
         """
-        root = Path(repo).absolute()
-        if not (root / CONFIG_NAME).exists():
-            raise ButlerConfigError(f"{root} is not a repository (no {CONFIG_NAME})")
-        handed = 0
-        for other in known_repositories:
-            for dirpath, _, files in os.walk(Path(other).absolute()):
-                for name in files:
-                    link = Path(dirpath) / name
-                    if link.is_symlink():
-                        target = Path(os.path.realpath(link))
-                        if target.is_relative_to(root) and target.exists():
-                            os.replace(target, link)  # same file system: the data moves, the view keeps it
-                            handed += 1
-        import shutil
-
-        def refuse(func: Any, path: str, info: Any) -> None:
-            exc = info[1]
-            if isinstance(exc, PermissionError):
-                raise DatastorePermissionError(f"not allowed to delete {path}: {exc}") from exc
-            raise exc
-
-        shutil.rmtree(root, onerror=refuse)  # Python 3.11 (pinned): onexc arrives in 3.12
-        return handed
+        refs = list(dict.fromkeys(refs))
+        if not refs:
+            return 0
+        trash: DatastoreTrash | None = None
+        try:
+            with self.registry.transaction():
+                removed = self.registry.remove_datasets(refs, force=force)  # refusals come before any file moves
+                trash = self.datastore.trash(refs)
+        except BaseException as exc:
+            restore_trash(trash, exc)
+            raise
+        assert trash is not None
+        trash.empty()
+        return removed
 
     def dump_config(self) -> str:
         """The active configuration as YAML (DMS-MWBT-REQ-0026)."""

@@ -7,6 +7,7 @@ builtin that matches its meaning, so ``except LookupError`` keeps working::
     └── RegistryError
         ├── MissingDatasetTypeError      (+ LookupError)  dataset type not registered
         ├── MissingCollectionError       (+ LookupError)  collection does not exist
+        ├── MissingDatasetError          (+ LookupError)  dataset id not in the registry
         ├── DimensionNameError           (+ LookupError)  unknown dimension, element or record field
         ├── DataIdError                  (+ ValueError)   data ID lacks a key / has a wrong type / no record
         ├── DimensionRecordError         (+ ValueError)   record misses a field or has a wrong value
@@ -19,6 +20,7 @@ builtin that matches its meaning, so ``except LookupError`` keeps working::
         │   └── QueryTypeError                            operand types do not fit the operator
         ├── DatasetMetadataError         (+ ValueError)   undeclared or wrongly typed metadata
         ├── ProvenanceError              (+ ValueError)   inconsistent quantum provenance
+        ├── DatasetInUseError            (+ ValueError)   removal refused: provenance lists it as an input
         ├── RepositoryVersionError       (+ ValueError)   schema newer than this code
         ├── MigrationRequiredError       (+ ValueError)   schema older than this code: run ``migrate``
         └── RegistryDatabaseError        [retriable]      the database failed (locked, connection lost)
@@ -33,11 +35,13 @@ __all__ = [
     "CollectionTypeError",
     "ConflictingDefinitionError",
     "DataIdError",
+    "DatasetInUseError",
     "DatasetMetadataError",
     "DimensionNameError",
     "DimensionRecordError",
     "MigrationRequiredError",
     "MissingCollectionError",
+    "MissingDatasetError",
     "MissingDatasetTypeError",
     "ProvenanceError",
     "QueryError",
@@ -66,6 +70,12 @@ class MissingCollectionError(RegistryError, LookupError):
     """A collection does not exist."""
 
     error_type = "registry.missing_collection"
+
+
+class MissingDatasetError(RegistryError, LookupError):
+    """A dataset id is not in the registry."""
+
+    error_type = "registry.missing_dataset"
 
 
 class DimensionNameError(RegistryError, LookupError):
@@ -153,6 +163,25 @@ class ProvenanceError(RegistryError, ValueError):
     """Provenance that cannot be true (e.g. an actual input that was not predicted)."""
 
     error_type = "registry.provenance"
+
+
+class DatasetInUseError(RegistryError, ValueError):
+    """A dataset cannot be removed: provenance records it as an input of an existing output.
+
+    Attributes
+    ----------
+    dataset_id : uuid.UUID
+        The dataset that was to be removed.
+    used_by : uuid.UUID
+        One existing output made from it.
+    """
+
+    error_type = "registry.dataset_in_use"
+
+    def __init__(self, message: str, dataset_id: object = None, used_by: object = None) -> None:
+        super().__init__(message)
+        self.dataset_id = dataset_id
+        self.used_by = used_by
 
 
 class RepositoryVersionError(RegistryError, ValueError):

@@ -5,6 +5,7 @@ import logging
 import click
 
 from ._apdb import apdb
+from ._butler import butler
 from ._dev import dev
 from ._pipeline import pipeline
 
@@ -26,6 +27,7 @@ def cli(log_level: str) -> None:
 cli.add_command(dev)
 cli.add_command(pipeline)
 cli.add_command(apdb)
+cli.add_command(butler)
 
 
 def _register_optional() -> None:

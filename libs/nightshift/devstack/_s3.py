@@ -66,7 +66,11 @@ def start(s: StackSettings, timeout: float = 60.0) -> None:
         )
     )
     os.chmod(p["config"], 0o600)
-    argv = [java, "-Xms64m", "-Xmx512m", "-cp", f"{jars}/*", "org.gaul.s3proxy.Main", "--properties", str(p["config"])]
+    logback = s.deploy_dir / "s3proxy" / "logback.xml"
+    argv = [
+        java, "-Xms64m", "-Xmx512m", f"-Dlogback.configurationFile={logback}", "-cp", f"{jars}/*",
+        "org.gaul.s3proxy.Main", "--properties", str(p["config"]),
+    ]
     alive = spawn("S3Proxy", argv, p["log"], p["pid"])
     wait_ready("S3Proxy", lambda: ready(s), timeout, p["log"], alive=alive)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,7 +13,7 @@ from .._dataset_ref import DatasetRef
 from .._storage_class import StorageClass, StorageClassFactory
 from ._exceptions import DatastoreError
 
-__all__ = ["Constraints", "Datastore", "StoredRecord"]
+__all__ = ["Constraints", "Datastore", "DatastoreTrash", "StoredRecord"]
 
 
 @dataclass(frozen=True)
@@ -83,6 +83,48 @@ class Constraints:
         if self.reject:
             out["reject"] = sorted(self.reject)
         return out
+
+
+class DatastoreTrash:
+    """Datasets taken out of a datastore reversibly: :meth:`restore` puts them back, :meth:`empty` ends them.
+
+    Made by :meth:`Datastore.trash`. Between the two calls the datasets do not
+    exist for the datastore (``exists`` is False) but nothing is lost, so a
+    caller can make a removal all-or-nothing with another store (the registry).
+
+    Parameters
+    ----------
+    restore : callable
+        Undo the trashing (raises if it cannot).
+    empty : callable
+        Delete what was trashed for good (best effort).
+    refs : sequence of DatasetRef
+        The datasets that were actually stored and are now in the trash.
+    """
+
+    def __init__(self, restore: Callable[[], None], empty: Callable[[], None], refs: Sequence[DatasetRef]) -> None:
+        self._restore = restore
+        self._empty = empty
+        self.refs = list(refs)
+        self._done = False
+
+    def restore(self) -> None:
+        """Put every trashed dataset back (idempotent).
+
+        Raises
+        ------
+        DatastoreError
+            Something could not be put back; the message says where it is.
+        """
+        if not self._done:
+            self._done = True
+            self._restore()
+
+    def empty(self) -> None:
+        """Delete the trashed datasets for good (idempotent)."""
+        if not self._done:
+            self._done = True
+            self._empty()
 
 
 class Datastore(ABC):
@@ -211,6 +253,31 @@ class Datastore(ABC):
         DatastorePermissionError
             The storage does not allow the current user to delete it (DMS-MWBT-REQ-0004).
         """
+
+    def trash(self, refs: Iterable[DatasetRef]) -> DatastoreTrash:
+        """Take datasets out of this datastore reversibly (the first step of an all-or-nothing delete).
+
+        Datasets not stored here are skipped. Either every stored dataset is
+        trashed, or (on error) none is. This default defers the deletion to
+        :meth:`DatastoreTrash.empty` after checking each dataset exists;
+        datastores that can move their bytes aside override it.
+
+        Raises
+        ------
+        DatastorePermissionError
+            The storage does not allow the current user to delete one of them
+            (DMS-MWBT-REQ-0004); nothing was trashed.
+        DatastoreError
+            Trashing failed; nothing was trashed.
+        """
+        held = [r for r in dict.fromkeys(refs) if self.exists(r)]
+
+        def empty() -> None:
+            for ref in held:
+                with contextlib.suppress(Exception):
+                    self.remove(ref)
+
+        return DatastoreTrash(lambda: None, empty, held)
 
     @abstractmethod
     def refs(self) -> Iterator[DatasetRef]:

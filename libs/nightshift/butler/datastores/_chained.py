@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+import contextlib
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from .._dataset_ref import DatasetRef
-from ._base import Constraints, Datastore
+from ._base import Constraints, Datastore, DatastoreTrash
 from ._exceptions import DatasetNotFoundError, DatastoreError
 
 __all__ = ["ChainedDatastore"]
@@ -68,6 +69,36 @@ class ChainedDatastore(Datastore):
                 errors.append(exc)
         if errors:
             raise errors[0]
+
+    def trash(self, refs: Iterable[DatasetRef]) -> DatastoreTrash:
+        """Trash in every child, all or nothing: a child's failure restores the children before it."""
+        refs = list(dict.fromkeys(refs))
+        done: list[DatastoreTrash] = []
+        try:
+            for child in self.children:
+                done.append(child.trash(refs))
+        except BaseException:
+            for trash in reversed(done):
+                with contextlib.suppress(Exception):
+                    trash.restore()
+            raise
+
+        def restore() -> None:
+            errors: list[Exception] = []
+            for trash in reversed(done):
+                try:
+                    trash.restore()
+                except Exception as exc:  # noqa: BLE001 - restore the other children too
+                    errors.append(exc)
+            if errors:
+                raise errors[0]
+
+        def empty() -> None:
+            for trash in done:
+                trash.empty()
+
+        held = list(dict.fromkeys(r for trash in done for r in trash.refs))
+        return DatastoreTrash(restore, empty, held)
 
     def refs(self) -> Iterator[DatasetRef]:
         seen = set()

@@ -37,8 +37,6 @@ from ._exceptions import DatastoreError
 from ._file import FileDatastore
 from ._memory import InMemoryDatastore
 from ._posix import PosixBackend
-from ._rest import RestPublishDatastore
-from ._s3 import S3Backend
 
 __all__ = ["datastore_from_config"]
 
@@ -91,6 +89,8 @@ def datastore_from_config(
     if cls == "memory":
         return InMemoryDatastore(name, scf, constraints, clobber=bool(config.get("clobber", False)))
     if cls == "rest":
+        from ._rest import RestPublishDatastore
+
         return RestPublishDatastore(config["url"], name, scf, constraints,
                                     max_attempts=int(config.get("max_attempts", 3)),
                                     timeout=float(config.get("timeout", 10.0)))
@@ -118,6 +118,8 @@ def datastore_from_config(
         cc = dict(config["cache"])
         directory = Path(cc.pop("directory", "cache"))
         cache = DatastoreCache(directory if directory.is_absolute() else base_path / directory, **cc)
+    from ._s3 import S3Backend  # boto3 (0.15 s) only for S3 repositories
+
     backend = S3Backend(
         config["bucket"], config.get("prefix", ""), config.get("endpoint_url"),
         max_attempts=int(config.get("max_attempts", 4)), create_bucket=bool(config.get("create_bucket", False)),

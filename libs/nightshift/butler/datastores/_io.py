@@ -11,7 +11,7 @@ import hashlib
 import os
 from pathlib import Path
 
-__all__ = ["checksum_file", "fsync_dir", "fsync_file", "replace", "syncfs", "write_bytes"]
+__all__ = ["checksum_file", "fsync_dir", "fsync_file", "replace", "write_bytes"]
 
 _CHUNK = 1 << 20
 
@@ -69,20 +69,3 @@ def checksum_file(path: Path, algorithm: str = "sha256") -> tuple[str, int]:
             h.update(view[:n])
             size += n
     return f"{algorithm}:{h.hexdigest()}", size
-
-
-def syncfs(path: Path) -> None:
-    """Flush every pending write of the file system holding ``path`` (one call for a batch)."""
-    import ctypes
-    import ctypes.util
-
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        if libc.syncfs(fd) != 0:
-            err = ctypes.get_errno()
-            raise OSError(err, f"syncfs failed: {os.strerror(err)}")
-    except AttributeError:  # no syncfs on this platform
-        os.sync()
-    finally:
-        os.close(fd)

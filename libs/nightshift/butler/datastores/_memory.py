@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from .._dataset_ref import DatasetRef
 from .._storage_class import StorageClassFactory
 from ..formatters._exceptions import UnsupportedComponentError, UnsupportedParameterError
-from ._base import Constraints, Datastore
+from ._base import Constraints, Datastore, DatastoreTrash
 from ._exceptions import DatasetExistsError, DatasetNotFoundError
 
 __all__ = ["InMemoryDatastore"]
@@ -78,6 +78,17 @@ class InMemoryDatastore(Datastore):
         with self._lock:
             if self._objects.pop(ref.id, None) is None:
                 raise DatasetNotFoundError(f"dataset {ref.dataset_type.name} (id {ref.id}) is not in {self.name!r}")
+
+    def trash(self, refs: Iterable[DatasetRef]) -> DatastoreTrash:
+        """Take the objects out; :meth:`DatastoreTrash.restore` puts them back."""
+        with self._lock:
+            taken = {r.id: self._objects.pop(r.id) for r in dict.fromkeys(refs) if r.id in self._objects}
+
+        def restore() -> None:
+            with self._lock:
+                self._objects.update(taken)
+
+        return DatastoreTrash(restore, taken.clear, [ref for _, ref in taken.values()])
 
     def refs(self) -> Iterator[DatasetRef]:
         for _, ref in list(self._objects.values()):

@@ -20,12 +20,12 @@ import json
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from .._dataset_ref import DatasetRef
 from .._storage_class import StorageClassFactory
-from ._base import Constraints, Datastore
+from ._base import Constraints, Datastore, DatastoreTrash
 from ._exceptions import DatasetNotFoundError, DatastoreError, StorageUnavailableError
 
 __all__ = ["RestPublishDatastore"]
@@ -109,6 +109,11 @@ class RestPublishDatastore(Datastore):
         """Forget a publication made by this process (the service keeps what it received)."""
         if self._published.pop(ref.id, None) is None:
             raise DatasetNotFoundError(f"{ref.dataset_type.name} was not published by {self.name!r}")
+
+    def trash(self, refs: Iterable[DatasetRef]) -> DatastoreTrash:
+        """Forget this process's publications of ``refs`` (the service keeps what it received)."""
+        taken = {r.id: self._published.pop(r.id) for r in dict.fromkeys(refs) if r.id in self._published}
+        return DatastoreTrash(lambda: self._published.update(taken), taken.clear, list(taken.values()))
 
     def refs(self) -> Iterator[DatasetRef]:
         return iter(())

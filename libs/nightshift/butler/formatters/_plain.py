@@ -1,4 +1,8 @@
-"""Formatters for plain data: JSON, YAML, NumPy ``.npy``, Avro, and FITS WCS/header files."""
+"""Formatters for plain data: JSON, YAML, NumPy ``.npy``, Avro, and FITS WCS/header files.
+
+Each formatter imports its library (numpy, PyYAML, fastavro, astropy) inside its
+methods, so loading this module for JSON costs nothing beyond the standard library.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +12,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
-import numpy as np
-
 from .._storage_class import StorageClass
 from ._base import Formatter
 from ._exceptions import FormatterError, UnsupportedComponentError, UnsupportedParameterError
-from ._exposure import Box
 
 __all__ = ["AvroFormatter", "FitsHeaderFormatter", "FitsImageFormatter", "FitsWcsFormatter", "JsonFormatter", "NumpyFormatter", "YamlFormatter"]
 
@@ -87,6 +88,8 @@ class NumpyFormatter(Formatter):
     read_parameters: ClassVar[frozenset[str]] = frozenset({"bbox"})
 
     def write(self, obj: Any, path: Path) -> None:
+        import numpy as np
+
         if not isinstance(obj, np.ndarray):
             raise FormatterError(f"numpy formatter writes ndarrays, not {type(obj).__name__}")
         if obj.dtype.hasobject:
@@ -96,6 +99,10 @@ class NumpyFormatter(Formatter):
 
     def read(self, path: Path, storage_class: StorageClass, component: str | None = None,
              parameters: Mapping[str, Any] | None = None) -> Any:
+        import numpy as np
+
+        from ._exposure import Box
+
         if component is not None:
             raise UnsupportedComponentError("arrays have no components")
         params = dict(parameters or {})
@@ -262,6 +269,7 @@ class FitsImageFormatter(Formatter):
     read_parameters: ClassVar[frozenset[str]] = frozenset({"bbox"})
 
     def write(self, obj: Any, path: Path) -> None:
+        import numpy as np
         from astropy.io import fits
 
         if not isinstance(obj, np.ndarray) or obj.ndim != 2:

@@ -3,9 +3,10 @@ queries and provenance, in SQLite (default) or PostgreSQL through SQLAlchemy Cor
 """
 
 from .._registry_exceptions import (
-    CollectionCycleError, CollectionTypeError, ConflictingDefinitionError, DataIdError, DatasetMetadataError,
+    CollectionCycleError, CollectionTypeError, ConflictingDefinitionError, DataIdError, DatasetInUseError,
+    DatasetMetadataError,
     DimensionNameError, DimensionRecordError, MigrationRequiredError, MissingCollectionError,
-    MissingDatasetTypeError, ProvenanceError, QueryError, QueryNameError, QuerySyntaxError, QueryTypeError,
+    MissingDatasetError, MissingDatasetTypeError, ProvenanceError, QueryError, QueryNameError, QuerySyntaxError, QueryTypeError,
     RegistryDatabaseError, RegistryError, RepositoryVersionError,
 )
 from ._collections import CollectionRecord, CollectionType
@@ -29,12 +30,14 @@ __all__ = [
     "ConflictingDefinitionError",
     "DataIdError",
     "DatasetGraph",
+    "DatasetInUseError",
     "DatasetMetadataError",
     "DimensionNameError",
     "DimensionRecordError",
     "ExclusionList",
     "MigrationRequiredError",
     "MissingCollectionError",
+    "MissingDatasetError",
     "MissingDatasetTypeError",
     "ProvenanceError",
     "QuantumProvenance",

@@ -14,13 +14,20 @@ from .._registry_exceptions import CollectionTypeError, QueryNameError
 from ._collections import CollectionRecord, CollectionType
 from ._exclusions import ExclusionList
 from ._graph import DatasetGraph
-from ._queries import JoinPlan, WhereCompiler, parse_where, plan_join, referenced_names
-from ._queries._compiler import bind_parameters, bind_signature
 
 if TYPE_CHECKING:
+    from ._queries import JoinPlan
     from ._registry import Registry
 
 __all__ = ["dimension_record_rows", "query_data_ids", "query_datasets", "query_graph", "refs_by_id"]
+
+
+def _qry() -> Any:
+    """The ``where`` parser and compiler, imported on the first query (~40 ms a registry open need not pay)."""
+    from . import _queries
+    from ._queries import _compiler  # noqa: F401 - makes _queries._compiler an attribute
+
+    return _queries
 
 
 def _parse(registry: Registry, where: str, bind: Mapping[str, Any]) -> tuple[Any, set[str], set[str]]:
@@ -29,14 +36,14 @@ def _parse(registry: Registry, where: str, bind: Mapping[str, Any]) -> tuple[Any
             raise QueryNameError(f"bind name {key!r} is a dimension name; rename the bind value")
     if not where or not where.strip():
         return None, set(), set()
-    tree = parse_where(where)
-    dims, elements = referenced_names(tree, registry.universe, bind, where)
+    tree = _qry().parse_where(where)
+    dims, elements = _qry().referenced_names(tree, registry.universe, bind, where)
     return tree, dims, elements
 
 
 def _apply_where(registry: Registry, plan: JoinPlan, tree: Any, bind: Mapping[str, Any], where: str) -> None:
     if tree is not None:
-        plan.conditions.append(WhereCompiler(registry.universe, registry._tables, plan, bind, where).compile(tree))
+        plan.conditions.append(_qry().WhereCompiler(registry.universe, registry._tables, plan, bind, where).compile(tree))
 
 
 def _apply_data_id(registry: Registry, plan: JoinPlan, data_id: Mapping[str, int | str]) -> None:
@@ -51,7 +58,7 @@ def _apply_data_id(registry: Registry, plan: JoinPlan, data_id: Mapping[str, int
 def _parameters(registry: Registry, bind: Mapping[str, Any], data_id: Mapping[str, int | str],
                 time_ns: int | None) -> dict[str, Any]:
     """Values of the named parameters of a (possibly cached) statement."""
-    params = bind_parameters(bind)
+    params = _qry()._compiler.bind_parameters(bind)
     for key, value in data_id.items():
         params[f"d_{key}"] = registry.universe.check_value(key, value)
     if time_ns is not None:
@@ -69,7 +76,7 @@ def _value_key(where: str, bind: Mapping[str, Any]) -> tuple:
     from ._queries._ast import Identifier, Point, walk
 
     names = []
-    for node in walk(parse_where(where)):
+    for node in walk(_qry().parse_where(where)):
         if isinstance(node, Point):
             names += [n.parts[0] for n in (node.ra, node.dec) if isinstance(n, Identifier) and n.parts[0] in bind]
     return tuple((n, bind[n]) for n in sorted(set(names)))
@@ -95,7 +102,7 @@ def dimension_record_rows(
     tree, dims, elements = _parse(registry, where, bind)
     for key in data_id:
         universe[key]
-    plan = plan_join(universe, registry._tables, {element, *dims, *data_id}, field_elements={element, *elements})
+    plan = _qry().plan_join(universe, registry._tables, {element, *dims, *data_id}, field_elements={element, *elements})
     _apply_where(registry, plan, tree, bind, where)
     _apply_data_id(registry, plan, data_id)
     table = registry._tables.dimensions[element]
@@ -252,7 +259,7 @@ def _dataset_select(
     ds = registry._tables.dataset
     base = _dataset_columns(registry, ds, dt.dimensions)
     extra = {*dims, *elements, *[k for k in data_id if k in universe]} - set(dt.dimensions)
-    plan = plan_join(universe, registry._tables, set(dt.dimensions) | extra, field_elements=elements, base=base)
+    plan = _qry().plan_join(universe, registry._tables, set(dt.dimensions) | extra, field_elements=elements, base=base)
     member_conds, rank, member_froms = _membership(registry, leaves, ds, time_ns, need_rank=find_first)
     _apply_where(registry, plan, tree, bind, where)
     _apply_data_id(registry, plan, data_id)
@@ -312,7 +319,7 @@ def _query_datasets(
 ) -> list[DatasetRef]:
     leaves = registry.resolve_collections(collections)
     dt_name = dataset_type if isinstance(dataset_type, str) else dataset_type.name
-    key = ("datasets", dt_name, tuple(c.id for c in leaves), where, bind_signature(bind), _value_key(where, bind),
+    key = ("datasets", dt_name, tuple(c.id for c in leaves), where, _qry()._compiler.bind_signature(bind), _value_key(where, bind),
            tuple(sorted(data_id)),
            find_first, time is None, tuple(exclude_flags), limit if not exclude else None)
 
@@ -364,7 +371,7 @@ def _data_id_select(
     needed = set(requested) | dims | {k for k in data_id if k in universe}
     for _, dt in dataset_entries:
         needed |= set(dt.dimensions)
-    plan = plan_join(universe, registry._tables, needed, field_elements=elements)
+    plan = _qry().plan_join(universe, registry._tables, needed, field_elements=elements)
     _apply_where(registry, plan, tree, bind, where)
     _apply_data_id(registry, plan, data_id)
     for i, (dt_id, dt) in enumerate(dataset_entries):
@@ -401,7 +408,7 @@ def query_data_ids(
         if collections is None:
             raise CollectionTypeError("constraining data IDs by datasets needs collections=[...] to search")
         leaves = registry.resolve_collections(collections)
-    key = ("data_ids", tuple(dimensions), where, bind_signature(bind), _value_key(where, bind), tuple(sorted(data_id)),
+    key = ("data_ids", tuple(dimensions), where, _qry()._compiler.bind_signature(bind), _value_key(where, bind), tuple(sorted(data_id)),
            tuple(d if isinstance(d, str) else d.name for d in datasets),
            tuple(c.id for c in leaves) if leaves is not None else None, tuple(exclude_flags))
 

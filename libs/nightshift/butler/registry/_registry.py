@@ -99,7 +99,7 @@ class Registry(DimensionRecordsMixin, CollectionsMixin, DatasetsMixin):
             )
         self._attributes = attrs
         self.universe = DimensionUniverse(json.loads(attrs["universe"]))
-        self._tables = build_tables(self.universe, schema)
+        self._tables = build_tables(self.universe, schema, self._db.engine.dialect.name)
         self._dataset_types: dict[str, tuple[int, DatasetType]] = {}
         self._collections: dict[str, CollectionRecord] = {}
         self._statement_cache: dict[tuple, Any] = {}  # query shape -> compiled statement (see _querying)
@@ -147,7 +147,7 @@ class Registry(DimensionRecordsMixin, CollectionsMixin, DatasetsMixin):
         universe = universe or DimensionUniverse.default()
         db = Database(resolve_url(location), schema)
         try:
-            tables = build_tables(universe, schema)
+            tables = build_tables(universe, schema, db.engine.dialect.name)
             with db.transaction() as conn:
                 if schema is not None:
                     conn.execute(sa.schema.CreateSchema(schema, if_not_exists=True))
@@ -202,7 +202,7 @@ class Registry(DimensionRecordsMixin, CollectionsMixin, DatasetsMixin):
                     raise RepositoryVersionError(
                         f"repository schema version {version} is newer than this code ({SCHEMA_VERSION})"
                     )
-                tables = build_tables(DimensionUniverse(json.loads(attrs["universe"])), schema)
+                tables = build_tables(DimensionUniverse(json.loads(attrs["universe"])), schema, conn.dialect.name)
                 while version < SCHEMA_VERSION:
                     steps.append(MIGRATIONS[version](conn, tables))
                     version += 1

@@ -17,7 +17,9 @@ from .._registry_exceptions import (
     CollectionTypeError,
     ConflictingDefinitionError,
     DataIdError,
+    DatasetInUseError,
     DatasetMetadataError,
+    MissingDatasetError,
     MissingDatasetTypeError,
     RegistryError,
 )
@@ -293,6 +295,99 @@ class DatasetsMixin(RegistryBase):
                         f"insert the {name} record first (nothing was inserted)"
                     )
         return ConflictingDefinitionError("the registry database refused the datasets (nothing was inserted)")
+
+    def remove_datasets(self, refs: Iterable[DatasetRef | uuid.UUID], *, force: bool = False) -> int:
+        """Remove datasets from the registry, all or nothing.
+
+        Removes each dataset's row and with it its RUN membership, TAGGED
+        associations, CALIBRATION certifications, metadata and data-quality
+        flags. Provenance stays consistent:
+
+        * a dataset that provenance records as an input (predicted or actual)
+          of a quantum with an output that is *not* removed too is refused with
+          :class:`DatasetInUseError`, because removing it would silently cut
+          that output's lineage (REQ-0093); remove the outputs in the same call,
+          or pass ``force=True`` to drop the input links and keep the outputs;
+        * a removed output loses its producer link; a quantum left with no
+          outputs explains nothing any more and is removed with its input links.
+
+        The bytes are not touched: ``Butler.remove_datasets`` removes both.
+        Joins an enclosing :meth:`transaction`.
+
+        Parameters
+        ----------
+        refs : iterable of DatasetRef or uuid.UUID
+            The datasets (only their ids matter; duplicates are fine).
+        force : bool
+            Remove inputs of remaining outputs too, dropping those provenance links.
+
+        Returns
+        -------
+        int
+            Number of datasets removed.
+
+        Raises
+        ------
+        MissingDatasetError
+            A dataset is not in the registry (nothing was removed).
+        DatasetInUseError
+            A dataset is an input of an output that stays, and ``force`` is False
+            (nothing was removed); the message names both.
+        """
+        ids = list(dict.fromkeys(r.id if isinstance(r, DatasetRef) else r for r in refs))
+        if not ids:
+            return 0
+        id_set = set(ids)
+        t = self._tables
+        qi, qo = t.quantum_input, t.quantum_output
+        chunks = [ids[i:i + 500] for i in range(0, len(ids), 500)]
+        with self._db.transaction() as conn:
+            found: set[uuid.UUID] = set()
+            for chunk in chunks:
+                found.update(r[0] for r in conn.execute(sa.select(t.dataset.c.id).where(t.dataset.c.id.in_(chunk))))
+            missing = [i for i in ids if i not in found]
+            if missing:
+                raise MissingDatasetError(
+                    f"{len(missing)} dataset(s) to remove are not in the registry, e.g. id {missing[0]}; "
+                    "nothing was removed -- query the registry again for current refs"
+                )
+            if not force:
+                for chunk in chunks:
+                    rows = conn.execute(
+                        sa.select(qi.c.dataset_id, qo.c.dataset_id, qi.c.actual)
+                        .select_from(qi.join(qo, qi.c.quantum_id == qo.c.quantum_id))
+                        .where(qi.c.dataset_id.in_(chunk))
+                    ).all()
+                    blocking = next((r for r in rows if r[1] not in id_set), None)
+                    if blocking is not None:
+                        used, user = (_querying.refs_by_id(self, conn, [blocking[0]])[0],
+                                      _querying.refs_by_id(self, conn, [blocking[1]])[0])
+                        how = "an actual" if blocking[2] else "a predicted"
+                        raise DatasetInUseError(
+                            f"cannot remove {used.dataset_type.name} {dict(used.data_id)} in run {used.run!r} "
+                            f"(id {used.id}): provenance records it as {how} input of {user.dataset_type.name} "
+                            f"{dict(user.data_id)} in run {user.run!r} (id {user.id}); remove that output in the "
+                            "same call, or pass force=True to drop the provenance link (nothing was removed)",
+                            dataset_id=used.id, used_by=user.id,
+                        )
+            touched: set[uuid.UUID] = set()
+            for chunk in chunks:
+                touched.update(r[0] for r in conn.execute(sa.select(qo.c.quantum_id).where(qo.c.dataset_id.in_(chunk))))
+                touched.update(r[0] for r in conn.execute(sa.select(qi.c.quantum_id).where(qi.c.dataset_id.in_(chunk))))
+                for table in (t.dataset_tag, t.dataset_calib, t.dataset_metadata, t.dataset_quality, qo, qi):
+                    conn.execute(table.delete().where(table.c.dataset_id.in_(chunk)))
+            quanta = list(touched)
+            for i in range(0, len(quanta), 500):
+                chunk_q = quanta[i:i + 500]
+                producing = {r[0] for r in conn.execute(
+                    sa.select(qo.c.quantum_id).where(qo.c.quantum_id.in_(chunk_q)).distinct())}
+                orphans = [q for q in chunk_q if q not in producing]
+                if orphans:
+                    conn.execute(qi.delete().where(qi.c.quantum_id.in_(orphans)))
+                    conn.execute(t.quantum.delete().where(t.quantum.c.quantum_id.in_(orphans)))
+            for chunk in chunks:
+                conn.execute(t.dataset.delete().where(t.dataset.c.id.in_(chunk)))
+        return len(ids)
 
     def get_dataset(self, dataset_id: uuid.UUID) -> DatasetRef | None:
         """The dataset with this id, or None."""
