@@ -10,9 +10,9 @@ attribute access (PEP 562), so a POSIX repository never loads boto3.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from ..._lazy import lazy_exports as _lazy_exports
 from ._base import Constraints, Datastore, DatastoreTrash, StoredRecord
 from ._cache import DatastoreCache
 from ._chained import ChainedDatastore
@@ -39,17 +39,7 @@ if TYPE_CHECKING:
 _LAZY = {"RestPublishDatastore": "._rest", "S3Backend": "._s3"}
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value  # later lookups skip this function
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = _lazy_exports(__name__, _LAZY)
 
 __all__ = [
     "ChainedDatastore",

@@ -12,9 +12,9 @@ library (astropy, pyarrow, fastavro) only when that formatter is first used.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from ..._lazy import lazy_exports as _lazy_exports
 from ._base import Formatter
 from ._exceptions import (
     FormatterDependencyError,
@@ -31,17 +31,7 @@ if TYPE_CHECKING:
 _LAZY = {name: "._exposure" for name in ("ArrayDelegate", "Box", "Exposure", "ExposureDelegate", "TableDelegate")}
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value  # later lookups skip this function
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = _lazy_exports(__name__, _LAZY)
 
 
 __all__ = [
