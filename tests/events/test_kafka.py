@@ -59,9 +59,9 @@ async def test_send_returns_broker_offsets(kafka_bootstrap: str, producer: Async
     assert len(drain(kafka_bootstrap, topic, 50)) == 50
 
 
-async def test_send_to_missing_topic_fails_clearly(producer: AsyncProducer, unique_name: str) -> None:
+async def test_send_to_missing_topic_fails_clearly(kafka_bootstrap: str, unique_name: str) -> None:
     # auto.create.topics.enable=false on the broker: an unknown topic is an error, not a new topic.
-    p = AsyncProducer(producer._config["bootstrap.servers"], {"delivery.timeout.ms": 3000, "message.timeout.ms": 3000})
+    p = AsyncProducer(kafka_bootstrap, {"delivery.timeout.ms": 3000, "message.timeout.ms": 3000})
     async with p:
         with pytest.raises(DeliveryError, match="broker did not accept message"):
             await p.send(f"no.such.topic.{unique_name}", b"x")

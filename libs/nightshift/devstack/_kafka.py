@@ -84,7 +84,7 @@ def start(s: StackSettings, timeout: float = 90.0) -> None:
             [*jvm, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(p["config"])],
             what="formatting the Kafka storage directory",
         )
-    alive = spawn("Kafka", [*jvm, "kafka.Kafka", str(p["config"])], p["log"], p["pid"])
+    alive = spawn([*jvm, "kafka.Kafka", str(p["config"])], p["log"], p["pid"])
     wait_ready("Kafka", lambda: ready(s), timeout, p["log"], alive=alive)
 
 

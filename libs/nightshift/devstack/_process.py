@@ -82,7 +82,6 @@ def check_port_free(name: str, host: str, port: int, env_var: str) -> None:
 
 
 def spawn(
-    name: str,
     argv: Sequence[str],
     log_file: Path,
     pid_file: Path,

@@ -71,7 +71,7 @@ def start(s: StackSettings, timeout: float = 60.0) -> None:
         java, "-Xms64m", "-Xmx512m", f"-Dlogback.configurationFile={logback}", "-cp", f"{jars}/*",
         "org.gaul.s3proxy.Main", "--properties", str(p["config"]),
     ]
-    alive = spawn("S3Proxy", argv, p["log"], p["pid"])
+    alive = spawn(argv, p["log"], p["pid"])
     wait_ready("S3Proxy", lambda: ready(s), timeout, p["log"], alive=alive)
 
 
