@@ -87,10 +87,16 @@ class RegistryBase:
         if conn.dialect.name == "postgresql":
             self._copy_rows(conn, table, cols, rows)  # 1.5x faster than multi-row INSERTs here
             return
-        compiled = table.insert().compile(dialect=conn.dialect, column_keys=cols)
-        procs = {c: table.c[c].type.bind_processor(conn.dialect) for c in cols}
-        procs = {c: p for c, p in procs.items() if p is not None}
-        order = compiled.positiontup
+        # compiling the INSERT costs more than executing it for one row: cache per (table, columns)
+        cache = self.__dict__.setdefault("_insert_sql_cache", {})
+        key = (table.fullname, tuple(cols), conn.dialect.name)
+        entry = cache.get(key)
+        if entry is None:
+            compiled = table.insert().compile(dialect=conn.dialect, column_keys=cols)
+            procs = {c: table.c[c].type.bind_processor(conn.dialect) for c in cols}
+            entry = cache[key] = (str(compiled), compiled.positiontup,
+                                  {c: p for c, p in procs.items() if p is not None})
+        sql, order, procs = entry
         for i in range(0, len(rows), batch_size):
             batch = rows[i:i + batch_size]
             if procs:
@@ -99,7 +105,7 @@ class RegistryBase:
                 params: Any = [tuple(r[k] for k in order) for r in batch]
             else:
                 params = batch
-            conn.exec_driver_sql(str(compiled), params)
+            conn.exec_driver_sql(sql, params)
 
     def _copy_rows(self, conn: sa.Connection, table: sa.Table, cols: list[str], rows: list[dict[str, Any]]) -> None:
         """PostgreSQL ``COPY ... FROM STDIN`` (psycopg 3): one round trip, constraints still checked."""

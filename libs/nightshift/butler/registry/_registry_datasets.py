@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import json
 import time
@@ -251,8 +252,11 @@ class DatasetsMixin(RegistryBase):
                     rows = [rows[i] for i in keep]
                     new_ids = {r["id"] for r in rows}
                     meta_rows = [m for m in meta_rows if m["dataset_id"] in new_ids]
+            # a savepoint keeps the connection usable for explaining a conflict; SQLite does not need
+            # one for a single row (a failed statement leaves its transaction intact and wrote nothing)
+            savepoint = conn.begin_nested() if len(rows) > 1 or not self._db.is_sqlite else contextlib.nullcontext()
             try:
-                with conn.begin_nested():
+                with savepoint:
                     self._bulk_insert_fast(conn, t, rows, batch_size)
             except sa.exc.IntegrityError as exc:
                 raise self._explain_dataset_conflict(conn, rows) from exc
