@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import json
 import struct
 import uuid
 from datetime import UTC, datetime
 
+import fastavro
 import pytest
 
 from nightshift.events import (
@@ -19,6 +21,7 @@ from nightshift.events import (
     SchemaCatalog,
     UnknownSchemaError,
     decode,
+    default_catalog,
     encode,
     schema_id_of,
     schemas_dir,
@@ -42,10 +45,34 @@ def test_round_trip_keeps_every_field() -> None:
         inputs=[uuid.uuid4(), uuid.uuid4()], outputs=[uuid.uuid4()], config_hash="a" * 64, code_version="0.1.0",
     )
     data = encode(event)
-    assert data[0] == 0 and schema_id_of(data) == 4
+    assert data[0] == 0 and schema_id_of(data) == default_catalog().latest("quantum.planned").id
     back = decode(data, expected_subject="quantum.planned")
     assert back == event
     assert back.planned_at.tzinfo is not None
+
+
+def test_a_v1_quantum_planned_event_still_decodes() -> None:
+    """Events written by a v1 producer (visit/detector required, no graph pointer) read as v2."""
+    v1 = default_catalog().versions("quantum.planned")[0]
+    assert v1.version == 1
+    record = {
+        "event_id": str(uuid.uuid4()), "quantum_id": str(uuid.uuid4()), "task_label": "isr",
+        "instrument": "LSSTCam", "visit": 7, "detector": 94, "data_id": {"visit": "7"},
+        "inputs": [], "outputs": [], "config_hash": "b" * 64, "code_version": "0.1.0",
+        "planned_at": datetime(2026, 11, 25, tzinfo=UTC),
+    }
+    out = io.BytesIO()
+    out.write(struct.pack(">bI", 0, v1.id))
+    fastavro.schemaless_writer(out, v1.parsed, record)
+    event = decode(out.getvalue(), expected_subject="quantum.planned")
+    assert isinstance(event, QuantumPlanned)
+    assert (event.visit, event.detector, event.graph_uri, event.memoize, event.collections) == (7, 94, None, True, [])
+
+
+def test_quantum_planned_graph_pointer_must_be_complete() -> None:
+    with pytest.raises(ValueError, match="graph_uri and quantum_index"):
+        QuantumPlanned(quantum_id=uuid.uuid4(), task_label="t", data_id={}, inputs=[], outputs=[],
+                       config_hash="a" * 64, code_version="1", graph_uri="/g.qg")
 
 
 def test_truncated_body_is_a_decode_error() -> None:

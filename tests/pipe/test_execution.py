@@ -1,4 +1,4 @@
-"""Executors: one conformance suite every specialization runs (in-process, multi-process, Dask)."""
+"""Executors: one conformance suite every specialization runs (in-process, multi-process, Dask, Kafka fleet)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from kafka_fleet import RunnerFleet
 from pipe_support import COLLECTIONS, INSTRUMENT
 
 from nightshift.butler._butler import Butler
@@ -16,6 +17,7 @@ from nightshift.pipe import (
     build_quantum_graph, configure_logging,
 )
 from nightshift.pipe.examples import EXAMPLE_PIPELINE
+from nightshift.pipe.executors import KafkaExecutor
 
 RUN = "u/exec/run"
 MakeExecutor = Callable[..., Executor]
@@ -31,12 +33,24 @@ def dask_client() -> Iterator[object]:
     cluster.close()
 
 
-@pytest.fixture(params=["inprocess", "multiprocess", "dask"])
+@pytest.fixture(scope="module")
+def runner_fleet(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunnerFleet]:
+    """Two real runner services in one consumer group, on topics of their own."""
+    fleet = RunnerFleet(kafka_bootstrap, tmp_path_factory.mktemp("runners")).start(2)
+    yield fleet
+    fleet.stop()
+
+
+@pytest.fixture(params=["inprocess", "multiprocess", "dask", "kafka"])
 def make_executor(request: pytest.FixtureRequest) -> MakeExecutor:
     if request.param == "inprocess":
         return lambda repo, **kw: InProcessExecutor(repo, **kw)
     if request.param == "multiprocess":
         return lambda repo, **kw: MultiProcessExecutor(repo, processes=2, **kw)
+    if request.param == "kafka":
+        fleet = request.getfixturevalue("runner_fleet")
+        return lambda repo, **kw: KafkaExecutor(repo, bootstrap=fleet.bootstrap, topics=fleet.topics,
+                                                quantum_timeout=120, **kw)
     client = request.getfixturevalue("dask_client")
     return lambda repo, **kw: DaskExecutor(repo, client=client, **kw)
 

@@ -53,6 +53,7 @@ def pipeline() -> None:
       nightshift pipeline build-graph REPO PIPELINE.yaml -i raw/all -o u/me/run1 -d "visit < 10" --save run1.qg
       nightshift pipeline show-graph run1.qg --png run1.png
       nightshift pipeline run REPO --graph run1.qg --executor multiprocess -j 4
+      nightshift pipeline run REPO --graph run1.qg --executor kafka   # runner services over Kafka
     """
 
 
@@ -122,17 +123,25 @@ def show_graph_cmd(graph_file: str, quanta: bool, png: str | None) -> None:
 @click.option("-i", "--input", "collections", multiple=True, help="Input collection (with --pipeline).")
 @click.option("-o", "--output-run", "run", help="Output RUN collection (with --pipeline).")
 @click.option("-d", "--where", default="", help="Data query (with --pipeline).")
-@click.option("--executor", "kind", type=click.Choice(["inprocess", "multiprocess", "dask"]), default="inprocess",
-              show_default=True)
+@click.option("--executor", "kind", type=click.Choice(["inprocess", "multiprocess", "dask", "kafka"]),
+              default="inprocess", show_default=True,
+              help="Where quanta run: this process, a local process pool, a Dask cluster, or the runner "
+                   "services over Kafka (python -m nightshift_services.runner).")
 @click.option("-j", "--processes", type=int, default=None, help="Worker processes (multiprocess).")
 @click.option("--dask-scheduler", default=None, help="Dask scheduler address (dask).")
+@click.option("--kafka-bootstrap", envvar=["NIGHTSHIFT_KAFKA_BOOTSTRAP", "KAFKA_BOOTSTRAP"], default=None,
+              help="Kafka brokers of the runner fleet (kafka; default from KAFKA_BOOTSTRAP).")
+@click.option("--topic-prefix", default="", help="Topic prefix of the runner fleet (kafka).")
+@click.option("--quantum-timeout", type=float, default=None,
+              help="Seconds after which a quantum no runner answered fails (kafka; default: wait).")
 @click.option("--no-memoize", is_flag=True, help="Existing outputs are errors instead of being reused.")
 @click.option("--report", "report_file", type=click.Path(dir_okay=False), help="Write the JSON run report here.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: on a terminal).")
 @click.option("--log-level", default="WARNING", show_default=True, help="Logging level of pre-flight and run.")
 def run_cmd(repo: str, graph_file: str | None, pipeline_file: str | None, overrides: tuple[str, ...],
             override_files: tuple[str, ...], collections: tuple[str, ...], run: str | None, where: str, kind: str,
-            processes: int | None, dask_scheduler: str | None, no_memoize: bool, report_file: str | None,
+            processes: int | None, dask_scheduler: str | None, kafka_bootstrap: str | None, topic_prefix: str,
+            quantum_timeout: float | None, no_memoize: bool, report_file: str | None,
             progress: bool | None, log_level: str) -> None:
     """Execute a quantum graph (exit 1 if any quantum failed or was blocked)."""
     from rich.console import Console
@@ -169,7 +178,8 @@ def run_cmd(repo: str, graph_file: str | None, pipeline_file: str | None, overri
 
     try:
         executor = make_executor(kind, repo, processes=processes, scheduler=dask_scheduler, memoize=not no_memoize,
-                                 progress=on_quantum, log_level=log_level)
+                                 progress=on_quantum, log_level=log_level, kafka_bootstrap=kafka_bootstrap,
+                                 topic_prefix=topic_prefix, quantum_timeout=quantum_timeout)
         with bar, tempfile.TemporaryDirectory() as tmp:
             path = graph_file or str(Path(tmp) / "graph.qg")
             if not graph_file and kind != "inprocess":

@@ -17,6 +17,8 @@ NonEmpty = Annotated[str, Field(min_length=1)]
 Visit = Annotated[int, Field(ge=0)]
 Detector = Annotated[int, Field(ge=0, le=1000)]
 Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+#: sha256 of a task config, hex: full, or the 16-character prefix the pipeline framework records
+ConfigHash = Annotated[str, Field(pattern=r"^[0-9a-f]{16,64}$")]
 
 
 def new_event_id() -> str:
@@ -85,43 +87,67 @@ class RawIngested(Event):
 
 
 class QuantumPlanned(Event):
+    """A quantum for a runner (v2: any data ID, and where its graph is)."""
+
     SUBJECT: ClassVar[str] = "quantum.planned"
     quantum_id: uuid.UUID
     task_label: NonEmpty
-    instrument: NonEmpty
-    visit: Visit
-    detector: Detector
+    instrument: NonEmpty | None = None
+    visit: Visit | None = None
+    detector: Detector | None = None
     data_id: dict[str, str]
     inputs: list[uuid.UUID]
     outputs: list[uuid.UUID]
-    config_hash: Sha256
+    config_hash: ConfigHash
     code_version: NonEmpty
     planned_at: datetime = Field(default_factory=utcnow)
+    execution_id: NonEmpty | None = None
+    graph_uri: NonEmpty | None = None
+    quantum_index: Annotated[int, Field(ge=0)] | None = None
+    butler_repo: NonEmpty | None = None
+    run: NonEmpty | None = None
+    collections: list[NonEmpty] = Field(default_factory=list)
+    memoize: bool = True
+
+    @model_validator(mode="after")
+    def _graph_pointer_complete(self) -> QuantumPlanned:
+        if (self.graph_uri is None) != (self.quantum_index is None):
+            raise ValueError("graph_uri and quantum_index go together: give both or neither")
+        if self.butler_repo is not None and self.run is None:
+            raise ValueError("a quantum with a butler_repo needs the output run")
+        return self
 
 
 class QuantumCompleted(Event):
     SUBJECT: ClassVar[str] = "quantum.completed"
     quantum_id: uuid.UUID
     task_label: NonEmpty
-    visit: Visit
-    detector: Detector
+    visit: Visit | None = None
+    detector: Detector | None = None
     outputs: list[uuid.UUID]
     duration_s: Annotated[float, Field(ge=0.0)]
     host: NonEmpty
     completed_at: datetime = Field(default_factory=utcnow)
+    execution_id: NonEmpty | None = None
+    pid: Annotated[int, Field(ge=0)] | None = None
+    memoized: bool = False
+    n_actual_inputs: Annotated[int, Field(ge=0)] = 0
 
 
 class QuantumFailed(Event):
     SUBJECT: ClassVar[str] = "quantum.failed"
     quantum_id: uuid.UUID
     task_label: NonEmpty
-    visit: Visit
-    detector: Detector
+    visit: Visit | None = None
+    detector: Detector | None = None
     error_type: NonEmpty
     message: str
     retriable: bool
     host: NonEmpty
     failed_at: datetime = Field(default_factory=utcnow)
+    execution_id: NonEmpty | None = None
+    pid: Annotated[int, Field(ge=0)] | None = None
+    traceback: str | None = None
 
 
 class DatasetWrite(Event):

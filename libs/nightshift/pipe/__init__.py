@@ -34,6 +34,10 @@ from ._report import ExecutionReport, QuantumReport, QuantumStatus
 from ._runner import ButlerSpec, QuantumButlerFactory, QuantumRunner, initialize_run
 from ._task import PipelineTask, Struct, Task
 from .executors import DaskExecutor, Executor, InProcessExecutor, MultiProcessExecutor
+from .._lazy import lazy_exports as _lazy_exports
+
+# the Kafka runner fleet imports confluent-kafka and the event schemas: only when used
+__getattr__, __dir__ = _lazy_exports(__name__, {"KafkaExecutor": ".executors._kafka"})
 
 __all__ = [
     "FORMAT_VERSION",
@@ -48,6 +52,7 @@ __all__ = [
     "Executor",
     "GraphFormatError",
     "InProcessExecutor",
+    "KafkaExecutor",
     "InitInput",
     "InitOutput",
     "Input",

@@ -185,6 +185,13 @@ class QuantumRunner:
                 report.status = status
                 report.n_actual_inputs, report.n_outputs = n_actual, n_out
             except Exception as exc:  # noqa: BLE001 - every failure is reported, with its type
+                if self._written_meanwhile(quantum):
+                    # the same quantum ran twice at once (a redelivered event, a rebalance) and the
+                    # other copy committed first: its outputs are this quantum's outputs
+                    _log.info("%s: outputs were written by a concurrent run of the same quantum", quantum.describe())
+                    report.status, report.n_outputs = QuantumStatus.MEMOIZED, len(quantum.output_refs())
+                    report.end = time.time()
+                    return report
                 report.status = QuantumStatus.FAILED
                 report.error_type = getattr(exc, "error_type", None) or type(exc).__name__
                 report.error = str(exc) if isinstance(exc, QuantumExecutionError) else \
@@ -193,6 +200,17 @@ class QuantumRunner:
                 _log.error("quantum %s failed: %s", quantum.describe(), report.error)
         report.end = time.time()
         return report
+
+    def _written_meanwhile(self, quantum: Quantum) -> bool:
+        """Whether identical outputs of ``quantum`` exist now (memoization on; best effort)."""
+        if self.factory is None or not self.memoize:
+            return False
+        try:
+            decision = check_memo(self.factory.make().registry, quantum, self.graph.tasks[quantum.task_label],
+                                  memoize=True)
+        except Exception:  # noqa: BLE001 - the original failure is what gets reported
+            return False
+        return decision.action == "reuse"
 
     def _task(self, node: TaskNode, butler: Butler | None) -> PipelineTask:
         task = self._tasks.get(node.label)

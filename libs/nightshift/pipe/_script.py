@@ -77,8 +77,9 @@ def show_graph(graph: QuantumGraph, *, list_quanta: bool = False) -> str:
 
 def make_executor(kind: str, repo: str | os.PathLike[str] | None, *, processes: int | None = None,
                   scheduler: str | None = None, memoize: bool = True, progress: ProgressCallback | None = None,
-                  log_level: str | None = None) -> Executor:
-    """An executor by name: ``inprocess``, ``multiprocess`` or ``dask``."""
+                  log_level: str | None = None, kafka_bootstrap: str | None = None, topic_prefix: str = "",
+                  quantum_timeout: float | None = None) -> Executor:
+    """An executor by name: ``inprocess``, ``multiprocess``, ``dask`` or ``kafka``."""
     common: dict[str, Any] = {"memoize": memoize, "progress": progress, "log_level": log_level}
     if kind == "inprocess":
         return InProcessExecutor(repo, **common)
@@ -88,4 +89,11 @@ def make_executor(kind: str, repo: str | os.PathLike[str] | None, *, processes: 
         if not scheduler:
             raise ValueError("the dask executor needs a scheduler address (--dask-scheduler tcp://host:8786)")
         return DaskExecutor(repo, client=scheduler, **common)
-    raise ValueError(f"unknown executor {kind!r} (inprocess, multiprocess, dask)")
+    if kind == "kafka":
+        from .executors._kafka import KafkaExecutor, QuantumTopics
+
+        if not kafka_bootstrap:
+            raise ValueError("the kafka executor needs the brokers (--kafka-bootstrap host:port or KAFKA_BOOTSTRAP)")
+        return KafkaExecutor(repo, bootstrap=kafka_bootstrap, topics=QuantumTopics.with_prefix(topic_prefix),
+                             quantum_timeout=quantum_timeout, **common)
+    raise ValueError(f"unknown executor {kind!r} (inprocess, multiprocess, dask, kafka)")

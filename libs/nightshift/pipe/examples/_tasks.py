@@ -16,6 +16,7 @@ them to measure the framework's own overhead.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from pathlib import Path
@@ -82,6 +83,7 @@ class CalibrateConfig(PipelineTaskConfig):
     fail_detectors: list[int] = []
     fail_marker: str | None = None  # fail (for fail_detectors) only while this file exists: demonstrates resume
     crash_detectors: list[int] = []  # the worker process dies (os._exit): demonstrates crash handling
+    crash_once_marker: str | None = None  # crash only while this file exists, deleting it first: one crash, then a retry
 
 
 class CalibrateTask(PipelineTask):
@@ -97,7 +99,12 @@ class CalibrateTask(PipelineTask):
 
     def run_quantum(self, context: QuantumContext) -> None:
         if context.data_id.get("detector") in self.config.crash_detectors:
-            os._exit(3)
+            once = self.config.crash_once_marker
+            if once is None:
+                os._exit(3)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(once)
+                os._exit(3)
         marker = self.config.fail_marker
         if context.data_id.get("detector") in self.config.fail_detectors and (marker is None or Path(marker).exists()):
             raise RuntimeError(f"detector {context.data_id['detector']} is configured to fail")
