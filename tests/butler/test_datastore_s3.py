@@ -8,12 +8,15 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 
 from nightshift.butler.datastores import (
     DatasetCorruptError,
     DatastoreCache,
+    DatastoreError,
     DatastorePermissionError,
     FileDatastore,
     MissingLocalFileError,
@@ -21,7 +24,9 @@ from nightshift.butler.datastores import (
     StorageUnavailableError,
     datastore_from_config,
 )
-from test_datastore_conformance import metric_ref
+from nightshift.butler.formatters import Box, FormatterFactory
+from test_datastore_conformance import calexp_ref, metric_ref
+from test_formatters import make_exposure
 
 
 def free_port() -> int:
@@ -142,3 +147,88 @@ def test_corrupt_download_is_not_cached(tmp_path: Path, s3_endpoint: str, unique
     with pytest.raises(DatasetCorruptError):
         ds.get(metric_ref())
     assert cache.entries() == []
+
+
+# ------------------------------------------------------------------------------------ no folder markers
+_WRITES = ("PutObject", "CreateMultipartUpload", "UploadPart", "CopyObject")
+
+
+def _record_written_keys(backend: S3Backend) -> list[str]:
+    """Every object key the client sends a write request for, from botocore's own event hooks."""
+    written: list[str] = []
+
+    def hook(params: dict[str, Any], model: Any, **kwargs: Any) -> None:
+        if model.name in _WRITES:
+            written.append(params["Key"])
+
+    backend.client.meta.events.register("provide-client-params.s3.*", hook)
+    return written
+
+
+def _raw_keys(backend: S3Backend) -> list[str]:
+    pages = backend.client.get_paginator("list_objects_v2").paginate(Bucket=backend.bucket)
+    return [o["Key"] for page in pages for o in page.get("Contents", [])]
+
+
+@pytest.mark.integration
+def test_no_folder_marker_keys_are_written(s3_endpoint: str, unique_name: str) -> None:
+    """The datastore writes object keys only, never ``prefix/``-style folder markers.
+
+    S3Proxy's filesystem backend *lists* each directory of its store as a key
+    ending in ``/`` (real S3 does not); those entries must be neither written
+    by us nor treated as datastore files (deleting one takes S3Proxy ~10 s).
+    """
+    backend = S3Backend(unique_name, prefix="deep/repo", endpoint_url=s3_endpoint, create_bucket=True)
+    assert _raw_keys(backend) == []  # creating a datastore with a prefix writes nothing, no "deep/repo/"
+    written = _record_written_keys(backend)
+    ds = FileDatastore(backend, clobber=True, formatters=FormatterFactory(
+        {"storage_classes": {"Exposure": {"formatter": "hdf5_exposure", "options": {"compression": "gzip"}}}}))
+    refs = [metric_ref(v) for v in range(3)]
+    for ref in refs:
+        ds.put({"v": 1}, ref)
+    ds.put({"v": 2}, refs[0])  # clobber: copy aside, upload, delete the copy
+    exposure = make_exposure((32, 32))
+    ds.put(exposure, calexp_ref())
+    cut = ds.get(calexp_ref(), parameters={"bbox": Box(4, 8, 20, 16)})  # HDF5 through S3
+    np.testing.assert_array_equal(cut.image, exposure.image[8:16, 4:20])
+    assert written and all(k.startswith("deep/repo/") for k in written)
+    assert [k for k in written if k.endswith("/")] == []
+    files = sorted(backend.list(""))  # listing by prefix needs no markers
+    assert len(files) == 8 and not any(f.endswith("/") for f in files)
+    assert sorted(backend.list("_records")) == sorted(f for f in files if f.startswith("_records/"))
+    assert len(list(ds.records())) == 4 and ds.get(refs[0]) == {"v": 2}
+    # Whatever ends in "/" in the raw listing is S3Proxy's view of a directory holding our objects.
+    objects = [k for k in _raw_keys(backend) if not k.endswith("/")]
+    assert sorted(objects) == sorted(f"deep/repo/{f}" for f in files)
+    assert all(any(o.startswith(d) for o in objects) for d in _raw_keys(backend) if d.endswith("/"))
+    t0 = time.monotonic()
+    for ref in [*refs, calexp_ref()]:
+        ds.remove(ref)
+    assert time.monotonic() - t0 < 5  # only real objects were deleted
+    assert _raw_keys(backend) == [] and list(backend.list("")) == []  # and no marker is left behind
+
+
+@pytest.mark.integration
+def test_purge_trash_deletes_files_not_directory_entries(s3_endpoint: str, unique_name: str) -> None:
+    """A trash left by a crash is purged file by file; S3Proxy's directory entries are not "files"."""
+    ds = FileDatastore(S3Backend(unique_name, prefix="repo", endpoint_url=s3_endpoint, create_bucket=True))
+    for visit in (1, 2):
+        ds.put({"v": visit}, metric_ref(visit))
+    ds.trash([metric_ref(1), metric_ref(2)])  # the process dies before DatastoreTrash.empty()
+    assert not any(k.endswith("/") for k in ds.backend.list("_trash"))
+    t0 = time.monotonic()
+    assert ds.purge_trash() == 4  # two records + two files; directory entries were once counted and deleted too
+    assert time.monotonic() - t0 < 5  # ... at ~10 s each on S3Proxy
+    assert _raw_keys(ds.backend) == []
+
+
+def test_writing_a_directory_key_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "x")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "y")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    backend = S3Backend("b", prefix="repo", endpoint_url=f"http://127.0.0.1:{free_port()}", max_attempts=1)
+    for rel in ("", "a/dir/"):
+        with pytest.raises(DatastoreError, match="folder markers"):
+            backend.put_bytes(rel, b"")
+        with pytest.raises(DatastoreError, match="folder markers"):
+            backend.move("a/file", rel)

@@ -6,6 +6,13 @@ logged. Transient failures (connection refused, timeouts, 5xx, throttling)
 are retried by botocore's *standard* retry mode with exponential backoff and
 jitter; when the attempts are spent a :class:`StorageUnavailableError`
 (``retriable=True``) names the operation and the endpoint.
+
+Only object keys are ever written: no "folder marker" keys ending in ``/``
+(S3 has no directories and listing by prefix needs none). Keys ending in ``/``
+that a listing returns anyway are not objects of the datastore and are
+skipped: S3Proxy's filesystem backend lists every directory of its store that
+way (``content-type: application/x-directory``; deleting one takes it ~10 s),
+and S3 consoles create such markers.
 """
 
 from __future__ import annotations
@@ -152,6 +159,15 @@ class S3Backend:
         """Object key of ``rel``."""
         return f"{self.prefix}/{rel}" if self.prefix else rel
 
+    def _object_key(self, rel: str) -> str:
+        """Key of an object to write: never empty and never a folder marker (ending in ``/``)."""
+        if not rel or rel.endswith("/"):
+            raise DatastoreError(
+                f"refusing to write the S3 key {self.key(rel)!r}: a datastore path must name a file, "
+                "not a directory (keys ending in '/' are folder markers)"
+            )
+        return self.key(rel)
+
     def uri(self, rel: str) -> str:
         """``s3://`` URI of ``rel``."""
         return f"s3://{self.bucket}/{self.key(rel)}"
@@ -162,18 +178,19 @@ class S3Backend:
 
     def publish(self, staging: Path, rel: str) -> None:
         """Upload a staged file (an S3 PUT is atomic: readers see all or nothing)."""
-        self._call(f"upload of {self.uri(rel)}", self.client.upload_file, str(staging), self.bucket, self.key(rel),
-                   Config=self.transfer)
+        self._call(f"upload of {self.uri(rel)}", self.client.upload_file, str(staging), self.bucket,
+                   self._object_key(rel), Config=self.transfer)
         staging.unlink(missing_ok=True)
 
     def upload(self, local: Path, rel: str) -> None:
         """Upload a local file, keeping it."""
-        self._call(f"upload of {self.uri(rel)}", self.client.upload_file, str(local), self.bucket, self.key(rel),
-                   Config=self.transfer)
+        self._call(f"upload of {self.uri(rel)}", self.client.upload_file, str(local), self.bucket,
+                   self._object_key(rel), Config=self.transfer)
 
     def put_bytes(self, rel: str, data: bytes) -> None:
         """Write a small object."""
-        self._call(f"put of {self.uri(rel)}", self.client.put_object, Bucket=self.bucket, Key=self.key(rel), Body=data)
+        self._call(f"put of {self.uri(rel)}", self.client.put_object, Bucket=self.bucket, Key=self._object_key(rel),
+                   Body=data)
 
     def get_bytes(self, rel: str) -> bytes | None:
         """Content of a small object, None if absent."""
@@ -213,17 +230,23 @@ class S3Backend:
     def move(self, src: str, dst: str) -> None:
         """Copy then delete."""
         self._call(
-            f"copy to {self.uri(dst)}", self.client.copy_object, Bucket=self.bucket, Key=self.key(dst),
+            f"copy to {self.uri(dst)}", self.client.copy_object, Bucket=self.bucket, Key=self._object_key(dst),
             CopySource={"Bucket": self.bucket, "Key": self.key(src)},
         )
         self.delete(src)
 
     def list(self, prefix: str) -> Iterator[str]:
-        """Relative paths of objects under ``prefix``."""
+        """Relative paths of the objects under ``prefix`` (``""``: the whole datastore).
+
+        Keys ending in ``/`` (directory entries / folder markers, see the module
+        notes) are skipped: they are not files of the datastore.
+        """
         paginator = self.client.get_paginator("list_objects_v2")
-        base = self.key(prefix).rstrip("/") + "/"
+        base = self.key(prefix.strip("/")).rstrip("/")
+        base = base + "/" if base else ""
         strip = len(self.prefix) + 1 if self.prefix else 0
         pages = self._call(f"list of {self.uri(prefix)}", lambda: list(paginator.paginate(Bucket=self.bucket, Prefix=base)))
         for page in pages:
             for obj in page.get("Contents", []):
-                yield obj["Key"][strip:]
+                if not obj["Key"].endswith("/"):
+                    yield obj["Key"][strip:]
