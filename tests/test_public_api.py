@@ -17,6 +17,7 @@ PACKAGES = [
     "nightshift.butler.registry",
     "nightshift.butler.datastores",
     "nightshift.butler.formatters",
+    "nightshift.butler.external",
     "nightshift.sky",
 ]
 

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from ._file_templates import FileTemplate, FileTemplateError, FileTemplates
     from ._storage_class import StorageClass, StorageClassError, StorageClassFactory
     from .datastores import DatasetNotFoundError, DatastoreError
+    from .external import QueryDefinition, Selection, ingest_reference_catalog, load_reference_catalog
     from .dimensions import DimensionRecord, DimensionUniverse
     from .formatters import Box, Exposure, FormatterError
     from .registry import CollectionType, DatasetGraph, ExclusionList, Registry, RegistryError, Timespan
@@ -36,6 +37,10 @@ _LAZY = {
     "DatastoreError": ".datastores",
     "DimensionRecord": ".dimensions",
     "DimensionUniverse": ".dimensions",
+    "QueryDefinition": ".external",
+    "Selection": ".external",
+    "ingest_reference_catalog": ".external",
+    "load_reference_catalog": ".external",
     "Box": ".formatters",
     "Exposure": ".formatters",
     "FormatterError": ".formatters",
@@ -70,11 +75,15 @@ __all__ = [
     "FileTemplateError",
     "FileTemplates",
     "FormatterError",
+    "QueryDefinition",
     "Registry",
     "RegistryError",
+    "Selection",
     "StorageClass",
     "StorageClassError",
     "StorageClassFactory",
     "Timespan",
     "deterministic_dataset_id",
+    "ingest_reference_catalog",
+    "load_reference_catalog",
 ]

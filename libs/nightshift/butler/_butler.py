@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -40,9 +40,13 @@ from .datastores import (
 from ._repository_ops import RepositoryOperations, restore_trash
 from .registry import MissingCollectionError, Registry
 
+if TYPE_CHECKING:
+    from .external import Selections
+
 __all__ = ["Butler", "ButlerConfigError"]
 
 CONFIG_NAME = "butler.yaml"
+_NOT_EXTERNAL = object()  # Butler._get_external: "not an external-data read"
 DEFAULT_DATASTORE: dict[str, Any] = {"cls": "posix", "name": "posix", "root": "datastore"}
 
 
@@ -266,7 +270,7 @@ class Butler(RepositoryOperations):
         data_id: Mapping[str, int | str] | None = None,
         *,
         run: str | None = None,
-        transfer: str = "copy",
+        transfer: str | None = "copy",
         **kwargs: int | str,
     ) -> DatasetRef:
         """Register an existing file, e.g. an external (non-survey) catalog, as a dataset.
@@ -274,12 +278,22 @@ class Butler(RepositoryOperations):
         All or nothing like :meth:`put`; afterwards ``get`` serves it like any
         other dataset (DMS-MWBT-REQ-0046, DMS-MWBT-REQ-0047).
 
+        Parameters
+        ----------
+        transfer : {"copy", "move", "symlink", "direct", None}
+            ``None`` or ``"direct"`` ingests in place (DMS-MWBT-REQ-0048): the
+            bytes stay where the provider put them and are never copied; the
+            POSIX datastore keeps a link to the file and its record (size,
+            checksum, so a changed file is detected on read). Removing the
+            dataset removes the link, never the provider's file.
+
         Raises
         ------
         FormatterError
             The configured formatter cannot read the file.
         DatastoreError
-            The datastore cannot ingest files (e.g. in-memory).
+            The datastore cannot ingest files (e.g. in-memory), or cannot
+            ingest in place (object stores).
         """
         run = run or self.run
         if run is None:
@@ -290,12 +304,18 @@ class Butler(RepositoryOperations):
         ingest = getattr(self.datastore, "ingest", None)
         if ingest is None:
             raise DatastoreError(f"datastore {self.datastore.name!r} cannot ingest files")
+        mode = "symlink" if transfer is None or transfer == "direct" else transfer
+        if mode != transfer and getattr(getattr(self.datastore, "backend", None), "remote", True):
+            raise DatastoreError(
+                f"datastore {self.datastore.name!r} cannot ingest in place (transfer=None/'direct' needs a "
+                "POSIX datastore that can link to the file); use transfer='copy'"
+            )
         self._ensure_run(run)
         written: DatasetRef | None = None
         try:
             with self.registry.transaction():
                 (ref,) = self.registry.insert_datasets(dt, [{**(data_id or {}), **kwargs}], run)
-                ingest(path, ref, transfer)
+                ingest(path, ref, mode)
                 written = ref
         except BaseException:
             if written is not None:
@@ -355,11 +375,16 @@ class Butler(RepositoryOperations):
         data_id : mapping, optional
             Data ID (plus ``**kwargs``).
         parameters : mapping, optional
-            E.g. ``{"bbox": Box(...)}`` read without loading the rest (REQ-0033).
+            E.g. ``{"bbox": Box(...)}`` read without loading the rest (REQ-0033);
+            ``{"selection": name}`` reads a named selection of a catalog
+            (REQ-0056, :attr:`selections`); for a query dataset (storage
+            class ``QueryDefinition``) the extra bind values (REQ-0057).
         collections : str or sequence, optional
             Search path (defaults to the butler's).
         storage_class : str, optional
-            Read the same bytes as another Python type (REQ-0025).
+            Read the same bytes as another Python type (REQ-0025). A query
+            dataset reads as its result (``AstropyTable`` by default,
+            ``ArrowTable``) or, with ``QueryDefinition``, its definition.
         component_overrides : mapping of str to DatasetRef, optional
             Replace components of the composite with separately stored
             datasets, e.g. a newer WCS (DMS-MWBT-REQ-0051).
@@ -377,6 +402,10 @@ class Butler(RepositoryOperations):
             ref = dataset_type
         else:
             ref = self.find(dataset_type, data_id, collections=collections, **kwargs)
+        if not (component_overrides or component_updates):
+            external = self._get_external(ref, parameters, storage_class)
+            if external is not _NOT_EXTERNAL:
+                return external
         obj = self.datastore.get(ref, parameters, storage_class)
         if component_overrides or component_updates:
             delegate = self.storage_classes.get(ref.dataset_type.storage_class).delegate()
@@ -388,6 +417,28 @@ class Butler(RepositoryOperations):
                 merged.update(self.datastore.get(update))
                 obj = delegate.set_component(obj, component, merged)
         return obj
+
+    def _get_external(self, ref: DatasetRef, parameters: Mapping[str, Any] | None, storage_class: str | None) -> Any:
+        """Reads served by ``nightshift.butler.external``: named selections and query datasets."""
+        if parameters and "selection" in parameters:
+            from .external._selection import read_selection
+
+            return read_selection(self, ref, parameters, storage_class)
+        if ref.dataset_type.storage_class == "QueryDefinition" and ref.dataset_type.component is None:
+            from .external._query import read_query_dataset
+
+            return read_query_dataset(self, ref, parameters, storage_class)
+        return _NOT_EXTERNAL
+
+    @property
+    def selections(self) -> Selections:
+        """Named selections on catalogs (``selections:`` of ``butler.yaml`` plus registered ones, REQ-0056)."""
+        found = self.__dict__.get("_selections")
+        if found is None:
+            from .external._selection import Selections
+
+            found = self.__dict__["_selections"] = Selections(self.config.get("selections"), self.root / CONFIG_NAME)
+        return found
 
     def exists(self, dataset_type: str | DatasetType | DatasetRef, data_id: Mapping[str, int | str] | None = None,
                *, collections: str | Sequence[str] | None = None, **kwargs: int | str) -> bool:

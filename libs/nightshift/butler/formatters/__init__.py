@@ -2,12 +2,12 @@
 
 Built in (imported lazily, by name): ``fits_exposure``, ``fits_table``,
 ``parquet``, ``json``, ``yaml``, ``numpy``, ``avro``, ``fits_image``, ``fits_wcs``,
-``fits_header``. See :class:`FormatterRegistry` to add more.
+``fits_header``, ``hdf5_exposure``, ``hdf5_array``. See :class:`FormatterRegistry` to add more.
 
 Importing this package is cheap: the exposure model and its delegates
 (``Box``, ``Exposure``, ... over numpy and astropy) are imported on first
 attribute access (PEP 562), and each formatter module with its third-party
-library (astropy, pyarrow, fastavro) only when that formatter is first used.
+library (astropy, pyarrow, fastavro, h5py) only when that formatter is first used.
 """
 
 from __future__ import annotations

@@ -160,6 +160,10 @@ def default_formatter_registry() -> FormatterRegistry:
     reg.register("fits_wcs", f"{_PKG}._plain:FitsWcsFormatter", "astropy")
     reg.register("fits_image", f"{_PKG}._plain:FitsImageFormatter", "astropy")
     reg.register("fits_header", f"{_PKG}._plain:FitsHeaderFormatter", "astropy")
+    reg.register("hdf5_exposure", f"{_PKG}._hdf5:Hdf5ExposureFormatter", "h5py")
+    reg.register("hdf5_array", f"{_PKG}._hdf5:Hdf5ArrayFormatter", "h5py")
+    reg.register("external_table", "nightshift.butler.external._formatters:ExternalTableFormatter", "pyarrow")
+    reg.register("query_yaml", "nightshift.butler.external._formatters:QueryDefinitionFormatter", "PyYAML")
     return reg
 
 
@@ -173,6 +177,8 @@ _DEFAULT_STORAGE_CLASS_FORMATTERS: dict[str, str] = {
     "StructuredDataDict": "json",
     "StructuredDataList": "json",
     "AvroRecords": "avro",
+    "ReferenceCatalogShard": "external_table",
+    "QueryDefinition": "query_yaml",
 }
 
 
