@@ -372,3 +372,25 @@ def test_stage_in_and_out_of_node_local_scratch(tmp_path: Path) -> None:
         assert [r.run for r in staged] == ["u/tester/job42"]
         assert shared.get("metric", instrument="Cam", visit=1, collections=["u/tester/job42"]) == {"n_sources": 64}
         assert "/shared/" in shared.get_uri(staged[0])
+
+
+def test_import_carries_provenance_when_its_datasets_come_along(tmp_path: Path) -> None:
+    """Exported outputs keep their producing quantum if its inputs are there too; a partial subset does not lie."""
+    src = _two_detector_repo(tmp_path, "src")
+    with src:
+        inputs = src.all_datasets(["calexp"])
+        src.registry.register_run("u/job")
+        metric = src.put({"n": 1}, "metric", instrument="Cam", visit=1, run="u/job")
+        src.registry.record_quantum("measure", config_hash="c0ffee", code_version="1", data_id={"visit": 1},
+                                    predicted_inputs=inputs, actual_inputs=inputs[:1], outputs=[metric], run="u/job")
+        full = Butler.create(tmp_path / "full")
+        with full:
+            full.import_from(src)
+            prov = full.registry.get_provenance(metric)
+            assert prov is not None and prov.task_label == "measure" and prov.config_hash == "c0ffee"
+            assert [r.id for r in prov.actual_inputs] == [inputs[0].id] and len(prov.predicted_inputs) == len(inputs)
+        partial = Butler.create(tmp_path / "partial")
+        with partial:
+            partial.import_from(src, [metric])  # without its inputs: no provenance rather than a broken one
+            assert partial.get("metric", instrument="Cam", visit=1, collections=["u/job"]) == {"n": 1}
+            assert partial.registry.get_provenance(metric) is None

@@ -43,6 +43,9 @@ def test_build_show_run(repo: Butler, tmp_path: Path) -> None:
     assert json.loads(report.read_text())["counts"]["succeeded"] == 11
     again = runner.invoke(cli, ["pipeline", "run", str(repo.root), "--graph", str(qg)])
     assert "11 memoized" in again.output
+    staged = runner.invoke(cli, ["pipeline", "run", str(repo.root), "--graph", str(qg), "--stage-dir",
+                                 str(tmp_path / "scratch"), "--report", str(report)])
+    assert "11 memoized" in staged.output and json.loads(report.read_text())["extra"]["staged_in"] > 0
 
 
 def test_empty_graph_and_failures_exit_nonzero(repo: Butler) -> None:

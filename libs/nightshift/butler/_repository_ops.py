@@ -234,6 +234,7 @@ class RepositoryOperations:
                 if replaced:
                     self.registry.remove_datasets(replaced)
                 self.registry.import_datasets(done)
+                self._copy_provenance(other, [src for src, dst in plan if src.id == dst.id])
         except BaseException as exc:
             for ref in done:
                 try:
@@ -245,6 +246,31 @@ class RepositoryOperations:
         if trash is not None:
             trash.empty()
         return done
+
+    def _copy_provenance(self, other: Butler, refs: Sequence[DatasetRef]) -> int:
+        """Record here the quanta of ``other`` that produced ``refs`` (inside the import's transaction).
+
+        A quantum is copied when all its inputs and outputs are in this
+        repository now and its outputs have no producer here yet; otherwise
+        it is left out (a subset export can lack the inputs). Returns how
+        many were copied.
+        """
+        copied = 0
+        for prov in other.registry.get_provenances(refs):
+            members = [*prov.predicted_inputs, *prov.outputs]
+            if len(self.registry.get_datasets([r.id for r in members])) != len({r.id for r in members}):
+                continue
+            if any(self.registry.get_provenance(r) is not None for r in prov.outputs[:1]):
+                continue
+            if prov.run is not None:
+                self._ensure_run(prov.run)
+            self.registry.record_quantum(
+                prov.task_label, config_hash=prov.config_hash, code_version=prov.code_version,
+                data_id=prov.data_id, predicted_inputs=prov.predicted_inputs, actual_inputs=prov.actual_inputs,
+                outputs=prov.outputs, run=prov.run, quantum_id=prov.quantum_id,
+            )
+            copied += 1
+        return copied
 
     def stage_in(self, refs: Sequence[DatasetRef], local_dir: str | os.PathLike[str]) -> Butler:
         """Copy the inputs of a job (e.g. a quantum graph's) to a node-local repository (DMS-MWBT-REQ-0052).

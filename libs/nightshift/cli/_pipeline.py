@@ -135,13 +135,15 @@ def show_graph_cmd(graph_file: str, quanta: bool, png: str | None) -> None:
 @click.option("--quantum-timeout", type=float, default=None,
               help="Seconds after which a quantum no runner answered fails (kafka; default: wait).")
 @click.option("--no-memoize", is_flag=True, help="Existing outputs are errors instead of being reused.")
+@click.option("--stage-dir", type=click.Path(file_okay=False), default=None,
+              help="Node-local scratch: copy the inputs there, run against it, move the outputs back.")
 @click.option("--report", "report_file", type=click.Path(dir_okay=False), help="Write the JSON run report here.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: on a terminal).")
 @click.option("--log-level", default="WARNING", show_default=True, help="Logging level of pre-flight and run.")
 def run_cmd(repo: str, graph_file: str | None, pipeline_file: str | None, overrides: tuple[str, ...],
             override_files: tuple[str, ...], collections: tuple[str, ...], run: str | None, where: str, kind: str,
             processes: int | None, dask_scheduler: str | None, kafka_bootstrap: str | None, topic_prefix: str,
-            quantum_timeout: float | None, no_memoize: bool, report_file: str | None,
+            quantum_timeout: float | None, no_memoize: bool, stage_dir: str | None, report_file: str | None,
             progress: bool | None, log_level: str) -> None:
     """Execute a quantum graph (exit 1 if any quantum failed or was blocked)."""
     from rich.console import Console
@@ -179,7 +181,7 @@ def run_cmd(repo: str, graph_file: str | None, pipeline_file: str | None, overri
     try:
         executor = make_executor(kind, repo, processes=processes, scheduler=dask_scheduler, memoize=not no_memoize,
                                  progress=on_quantum, log_level=log_level, kafka_bootstrap=kafka_bootstrap,
-                                 topic_prefix=topic_prefix, quantum_timeout=quantum_timeout)
+                                 topic_prefix=topic_prefix, quantum_timeout=quantum_timeout, stage_dir=stage_dir)
         with bar, tempfile.TemporaryDirectory() as tmp:
             path = graph_file or str(Path(tmp) / "graph.qg")
             if not graph_file and kind != "inprocess":

@@ -78,9 +78,10 @@ def show_graph(graph: QuantumGraph, *, list_quanta: bool = False) -> str:
 def make_executor(kind: str, repo: str | os.PathLike[str] | None, *, processes: int | None = None,
                   scheduler: str | None = None, memoize: bool = True, progress: ProgressCallback | None = None,
                   log_level: str | None = None, kafka_bootstrap: str | None = None, topic_prefix: str = "",
-                  quantum_timeout: float | None = None) -> Executor:
+                  quantum_timeout: float | None = None, stage_dir: str | None = None) -> Executor:
     """An executor by name: ``inprocess``, ``multiprocess``, ``dask`` or ``kafka``."""
-    common: dict[str, Any] = {"memoize": memoize, "progress": progress, "log_level": log_level}
+    common: dict[str, Any] = {"memoize": memoize, "progress": progress, "log_level": log_level,
+                              "stage_dir": stage_dir}
     if kind == "inprocess":
         return InProcessExecutor(repo, **common)
     if kind == "multiprocess":

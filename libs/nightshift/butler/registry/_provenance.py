@@ -116,6 +116,20 @@ class ProvenanceManager:
                 ])
         return qid
 
+    def producers(self, dataset_ids: Sequence[uuid.UUID]) -> list[QuantumProvenance]:
+        """The quanta that produced any of ``dataset_ids`` (each once)."""
+        t = self._r._tables
+        firsts: dict[uuid.UUID, uuid.UUID] = {}  # quantum -> one of its outputs
+        ids = list(dict.fromkeys(dataset_ids))
+        with self._r._db.reading() as conn:
+            for i in range(0, len(ids), 500):
+                for ds, q in conn.execute(
+                    sa.select(t.quantum_output.c.dataset_id, t.quantum_output.c.quantum_id)
+                    .where(t.quantum_output.c.dataset_id.in_(ids[i:i + 500]))
+                ):
+                    firsts.setdefault(q, ds)
+        return [p for p in (self.producer(ds) for ds in firsts.values()) if p is not None]
+
     def producer(self, dataset_id: uuid.UUID) -> QuantumProvenance | None:
         t = self._r._tables
         with self._r._db.reading() as conn:

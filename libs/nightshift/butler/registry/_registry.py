@@ -423,6 +423,10 @@ class Registry(DimensionRecordsMixin, CollectionsMixin, DatasetsMixin):
         """The quantum that produced ``ref`` (None for raw/ingested data)."""
         return self._provenance.producer(ref.id)
 
+    def get_provenances(self, refs: Iterable[DatasetRef]) -> list[QuantumProvenance]:
+        """The quanta that produced any of ``refs``, each once (bulk form of :meth:`get_provenance`)."""
+        return self._provenance.producers([r.id for r in refs])
+
     def query_ancestors(self, ref: DatasetRef, *, actual_only: bool = True, roots_only: bool = False) -> list[
         DatasetRef
     ]:

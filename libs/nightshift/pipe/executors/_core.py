@@ -92,14 +92,22 @@ class Executor(ABC):
         workers (REQ-0025); None leaves logging as it is.
     deferred_timeout : float
         Seconds a quantum waits for a deferred input made by a quantum running in parallel.
+    stage_dir : str or os.PathLike, optional
+        Node-local scratch directory: the graph's inputs are copied into a
+        private repository there before the run (DMS-MWBT-REQ-0052), quanta
+        read and write only that, and the outputs are moved to ``repo``
+        afterwards (DMS-MWBT-REQ-0079). Workers must see the directory.
     """
 
     name = "executor"
 
     def __init__(self, repo: str | os.PathLike[str] | None = None, *, memoize: bool = True,
                  progress: ProgressCallback | None = None, log_level: str | None = None,
-                 deferred_timeout: float = 300.0) -> None:
+                 deferred_timeout: float = 300.0, stage_dir: str | os.PathLike[str] | None = None) -> None:
+        if stage_dir is not None and repo is None:
+            raise ValueError("stage_dir needs a repository to stage from and to")
         self.repo = None if repo is None else os.fspath(repo)
+        self.stage_dir = None if stage_dir is None else os.fspath(stage_dir)
         self.deferred_timeout = deferred_timeout
         self.memoize = memoize
         self.progress = progress
@@ -135,11 +143,17 @@ class Executor(ABC):
             Status, timing and error of every quantum; call
             :meth:`ExecutionReport.raise_for_failures` to turn failures into an exception.
         """
-        t0 = time.perf_counter()
         if not len(graph):
             _log.warning("empty quantum graph: nothing to run (%s)", graph.explanation or "no explanation recorded")
             return ExecutionReport([], executor=self.name)
-        spec = ButlerSpec.for_graph(self.repo, graph) if self.repo is not None else None
+        if self.stage_dir is not None and self.repo is not None:
+            return run_staged(self, graph, self.repo, self.stage_dir, graph_path)
+        return self._run(graph, self.repo, graph_path)
+
+    def _run(self, graph: QuantumGraph, repo: str | None,
+             graph_path: str | os.PathLike[str] | None) -> ExecutionReport:
+        t0 = time.perf_counter()
+        spec = ButlerSpec.for_graph(repo, graph) if repo is not None else None
         if spec is not None:
             factory = QuantumButlerFactory(spec)
             try:
@@ -222,6 +236,50 @@ class Executor(ABC):
                 for rep in results:
                     finish(rep)
         return reports
+
+
+def run_staged(executor: Executor, graph: QuantumGraph, repo: str, stage_dir: str,
+               graph_path: str | os.PathLike[str] | None) -> ExecutionReport:
+    """Stage in, run against the node-local repository, stage out (REQ-0052, REQ-0079).
+
+    Staged in: every predicted input and init-input, plus the outputs and
+    config snapshots the run already holds (so memoization and the
+    changed-config check see them). If staging out fails, the scratch
+    repository is kept and named in the error: nothing is lost.
+    """
+    import shutil
+
+    from ...butler._butler import Butler
+
+    os.makedirs(stage_dir, exist_ok=True)
+    scratch = tempfile.mkdtemp(prefix="nightshift-stage-", dir=stage_dir)
+    shutil.rmtree(scratch)  # Butler.create wants to make the directory itself
+    with Butler(repo) as shared:
+        wanted = {r.id for q in graph.quanta for r in (*q.input_refs(), *q.output_refs())}
+        wanted.update(r.id for part in (graph.init_inputs, graph.init_outputs)
+                      for conns in part.values() for r in conns.values())
+        # what exists now: inputs, and outputs of an earlier attempt (intermediates made by this
+        # graph's own quanta are predicted inputs too, but do not exist yet)
+        refs = {r.id: r for r in shared.registry.get_datasets(sorted(wanted))}
+        t0 = time.perf_counter()
+        local = shared.stage_in(list(refs.values()), scratch)
+        t_in = time.perf_counter() - t0
+        try:
+            report = executor._run(graph, str(local.root), graph_path)
+            t0 = time.perf_counter()
+            try:
+                staged = shared.stage_out(local, runs=[graph.run] if graph.run else None)
+            except BaseException:
+                _log.error("staging out failed; the outputs are kept in %s", scratch)
+                raise
+        finally:
+            local.close()
+    shutil.rmtree(scratch, ignore_errors=True)
+    report.extra.update(staged_in=len(refs), staged_out=len(staged), stage_in_seconds=round(t_in, 3),
+                        stage_out_seconds=round(time.perf_counter() - t0, 3))
+    _log.info("staged in %d datasets (%.2f s), out %d (%.2f s)", len(refs), t_in, len(staged),
+              report.extra["stage_out_seconds"])
+    return report
 
 
 class _Immediate(cf.Executor):
