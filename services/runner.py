@@ -27,7 +27,8 @@ class RunnerSettings(ServiceSettings):
     service_name: str = "runner"
     consumer_group: str | None = "nightshift-runner"
     topic_prefix: str = ""
-    max_batch: int = Field(default=8, ge=1)  # quanta can be long: commit often
+    max_batch: int = Field(default=16, ge=1)  # quanta can be long: commit often
+    concurrency: int = Field(default=16, ge=1)
     session_timeout_ms: int = Field(default=10_000, ge=1_000)
     deferred_timeout_s: float = Field(default=300.0, gt=0)
 
@@ -43,7 +44,9 @@ async def main(settings: RunnerSettings | None = None, ready: Callable[[], Await
         handler = QuantumEventHandler(producer, topics, deferred_timeout=settings.deferred_timeout_s)
         return [EventConsumer(
             settings.kafka_bootstrap, settings.consumer_group or "nightshift-runner", [topics.planned], handler,
-            producer, max_batch=settings.max_batch, concurrency=1, subjects=topics.subjects(),
+            # quanta run one at a time on the handler's thread; concurrency > 1 overlaps the answers'
+            # acknowledgements with the next quantum
+            producer, max_batch=settings.max_batch, concurrency=settings.concurrency, subjects=topics.subjects(),
             config={"session.timeout.ms": settings.session_timeout_ms},
         )]
 
