@@ -323,6 +323,32 @@ def test_header_corrections_merge_and_combined_export(butler: Butler, tmp_path: 
     np.testing.assert_array_equal(back.image, exp.image)
 
 
+def test_metadata_assembled_from_file_and_database(butler: Butler, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """REQ-0035: the exposure from its file, header values from a database row (a query dataset)."""
+    import sqlite3
+
+    from nightshift.butler.external import QueryDefinition
+
+    db = tmp_path / "obs.sqlite3"
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE visit_info (visit INTEGER PRIMARY KEY, airmass REAL, seeing REAL)")
+        conn.executemany("INSERT INTO visit_info VALUES (?, ?, ?)", [(1, 1.42, 0.71), (2, 1.1, 0.9)])
+    monkeypatch.setenv("NIGHTSHIFT_TEST_OBS_DB", f"sqlite:///{db}")
+    butler.register_dataset_type(DatasetType("visit_header_fix", ["instrument", "visit"], "QueryDefinition"))
+    fix = butler.put(QueryDefinition("SELECT airmass AS AIRMASS, seeing AS SEEING FROM visit_info "
+                                     "WHERE visit = :visit", "NIGHTSHIFT_TEST_OBS_DB"),
+                     "visit_header_fix", instrument="Cam", visit=1)
+    ref = butler.put(make_exposure((16, 16)), "calexp", DID)
+    merged = butler.get(ref, component_updates={"metadata": fix})
+    assert merged.metadata["AIRMASS"] == 1.42 and merged.metadata["SEEING"] == 0.71
+    assert merged.metadata["EXPTIME"] == 30.0  # the file's own header values stay
+    with sqlite3.connect(db) as conn:
+        conn.execute("DELETE FROM visit_info WHERE visit = 1")
+    with pytest.raises(ValueError, match="exactly one row"):
+        butler.get(ref, component_updates={"metadata": fix})
+
+
 def test_public_butler_names_are_exported() -> None:
     import nightshift.butler as nb
 

@@ -391,7 +391,8 @@ class Butler(RepositoryOperations):
         component_updates : mapping of str to DatasetRef, optional
             Merge separately stored values into a mapping-like component, e.g.
             header corrections into ``metadata``: the in-memory object is
-            assembled from several sources (DMS-MWBT-REQ-0035).
+            assembled from several sources (DMS-MWBT-REQ-0035). An update may
+            be a query dataset (a database row, REQ-0057) returning one row.
 
         Raises
         ------
@@ -414,7 +415,7 @@ class Butler(RepositoryOperations):
             for component, update in (component_updates or {}).items():
                 current = delegate.get_component(obj, component)
                 merged = current.copy()
-                merged.update(self.datastore.get(update))
+                merged.update(_as_mapping(self.get(update), update))
                 obj = delegate.set_component(obj, component, merged)
         return obj
 
@@ -521,3 +522,16 @@ class Butler(RepositoryOperations):
              "storage_classes": self.storage_classes.to_dict()["storage_classes"]},
             sort_keys=False,
         )
+
+
+def _as_mapping(value: Any, ref: DatasetRef) -> Mapping[str, Any]:
+    """A component update as key → value: a mapping or header as is; a one-row table (e.g. the
+    result of a query dataset, DMS-MWBT-REQ-0035/0057) as column → value."""
+    if hasattr(value, "colnames") or hasattr(value, "column_names"):
+        rows = value.to_pylist() if hasattr(value, "to_pylist") else [dict(zip(value.colnames, r, strict=True))
+                                                                     for r in value]
+        if len(rows) != 1:
+            raise ValueError(f"component update {ref.dataset_type.name} {dict(ref.data_id)} gave {len(rows)} rows; "
+                             "a table used as an update must have exactly one row")
+        return {k: v.item() if hasattr(v, "item") else v for k, v in rows[0].items()}
+    return value
