@@ -293,6 +293,37 @@ def test_upload_subset_to_s3(tmp_path: Path, s3_endpoint: str, unique_name: str)
         assert up.get("metric", instrument="Cam", visit=2, collections=[RUN]) == {"d": 2}
 
 
+def test_s3_repository_relocated_by_copying_objects_and_changing_the_prefix(
+        tmp_path: Path, s3_endpoint: str, unique_name: str) -> None:
+    """REQ-0001 on object storage: records hold paths relative to the prefix, so an operator's
+    bucket-to-bucket copy plus a one-line config change relocates the repository."""
+    import boto3
+    import yaml
+
+    s3 = {"cls": "s3", "bucket": unique_name, "prefix": "site-a/repo", "endpoint_url": s3_endpoint,
+          "create_bucket": True}
+    Butler.create(tmp_path / "r", datastore=s3).close()
+    with setup_repo(Butler(tmp_path / "r", run=RUN)) as b:
+        for d in range(3):
+            b.put({"d": d}, "metric", instrument="Cam", visit=d)
+        b.put(make_exposure((8, 8), seed=4), "calexp", DID)
+    client = boto3.client("s3", endpoint_url=s3_endpoint)
+    keys = [o["Key"] for o in client.list_objects_v2(Bucket=unique_name, Prefix="site-a/repo/")["Contents"]
+            if not o["Key"].endswith("/")]
+    client.create_bucket(Bucket=unique_name + "-b")
+    for key in keys:  # what `aws s3 sync` would do
+        client.copy_object(Bucket=unique_name + "-b", Key="site-b/" + key.removeprefix("site-a/repo/"),
+                           CopySource={"Bucket": unique_name, "Key": key})
+        client.delete_object(Bucket=unique_name, Key=key)
+    config = yaml.safe_load((tmp_path / "r" / "butler.yaml").read_text())
+    config["datastore"].update(bucket=unique_name + "-b", prefix="site-b")
+    (tmp_path / "r" / "butler.yaml").write_text(yaml.safe_dump(config))
+    with Butler(tmp_path / "r", collections=[RUN]) as moved:
+        assert moved.get("metric", instrument="Cam", visit=2) == {"d": 2}
+        assert moved.get_uri("calexp", DID).startswith(f"s3://{unique_name}-b/site-b/")
+        np.testing.assert_array_equal(moved.get("calexp", DID).image, make_exposure((8, 8), seed=4).image)
+
+
 def test_header_corrections_merge_and_combined_export(butler: Butler, tmp_path: Path) -> None:
     """REQ-0035 (object assembled from file + corrections), REQ-0077 (combined into one file), REQ-0078."""
     from astropy.io import fits
