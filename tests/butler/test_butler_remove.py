@@ -266,3 +266,22 @@ def test_default_trash_defers_deletion_until_empty() -> None:
     assert ds.get(metric_ref()) == {"v": 1}
     ds.trash([metric_ref()]).empty()
     assert not ds.exists(metric_ref())
+
+
+def test_removing_a_repository_on_s3_and_postgresql_leaves_no_bytes_or_rows(
+        tmp_path: Path, s3_endpoint: str, pg_dsn: str, unique_name: str) -> None:
+    """REQ-0005/0006: deleting the repository directory alone would orphan its objects and rows."""
+    cfg = {"cls": "s3", "bucket": unique_name, "prefix": "repo", "endpoint_url": s3_endpoint, "create_bucket": True}
+    Butler.create(tmp_path / "r", datastore=cfg, registry_db=pg_dsn, registry_schema=unique_name).close()
+    with Butler(tmp_path / "r", run=RUN) as b:
+        setup_repo(b)
+        _put_metrics(b, 3)
+        backend = b.datastore.backend  # type: ignore[attr-defined]
+        assert list(backend.list(""))
+    assert Butler.remove_repository(tmp_path / "r") == 0
+    assert not (tmp_path / "r").exists()
+    assert list(backend.list("")) == []  # no object left in the bucket
+    from nightshift.butler.registry import Registry
+
+    with Registry(pg_dsn, schema=unique_name) as reg:  # the schema's dataset rows are gone too
+        assert reg.query_datasets("metric", [RUN]) == []

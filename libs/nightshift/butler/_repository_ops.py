@@ -334,6 +334,16 @@ class RepositoryOperations:
                         if target.is_relative_to(root) and target.exists():
                             os.replace(target, link)  # same file system: the data moves, the view keeps it
                             handed += 1
+        # bytes in object storage or outside the directory, and rows in a database server, are not
+        # removed by deleting the directory: remove those datasets properly first (rows and bytes)
+        from ._butler import Butler
+
+        with Butler(root) as butler:
+            if _stored_outside(butler.datastore, root) or butler.registry.is_postgresql:
+                refs = butler.all_datasets()
+                if refs:
+                    butler.remove_datasets(refs, force=True)
+
         def refuse(func: Any, path: str, info: Any) -> None:
             exc = info[1]
             if isinstance(exc, PermissionError):
@@ -342,3 +352,16 @@ class RepositoryOperations:
 
         shutil.rmtree(root, onerror=refuse)  # Python 3.11 (pinned): onexc arrives in 3.12
         return handed
+
+
+def _stored_outside(datastore: Any, root: Path) -> bool:
+    """Whether any of ``datastore``'s bytes live outside the repository directory ``root``."""
+    children = getattr(datastore, "children", None)
+    if children is not None:
+        return any(_stored_outside(c, root) for c in children)
+    backend = getattr(datastore, "backend", None)
+    if backend is None:  # in-memory, or REST publishing (nothing kept)
+        return False
+    if getattr(backend, "remote", False):
+        return True
+    return not Path(backend.root).resolve().is_relative_to(root.resolve())
