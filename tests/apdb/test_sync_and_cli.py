@@ -58,6 +58,10 @@ def test_cli_create_info_stats_prune(pg_dsn: str, unique_name: str, monkeypatch:
         assert result.exit_code == 0 and json.loads(result.output)["DiaSource"]["rows"] == 0
         result = runner.invoke(cli, ["apdb", "prune", "--schema", schema, "--before-mjd", "60000"])
         assert result.exit_code == 0 and json.loads(result.output)["dropped"] == []
+        result = runner.invoke(cli, ["apdb", "upgrade", "--schema", schema])  # current layout: a no-op
+        assert result.exit_code == 0 and "at layout 2" in result.output, result.output
+        result = runner.invoke(cli, ["apdb", "upgrade", "--schema", schema + "_missing"])
+        assert result.exit_code == 1 and "nightshift apdb create" in result.output
     finally:
         with Apdb(ApdbSettings(dsn=pg_dsn, schema_name=schema, pool_min_size=0)) as apdb:
             apdb.drop()

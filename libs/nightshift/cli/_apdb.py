@@ -1,4 +1,4 @@
-"""``nightshift apdb``: create, inspect and prune the L1 database (thin over nightshift.apdb)."""
+"""``nightshift apdb``: create, inspect, upgrade and prune the L1 database (thin over nightshift.apdb)."""
 
 from __future__ import annotations
 
@@ -79,6 +79,15 @@ def stats_cmd(schema_name: str | None, exact: bool) -> None:
     settings = _settings(schema_name)
     result = _run(settings, lambda a: a.stats(exact=exact))
     click.echo(json.dumps(result, indent=2, sort_keys=True))
+
+
+@apdb.command("upgrade")
+@_SCHEMA
+def upgrade_cmd(schema_name: str | None) -> None:
+    """Bring an APDB of an older nightshift layout to the current one, keeping its data (idempotent)."""
+    settings = _settings(schema_name)
+    layout = _run(settings, lambda a: a.upgrade())
+    click.echo(f"APDB in schema {settings.schema_name!r} is at layout {layout}")
 
 
 @apdb.command("prune")
