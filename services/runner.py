@@ -31,6 +31,7 @@ class RunnerSettings(ServiceSettings):
     concurrency: int = Field(default=16, ge=1)
     session_timeout_ms: int = Field(default=10_000, ge=1_000)
     deferred_timeout_s: float = Field(default=300.0, gt=0)
+    max_attempts: int = Field(default=3, ge=1)  # crash-loop guard: starts of a quantum whose runner died
 
 
 async def main(settings: RunnerSettings | None = None, ready: Callable[[], Awaitable[None]] | None = None) -> None:
@@ -41,7 +42,8 @@ async def main(settings: RunnerSettings | None = None, ready: Callable[[], Await
     await asyncio.to_thread(ensure_fleet_topics, settings.kafka_bootstrap, topics)
 
     def consumers(producer: AsyncProducer) -> list[EventConsumer]:
-        handler = QuantumEventHandler(producer, topics, deferred_timeout=settings.deferred_timeout_s)
+        handler = QuantumEventHandler(producer, topics, deferred_timeout=settings.deferred_timeout_s,
+                                      max_attempts=settings.max_attempts)
         return [EventConsumer(
             settings.kafka_bootstrap, settings.consumer_group or "nightshift-runner", [topics.planned], handler,
             # quanta run one at a time on the handler's thread; concurrency > 1 overlaps the answers'

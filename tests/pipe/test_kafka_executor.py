@@ -55,6 +55,37 @@ def test_a_runner_killed_mid_quantum_loses_nothing(repo: Butler, fleet: RunnerFl
         assert out.registry.get_provenance(ref) is not None
 
 
+def test_a_quantum_that_always_kills_its_runner_is_failed_not_retried_forever(
+        repo: Butler, kafka_bootstrap: str, tmp_path: Path) -> None:
+    """Crash-loop guard: after max_attempts starts that each killed a runner, the quantum is answered FAILED."""
+    log_dir = tmp_path / "runner-logs"
+    log_dir.mkdir()
+    fleet = RunnerFleet(kafka_bootstrap, log_dir, max_attempts="2").start(2)
+    stop = threading.Event()
+
+    def supervise() -> None:  # restart dead runners, as a real deployment would
+        while not stop.wait(0.5):
+            fleet.restart_dead()
+
+    supervisor = threading.Thread(target=supervise)
+    supervisor.start()
+    try:
+        pipe = Pipeline.from_yaml(EXAMPLE_PIPELINE)
+        pipe.add_config_override("calibrate", "crash_detectors", [1])
+        graph = build_quantum_graph(repo.registry, pipe, collections=COLLECTIONS, run=RUN, where="visit = 0")
+        report = KafkaExecutor(repo.root, bootstrap=fleet.bootstrap, topics=fleet.topics,
+                               quantum_timeout=180).run(graph)
+    finally:
+        stop.set()
+        supervisor.join()
+        fleet.stop()
+    failed = report.failures()
+    assert len(failed) == 1 and failed[0].error_type == "crash_loop", [(q.error_type, q.error) for q in failed]
+    assert failed[0].data_id["detector"] == 1 and "started 2 times" in failed[0].error
+    counts = report.counts()
+    assert counts["succeeded"] == 3 and counts["blocked"] == 2  # the other detectors ran; summaries blocked
+
+
 def test_an_event_without_a_graph_pointer_goes_to_the_dead_letter_topic(fleet: RunnerFleet) -> None:
     """A v1-style quantum (no graph_uri) cannot be run here: dead-lettered with the reason, runners go on."""
     event = QuantumPlanned(quantum_id=uuid.uuid4(), task_label="isr", instrument="Cam", visit=1, detector=2,

@@ -31,6 +31,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
@@ -155,6 +156,32 @@ def _run_planned(setup: WorkerSetup, index: int, quantum_id: uuid.UUID) -> Quant
     return runner.run(index)
 
 
+def _run_guarded(setup: WorkerSetup, event: QuantumPlanned, max_attempts: int) -> QuantumReport:
+    """Run a planned quantum unless it already killed its runner ``max_attempts`` times."""
+    assert event.quantum_index is not None
+    marker = Path(f"{setup.graph_path}.attempts") / str(event.quantum_id)
+    try:
+        previous = marker.read_text().splitlines() if marker.exists() else []
+        if len(previous) >= max_attempts:
+            now = time.time()
+            return QuantumReport(
+                event.quantum_index, event.task_label, dict(event.data_id), status=QuantumStatus.FAILED,
+                start=now, end=now, host=HOST, pid=os.getpid(), error_type="crash_loop",
+                error=f"the quantum was started {len(previous)} times and its runner died each time "
+                      f"(attempts: {'; '.join(previous)}); not starting it again")
+        marker.parent.mkdir(exist_ok=True)
+        with open(marker, "a") as f:  # one line per attempt, appended atomically
+            f.write(f"{HOST} pid {os.getpid()} at {datetime.now(UTC).isoformat(timespec='seconds')}\n")
+    except OSError as exc:  # the graph's directory is read-only here: run without the guard
+        _log.warning("cannot count attempts of quantum %s in %s: %s", event.quantum_id, marker.parent, exc)
+        marker = None  # type: ignore[assignment]
+    report = _run_planned(setup, event.quantum_index, event.quantum_id)
+    if marker is not None:
+        with contextlib.suppress(OSError):
+            marker.unlink()  # the quantum ended (either way): a later redelivery may run it again
+    return report
+
+
 class QuantumEventHandler:
     """Executes ``quantum.planned`` events and answers on ``quantum.completed``/``quantum.failed``.
 
@@ -169,13 +196,22 @@ class QuantumEventHandler:
         Where answers go.
     deferred_timeout : float
         Seconds a quantum waits for a deferred input (REQ-0030).
+    max_attempts : int
+        Crash-loop guard: a quantum that was started this many times without
+        finishing (each time its runner died) is answered FAILED instead of
+        being run again, so one poison quantum cannot take down the fleet
+        runner after runner. Attempts are counted in a file next to the graph
+        file (``<graph>.attempts/<quantum id>``), which every runner can reach.
     """
 
     def __init__(self, producer: AsyncProducer, topics: QuantumTopics | None = None, *,
-                 deferred_timeout: float = 300.0) -> None:
+                 deferred_timeout: float = 300.0, max_attempts: int = 3) -> None:
+        if max_attempts < 1:
+            raise ValueError(f"max_attempts must be >= 1, got {max_attempts}")
         self.producer = producer
         self.topics = topics or QuantumTopics()
         self.deferred_timeout = deferred_timeout
+        self.max_attempts = max_attempts
         self._thread = cf.ThreadPoolExecutor(max_workers=1, thread_name_prefix="quantum-runner")
         self.executed = 0
 
@@ -198,8 +234,7 @@ class QuantumEventHandler:
         setup = WorkerSetup(event.graph_uri, spec, event.memoize, None, self.deferred_timeout)
         loop = asyncio.get_running_loop()
         try:
-            report = await loop.run_in_executor(self._thread, _run_planned, setup, event.quantum_index,
-                                                event.quantum_id)
+            report = await loop.run_in_executor(self._thread, _run_guarded, setup, event, self.max_attempts)
         except Exception as exc:  # noqa: BLE001 - unreadable graph, mismatched quantum: report, do not retry
             now = time.time()
             report = QuantumReport(event.quantum_index, event.task_label, dict(event.data_id),
