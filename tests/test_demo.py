@@ -23,4 +23,5 @@ def test_demo_runs_every_step(kafka_bootstrap: str, pg_dsn: str, s3_endpoint: st
     assert "put 9 calexps" in text and "found 4 datasets" in text and "50x50 cutout" in text
     assert "replaying the last visit stored 0 new DIA sources" in text
     assert "'succeeded': 9" in text and "re-run memoized 9 of 9 quanta" in text
+    assert "on 2 runner services over Kafka" in text
     assert lines[-1] == "demo finished"

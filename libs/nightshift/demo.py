@@ -100,5 +100,5 @@ def run_demo(echo: Echo = print) -> None:
     asyncio.run(_events_step(env["KAFKA_BOOTSTRAP"], echo))
     butler_step(env, echo)
     apdb_step(env, echo)
-    pipeline_step(echo)
+    pipeline_step(env, echo)
     echo("demo finished")
