@@ -157,6 +157,17 @@ def test_staged_run_uses_node_local_scratch(repo: Butler, make_executor: MakeExe
     assert again.counts()["memoized"] == len(graph)
 
 
+def test_staged_run_refused_before_it_starts_leaves_no_scratch(repo: Butler, tmp_path: Path) -> None:
+    graph = build(repo, where="visit = 0")
+    InProcessExecutor(repo.root).run(graph).raise_for_failures()
+    pipe = Pipeline.from_yaml(EXAMPLE_PIPELINE)
+    pipe.add_config_override("calibrate", "gain", 3.0)
+    scratch = tmp_path / "node-local"
+    with pytest.raises(OutputExistsError, match="another config"):  # the staged-in snapshot is checked
+        InProcessExecutor(repo.root, stage_dir=scratch).run(build(repo, pipe, where="visit = 0"))
+    assert list(scratch.iterdir()) == []
+
+
 def test_changed_config_in_same_run_is_refused(repo: Butler) -> None:
     graph = build(repo, where="visit = 0")
     InProcessExecutor(repo.root).run(graph).raise_for_failures()

@@ -262,10 +262,18 @@ def run_staged(executor: Executor, graph: QuantumGraph, repo: str, stage_dir: st
         # graph's own quanta are predicted inputs too, but do not exist yet)
         refs = {r.id: r for r in shared.registry.get_datasets(sorted(wanted))}
         t0 = time.perf_counter()
-        local = shared.stage_in(list(refs.values()), scratch)
+        try:
+            local = shared.stage_in(list(refs.values()), scratch)
+        except BaseException:
+            shutil.rmtree(scratch, ignore_errors=True)  # only copies of shared datasets were there
+            raise
         t_in = time.perf_counter() - t0
         try:
-            report = executor._run(graph, str(local.root), graph_path)
+            try:
+                report = executor._run(graph, str(local.root), graph_path)
+            except BaseException:  # the run did not start (e.g. a changed config): no outputs to keep
+                shutil.rmtree(scratch, ignore_errors=True)
+                raise
             t0 = time.perf_counter()
             try:
                 staged = shared.stage_out(local, runs=[graph.run] if graph.run else None)
