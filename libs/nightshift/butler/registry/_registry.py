@@ -103,6 +103,8 @@ class Registry(DimensionRecordsMixin, CollectionsMixin, DatasetsMixin):
         self._dataset_types: dict[str, tuple[int, DatasetType]] = {}
         self._collections: dict[str, CollectionRecord] = {}
         self._statement_cache: dict[tuple, Any] = {}  # query shape -> compiled statement (see _querying)
+        # (table, columns, dialect) -> compiled bulk INSERT: data-independent, so kept across rollbacks
+        self._insert_sql_cache: dict[tuple, tuple[str, Any, dict[str, Any]]] = {}
         self._provenance = ProvenanceManager(self)
         self._closed = False
 

@@ -38,6 +38,7 @@ class RegistryBase:
     _dataset_types: dict[str, tuple[int, DatasetType]]
     _collections: dict[str, CollectionRecord]
     _statement_cache: dict[tuple, Any]
+    _insert_sql_cache: dict[tuple, tuple[str, Any, dict[str, Any]]]
 
     if TYPE_CHECKING:  # provided by the other parts of Registry
 
@@ -88,13 +89,12 @@ class RegistryBase:
             self._copy_rows(conn, table, cols, rows)  # 1.5x faster than multi-row INSERTs here
             return
         # compiling the INSERT costs more than executing it for one row: cache per (table, columns)
-        cache = self.__dict__.setdefault("_insert_sql_cache", {})
         key = (table.fullname, tuple(cols), conn.dialect.name)
-        entry = cache.get(key)
+        entry = self._insert_sql_cache.get(key)
         if entry is None:
             compiled = table.insert().compile(dialect=conn.dialect, column_keys=cols)
             procs = {c: table.c[c].type.bind_processor(conn.dialect) for c in cols}
-            entry = cache[key] = (str(compiled), compiled.positiontup,
+            entry = self._insert_sql_cache[key] = (str(compiled), compiled.positiontup,
                                   {c: p for c, p in procs.items() if p is not None})
         sql, order, procs = entry
         for i in range(0, len(rows), batch_size):

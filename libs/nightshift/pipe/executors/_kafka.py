@@ -37,8 +37,9 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from ..._exceptions import NightshiftError
-from ...events import AsyncProducer, Event, QuantumCompleted, QuantumFailed, QuantumPlanned, decode, encode
-from ...events import ensure_topics as _ensure_topics
+from ...events import (
+    AsyncProducer, Event, QuantumCompleted, QuantumFailed, QuantumPlanned, decode, dlq_topic, encode, ensure_topics,
+)
 from ...events._errors import EventError
 from ...events._producer import PRODUCER_DEFAULTS
 from .._graph import QuantumGraph
@@ -144,6 +145,14 @@ def report_from_event(event: QuantumCompleted | QuantumFailed, graph: QuantumGra
     return rep
 
 
+def _failed_now(index: int, task_label: str, data_id: dict[str, Any], error_type: str, error: str,
+                **where: Any) -> QuantumReport:
+    """A FAILED report of a quantum that did not run (start = end = now)."""
+    now = time.time()
+    return QuantumReport(index, task_label, data_id, status=QuantumStatus.FAILED, start=now, end=now,
+                         error_type=error_type, error=error, **where)
+
+
 # -- runner side ---------------------------------------------------------------------------------
 def _run_planned(setup: WorkerSetup, index: int, quantum_id: uuid.UUID) -> QuantumReport:
     runner = _runner_for(setup)
@@ -163,12 +172,10 @@ def _run_guarded(setup: WorkerSetup, event: QuantumPlanned, max_attempts: int) -
     try:
         previous = marker.read_text().splitlines() if marker.exists() else []
         if len(previous) >= max_attempts:
-            now = time.time()
-            return QuantumReport(
-                event.quantum_index, event.task_label, dict(event.data_id), status=QuantumStatus.FAILED,
-                start=now, end=now, host=HOST, pid=os.getpid(), error_type="crash_loop",
-                error=f"the quantum was started {len(previous)} times and its runner died each time "
-                      f"(attempts: {'; '.join(previous)}); not starting it again")
+            return _failed_now(
+                event.quantum_index, event.task_label, dict(event.data_id), "crash_loop",
+                f"the quantum was started {len(previous)} times and its runner died each time "
+                f"(attempts: {'; '.join(previous)}); not starting it again", host=HOST, pid=os.getpid())
         marker.parent.mkdir(exist_ok=True)
         with open(marker, "a") as f:  # one line per attempt, appended atomically
             f.write(f"{HOST} pid {os.getpid()} at {datetime.now(UTC).isoformat(timespec='seconds')}\n")
@@ -236,11 +243,10 @@ class QuantumEventHandler:
         try:
             report = await loop.run_in_executor(self._thread, _run_guarded, setup, event, self.max_attempts)
         except Exception as exc:  # noqa: BLE001 - unreadable graph, mismatched quantum: report, do not retry
-            now = time.time()
-            report = QuantumReport(event.quantum_index, event.task_label, dict(event.data_id),
-                                   status=QuantumStatus.FAILED, start=now, end=now, host=HOST, pid=os.getpid(),
-                                   error_type=getattr(exc, "error_type", None) or type(exc).__name__,
-                                   error=f"the runner could not load the quantum: {type(exc).__name__}: {exc}")
+            report = _failed_now(event.quantum_index, event.task_label, dict(event.data_id),
+                                 getattr(exc, "error_type", None) or type(exc).__name__,
+                                 f"the runner could not load the quantum: {type(exc).__name__}: {exc}",
+                                 host=HOST, pid=os.getpid())
         answer = result_event(event, report)
         topic = self.topics.completed if isinstance(answer, QuantumCompleted) else self.topics.failed
         await self.producer.send_event(answer, topic=topic, key=str(event.quantum_id))
@@ -358,9 +364,7 @@ class _KafkaPool(cf.Executor):
     def _resolve_failure(self, quantum_id: uuid.UUID, error_type: str, message: str) -> None:
         def make(index: int) -> QuantumReport:
             q = self.graph.quanta[index]
-            now = time.time()
-            return QuantumReport(index, q.task_label, dict(q.data_id), status=QuantumStatus.FAILED, start=now,
-                                 end=now, error_type=error_type, error=message)
+            return _failed_now(index, q.task_label, dict(q.data_id), error_type, message)
         self._resolve(quantum_id, make)
 
     def _listen(self) -> None:
@@ -485,6 +489,4 @@ class KafkaExecutor(Executor):
 
 def ensure_fleet_topics(bootstrap: str, topics: QuantumTopics) -> None:
     """Create the fleet's topics and the planned topic's dead-letter topic (idempotent)."""
-    from ...events import dlq_topic
-
-    _ensure_topics(bootstrap, [*topics.all(), dlq_topic(topics.planned)])
+    ensure_topics(bootstrap, [*topics.all(), dlq_topic(topics.planned)])
