@@ -23,33 +23,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
-
-
-def start_runners(bootstrap: str, prefix: str, n: int, log_dir: Path) -> list[subprocess.Popen[str]]:
-    procs = []
-    for i in range(n):
-        env = {**os.environ, "NIGHTSHIFT_KAFKA_BOOTSTRAP": bootstrap, "NIGHTSHIFT_TOPIC_PREFIX": prefix,
-               "NIGHTSHIFT_CONSUMER_GROUP": prefix + "runners", "NIGHTSHIFT_HTTP_PORT": "0",
-               "NIGHTSHIFT_LOG_LEVEL": "WARNING", "NIGHTSHIFT_MAX_BATCH": "100"}
-        with open(log_dir / f"runner-{i}.log", "w") as log:
-            p = subprocess.Popen([sys.executable, "-m", "nightshift_services.runner"], env=env, text=True,
-                                 stdout=subprocess.PIPE, stderr=log)
-        line = p.stdout.readline()  # type: ignore[union-attr]
-        if not line.startswith("READY"):
-            raise RuntimeError(f"runner {i} did not start; see {log_dir}/runner-{i}.log")
-        procs.append(p)
-    return procs
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -66,10 +47,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from nightshift.pipe import InProcessExecutor, Pipeline, build_quantum_graph
     from nightshift.pipe.examples import NOOP_PIPELINE
-    from nightshift.pipe.executors import KafkaExecutor, QuantumTopics
+    from nightshift.pipe.executors import KafkaExecutor, LocalRunnerFleet
 
-    prefix = f"bench{uuid.uuid4().hex[:6]}."
-    topics = QuantumTopics.with_prefix(prefix)
     doc: dict[str, Any] = {"visits": args.visits, "detectors": args.detectors, "runners": args.runners,
                            "load_average": os.getloadavg()}
     with tempfile.TemporaryDirectory() as tmp:
@@ -89,9 +68,9 @@ def main(argv: list[str] | None = None) -> int:
         wall = time.perf_counter() - t
         doc["inprocess"] = {"quanta_per_s": round(n / wall, 1), "ms_per_quantum": round(1000 * wall / n, 3)}
 
-        procs = start_runners(args.bootstrap, prefix, args.runners, Path(tmp))
-        try:
-            executor = KafkaExecutor(None, bootstrap=args.bootstrap, topics=topics, quantum_timeout=300)
+        with LocalRunnerFleet(args.bootstrap, tmp, log_level="WARNING", max_batch="100") as fleet:
+            fleet.start(args.runners)
+            executor = KafkaExecutor(None, bootstrap=args.bootstrap, topics=fleet.topics, quantum_timeout=300)
             executor.run(one, graph_path=one_path).raise_for_failures()  # warm: runners assigned, graph loaded
             fixed = []
             for _ in range(args.repeat):
@@ -103,11 +82,6 @@ def main(argv: list[str] | None = None) -> int:
             wall = time.perf_counter() - t
             report.raise_for_failures()
             pids = {q.pid for q in report.quanta}
-        finally:
-            for p in procs:
-                p.send_signal(signal.SIGTERM)
-            for p in procs:
-                p.wait(60)
         doc["kafka"] = {"quanta_per_s": round(n / wall, 1), "ms_per_quantum": round(1000 * wall / n, 3),
                         "wall_s": round(wall, 2), "runner_processes_used": len(pids),
                         "one_quantum_execution_s_median": round(statistics.median(fixed), 3)}

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import tempfile
 import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from .butler.registry import Registry
+    from .pipe import Pipeline
 
 Echo = Callable[[str], None]
 
@@ -153,53 +154,26 @@ def pipeline_step(env: dict[str, str], echo: Echo) -> None:
             echo(f"            survey summary over {summary['n_visits']} visits; provenance of visit_summary(visit 0): "
                  f"{len(prov.predicted_inputs)} predicted, {len(prov.actual_inputs)} actual inputs; "
                  f"re-run memoized {again.counts().get('memoized', 0)} of {len(graph)} quanta")
-            _fleet_step(env, root, echo)
+            _fleet_step(env, root, butler.registry, pipeline, echo)
 
 
-def _fleet_step(env: dict[str, str], root: Path, echo: Echo) -> None:
+def _fleet_step(env: dict[str, str], root: Path, registry: Registry, pipeline: Pipeline, echo: Echo) -> None:
     """The same pipeline, into another run, on two runner services fed over Kafka."""
-    from .butler import Butler
-    from .pipe import Pipeline, build_quantum_graph
-    from .pipe.examples import EXAMPLE_PIPELINE
-    from .pipe.executors import KafkaExecutor, QuantumTopics
+    from .pipe import build_quantum_graph
+    from .pipe.executors import KafkaExecutor, LocalRunnerFleet
 
-    prefix = f"demo{uuid.uuid4().hex[:6]}."  # topics of this demo run only
-    runner_env = {**os.environ, "NIGHTSHIFT_KAFKA_BOOTSTRAP": env["KAFKA_BOOTSTRAP"],
-                  "NIGHTSHIFT_TOPIC_PREFIX": prefix, "NIGHTSHIFT_CONSUMER_GROUP": prefix + "runners",
-                  "NIGHTSHIFT_HTTP_PORT": "0", "NIGHTSHIFT_LOG_LEVEL": "WARNING"}
-    procs: list[subprocess.Popen[str]] = []
-    try:
-        for _ in range(2):
-            proc = subprocess.Popen([sys.executable, "-m", "nightshift_services.runner"], env=runner_env, text=True,
-                                    stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-            procs.append(proc)
-            if not (proc.stdout.readline() if proc.stdout else "").startswith("READY"):
-                raise RuntimeError("a runner service did not start; run `python -m nightshift_services.runner` "
-                                   "to see why")
-        pipeline = Pipeline.from_yaml(EXAMPLE_PIPELINE)
-        pipeline.add_override_string("calibrate:measure.threshold=2.5")
-        with Butler(root) as butler:
-            graph = build_quantum_graph(butler.registry, pipeline, collections=["raw/all", "calib/bias"],
-                                        run="demo/fleet", where="visit.seeing < 1.0")
+    with LocalRunnerFleet(env["KAFKA_BOOTSTRAP"], log_level="WARNING") as fleet:
+        fleet.start(2)
+        graph = build_quantum_graph(registry, pipeline, collections=["raw/all", "calib/bias"], run="demo/fleet",
+                                    where="visit.seeing < 1.0")
         graph.save(root / "fleet.qg")  # every runner reads the graph from here
         t0 = time.perf_counter()
-        report = KafkaExecutor(root, bootstrap=env["KAFKA_BOOTSTRAP"], topics=QuantumTopics.with_prefix(prefix),
+        report = KafkaExecutor(root, bootstrap=env["KAFKA_BOOTSTRAP"], topics=fleet.topics,
                                quantum_timeout=120).run(graph, graph_path=root / "fleet.qg")
         report.raise_for_failures()
         echo(f"runners   : the same pipeline into run demo/fleet on 2 runner services over Kafka "
              f"(quantum.planned -> quantum.completed) in {time.perf_counter() - t0:.2f} s {report.counts()}; "
              f"quanta ran in {len({q.pid for q in report.quanta})} runner process(es)")
-    finally:
-        for proc in procs:
-            proc.send_signal(signal.SIGTERM)
-        for proc in procs:
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
-            if proc.stdout is not None:
-                proc.stdout.close()
 
 
 async def _apdb_cycle(env: dict[str, str], echo: Echo) -> None:

@@ -8,8 +8,9 @@ from ..._lazy import lazy_exports as _lazy_exports
 
 # the Kafka fleet needs confluent-kafka and the event schemas (~0.5 s of imports): loaded on first use
 __getattr__, __dir__ = _lazy_exports(__name__, {
-    name: "._kafka" for name in
-    ("KafkaExecutor", "QuantumEventError", "QuantumEventHandler", "QuantumTopics", "ensure_fleet_topics")
+    **{name: "._kafka" for name in
+       ("KafkaExecutor", "QuantumEventError", "QuantumEventHandler", "QuantumTopics", "ensure_fleet_topics")},
+    **{name: "._fleet" for name in ("LocalRunnerFleet", "RunnerStartError")},
 })
 
 __all__ = [
@@ -17,11 +18,13 @@ __all__ = [
     "Executor",
     "InProcessExecutor",
     "KafkaExecutor",
+    "LocalRunnerFleet",
     "MultiProcessExecutor",
     "ProgressCallback",
     "QuantumEventError",
     "QuantumEventHandler",
     "QuantumTopics",
+    "RunnerStartError",
     "WorkerSetup",
     "ensure_fleet_topics",
     "run_quantum_in_worker",
