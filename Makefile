@@ -10,7 +10,9 @@ NIGHTSHIFT := $(VENV)/bin/nightshift
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 PYTEST_ARGS ?=
 
-.PHONY: demo test setup system venv stack-up stack-down clean-stack
+# make check   ruff (lint) and mypy --strict over the library and services
+
+.PHONY: check demo test setup system venv stack-up stack-down clean-stack
 
 demo: setup
 	@$(NIGHTSHIFT) dev up
@@ -22,6 +24,10 @@ test: setup
 
 setup: system venv
 
+check: venv
+	@$(VENV)/bin/ruff check .
+	@$(VENV)/bin/mypy
+
 system:
 	@bash deploy/bootstrap.sh
 
@@ -31,7 +37,7 @@ $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) (Python 3.11)"; exit 1; }
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -m pip install -q --upgrade pip wheel
-	@$(PY) -m pip install -q -e '.[test]'
+	@$(PY) -m pip install -q -e '.[test,check]'
 	@rm -f $(VENV)/.installed-*; touch $(STAMP)
 
 stack-up: setup
