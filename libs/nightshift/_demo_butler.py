@@ -194,7 +194,8 @@ async def _apdb_cycle(env: dict[str, str], echo: Echo) -> None:
                 pre = await apdb.preload(sky.region(i + 1), sky.history_start(i + 1))
                 preloads.append(time.perf_counter() - t0)
             replay = await apdb.store(visit.mjd, visit.objects, visit.sources, visit.forced_sources)
-            echo(f"apdb      : 4 visits of {stored.dia_sources} DIA sources (+ objects, forced sources; Rubin apdb.yaml "
+            echo(f"apdb      : 4 visits of {stored.dia_sources} DIA sources "
+                 "(+ objects, forced sources; Rubin apdb.yaml "
                  f"columns) stored by binary COPY in {np.median(stores) * 1000:.0f} ms median; each next field "
                  f"preloaded in {np.median(preloads) * 1000:.0f} ms median ({pre.objects.num_rows} objects, "
                  f"{pre.sources.num_rows} sources, {pre.forced_sources.num_rows} forced sources in the last)")

@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from test_datastore_conformance import calexp_ref, metric_ref
+from test_formatters import make_exposure
 
 from nightshift.butler.datastores import (
     DatasetCorruptError,
@@ -25,8 +27,6 @@ from nightshift.butler.datastores import (
     datastore_from_config,
 )
 from nightshift.butler.formatters import Box, FormatterFactory
-from test_datastore_conformance import calexp_ref, metric_ref
-from test_formatters import make_exposure
 
 
 def free_port() -> int:

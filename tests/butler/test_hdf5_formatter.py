@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 from astropy.io import fits
 from astropy.wcs import WCS
+from registry_support import populate
+from test_formatters import SCF, make_exposure, registry_formatter
 
 from nightshift.butler import DatasetType
 from nightshift.butler._butler import Butler
@@ -24,8 +26,6 @@ from nightshift.butler.formatters import (
     UnsupportedComponentError,
     UnsupportedParameterError,
 )
-from registry_support import populate
-from test_formatters import SCF, make_exposure, registry_formatter
 
 CALEXP = DatasetType("calexp", ["instrument", "visit", "detector"], "Exposure")
 DID = {"instrument": "Cam", "visit": 1, "detector": 2}

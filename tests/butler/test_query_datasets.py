@@ -19,6 +19,7 @@ import pyarrow as pa
 import pytest
 import sqlalchemy as sa
 from astropy.table import Table
+from registry_support import drop_schema, pg_url
 
 from nightshift.butler import Butler, DatasetType
 from nightshift.butler.datastores import DatasetNotFoundError
@@ -29,7 +30,6 @@ from nightshift.butler.external import (
     QueryEnvironmentError,
     QueryExecutionError,
 )
-from registry_support import drop_schema, pg_url
 
 ENV = "NIGHTSHIFT_TEST_QUERY_DB"
 RUN = "u/tester/queries"

@@ -12,9 +12,24 @@ from pipe_support import COLLECTIONS, INSTRUMENT
 
 from nightshift.butler._butler import Butler
 from nightshift.pipe import (
-    DaskExecutor, ExecutionFailedError, Executor, InitInput, InitOutput, InProcessExecutor, Input, MultiProcessExecutor,
-    Output, OutputExistsError, Pipeline, PipelineTask, PipelineTaskConnections, QuantumGraph, QuantumStatus, Struct,
-    build_quantum_graph, configure_logging,
+    DaskExecutor,
+    ExecutionFailedError,
+    Executor,
+    InitInput,
+    InitOutput,
+    InProcessExecutor,
+    Input,
+    MultiProcessExecutor,
+    Output,
+    OutputExistsError,
+    Pipeline,
+    PipelineTask,
+    PipelineTaskConnections,
+    QuantumGraph,
+    QuantumStatus,
+    Struct,
+    build_quantum_graph,
+    configure_logging,
 )
 from nightshift.pipe.examples import EXAMPLE_PIPELINE
 from nightshift.pipe.executors import KafkaExecutor

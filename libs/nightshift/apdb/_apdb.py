@@ -418,7 +418,9 @@ class AsyncApdb:
         stage = f"_stage_v2_{table}"
         plan = _last_plan() if table == "DiaObjectLast" else StagePlan(apdb_tables()[table])
         await conn.execute(plan.stage_ddl(stage))
-        await conn.copy_to_table(stage, source=memoryview(stream), columns=names, schema_name="pg_temp", format="binary")
+        await conn.copy_to_table(
+            stage, source=memoryview(stream), columns=names, schema_name="pg_temp", format="binary"
+        )
         return stage
 
     async def _store_tx(self, conn: asyncpg.Connection, p: _Prepared) -> tuple[int, int, int]:
@@ -625,7 +627,9 @@ class AsyncApdb:
     def _region_cells(self, layout: Layout, region: Region) -> NDArray[np.int64]:
         margin = self.settings.history_margin_arcsec / 3600.0
         ranges = pixel_ranges(region, layout.chunk_depth, max_ranges=1 << 30, margin_deg=margin)
-        return np.concatenate([np.arange(lo, hi, dtype=np.int64) for lo, hi in ranges]) if len(ranges) else np.empty(0, np.int64)
+        if not len(ranges):
+            return np.empty(0, np.int64)
+        return np.concatenate([np.arange(lo, hi, dtype=np.int64) for lo, hi in ranges])
 
     async def _object_cells(self, layout: Layout, ids: NDArray[np.int64]) -> NDArray[np.int64]:
         literal = "{" + ",".join(str(int(i)) for i in ids) + "}"

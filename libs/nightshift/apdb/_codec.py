@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from ._copy import ascii_bytes, encode_fixed, encode_rows, trimmed_lengths
 from ._chunks import RecordCodec
+from ._copy import ascii_bytes, encode_fixed, encode_rows, trimmed_lengths
 from ._ddl import RECORD_COLUMN, q
 from ._schema import PIXEL_COLUMN, ColumnSpec, TableSpec
 from ._validate import Columns

@@ -31,7 +31,9 @@ def ensure_topics(
     """Create ``topics`` if they do not exist yet (idempotent)."""
     admin = AdminClient({"bootstrap.servers": bootstrap})
     existing = set(admin.list_topics(timeout=timeout).topics)
-    wanted = [NewTopic(t, num_partitions=partitions, replication_factor=replication) for t in topics if t not in existing]
+    wanted = [
+        NewTopic(t, num_partitions=partitions, replication_factor=replication) for t in topics if t not in existing
+    ]
     if not wanted:
         return
     for topic, future in admin.create_topics(wanted, operation_timeout=timeout).items():

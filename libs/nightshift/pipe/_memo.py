@@ -46,7 +46,8 @@ def check_memo(registry: Registry, quantum: Quantum, node: TaskNode, *, memoize:
     where = dict(task_label=node.label, data_id=quantum.data_id)
     if not memoize:
         raise OutputExistsError(
-            f"{len(existing)} output(s) exist already in run {predicted[0].run!r} (e.g. {existing[0].dataset_type.name}) "
+            f"{len(existing)} output(s) exist already in run {predicted[0].run!r} "
+            f"(e.g. {existing[0].dataset_type.name}) "
             "and memoization is off; write to a new run", **where)
     meta = quantum.outputs[METADATA_CONNECTION][0]
     prov = registry.get_provenance(meta)

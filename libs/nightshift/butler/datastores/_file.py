@@ -26,11 +26,11 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
+from ..._exceptions import NightshiftError
 from .._dataset_ref import DatasetRef
 from .._file_templates import FileTemplates
 from .._storage_class import StorageClassFactory
 from ..formatters import FormatterFactory, FormatterSpec
-from ..._exceptions import NightshiftError
 from ..formatters._exceptions import FormatterError, UnsupportedComponentError, UnsupportedParameterError
 from . import _io
 from ._base import Constraints, Datastore, DatastoreTrash, StoredRecord

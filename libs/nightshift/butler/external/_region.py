@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 
@@ -97,7 +97,7 @@ class ConvexPolygon:
         return inside
 
 
-SkyRegion = Union[Cone, ConvexPolygon]
+SkyRegion = Cone | ConvexPolygon
 
 
 def as_region(region: SkyRegion | Sequence[Any] | np.ndarray) -> SkyRegion:

@@ -43,7 +43,8 @@ def _parse(registry: Registry, where: str, bind: Mapping[str, Any]) -> tuple[Any
 
 def _apply_where(registry: Registry, plan: JoinPlan, tree: Any, bind: Mapping[str, Any], where: str) -> None:
     if tree is not None:
-        plan.conditions.append(_qry().WhereCompiler(registry.universe, registry._tables, plan, bind, where).compile(tree))
+        compiler = _qry().WhereCompiler(registry.universe, registry._tables, plan, bind, where)
+        plan.conditions.append(compiler.compile(tree))
 
 
 def _apply_data_id(registry: Registry, plan: JoinPlan, data_id: Mapping[str, int | str]) -> None:
@@ -319,8 +320,8 @@ def _query_datasets(
 ) -> list[DatasetRef]:
     leaves = registry.resolve_collections(collections)
     dt_name = dataset_type if isinstance(dataset_type, str) else dataset_type.name
-    key = ("datasets", dt_name, tuple(c.id for c in leaves), where, _qry()._compiler.bind_signature(bind), _value_key(where, bind),
-           tuple(sorted(data_id)),
+    key = ("datasets", dt_name, tuple(c.id for c in leaves), where, _qry()._compiler.bind_signature(bind),
+           _value_key(where, bind), tuple(sorted(data_id)),
            find_first, time is None, tuple(exclude_flags), limit if not exclude else None)
 
     def build() -> tuple[sa.Select, DatasetType]:
@@ -408,7 +409,8 @@ def query_data_ids(
         if collections is None:
             raise CollectionTypeError("constraining data IDs by datasets needs collections=[...] to search")
         leaves = registry.resolve_collections(collections)
-    key = ("data_ids", tuple(dimensions), where, _qry()._compiler.bind_signature(bind), _value_key(where, bind), tuple(sorted(data_id)),
+    key = ("data_ids", tuple(dimensions), where, _qry()._compiler.bind_signature(bind), _value_key(where, bind),
+           tuple(sorted(data_id)),
            tuple(d if isinstance(d, str) else d.name for d in datasets),
            tuple(c.id for c in leaves) if leaves is not None else None, tuple(exclude_flags))
 

@@ -29,11 +29,11 @@ from ._graph import DatasetGraph
 from ._index import RepositoryIndex
 from ._migrations import MIGRATIONS
 from ._provenance import ProvenanceManager, QuantumProvenance
-from ._schema import SCHEMA_VERSION, build_tables
-from ._timespan import to_tai_ns
 from ._registry_collections import CollectionsMixin
 from ._registry_datasets import DatasetsMixin
 from ._registry_dimensions import DimensionRecordsMixin
+from ._schema import SCHEMA_VERSION, build_tables
+from ._timespan import to_tai_ns
 
 __all__ = ["Registry"]
 

@@ -16,8 +16,8 @@ from .._registry_exceptions import (
     MissingCollectionError,
 )
 from ._collections import CollectionRecord, CollectionType
-from ._timespan import Timespan
 from ._registry_base import RegistryBase, data_id_key
+from ._timespan import Timespan
 
 __all__ = ["CollectionsMixin"]
 

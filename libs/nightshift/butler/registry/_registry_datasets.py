@@ -26,8 +26,8 @@ from .._registry_exceptions import (
 )
 from . import _querying
 from ._collections import CollectionType
-from ._timespan import to_tai_ns
 from ._registry_base import METADATA_TYPES, RegistryBase, data_id_key
+from ._timespan import to_tai_ns
 
 __all__ = ["DatasetsMixin"]
 
@@ -215,7 +215,9 @@ class DatasetsMixin(RegistryBase):
             if ref.run not in run_cache:
                 rec = self._collection_record(ref.run)
                 if rec.type != CollectionType.RUN:
-                    raise CollectionTypeError(f"datasets are written to RUN collections; {ref.run!r} is {rec.type.name}")
+                    raise CollectionTypeError(
+                        f"datasets are written to RUN collections; {ref.run!r} is {rec.type.name}"
+                    )
                 run_cache[ref.run] = rec.id
             if cleans is not None:
                 clean = cleans[index]

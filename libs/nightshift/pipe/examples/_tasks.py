@@ -83,7 +83,8 @@ class CalibrateConfig(PipelineTaskConfig):
     fail_detectors: list[int] = []
     fail_marker: str | None = None  # fail (for fail_detectors) only while this file exists: demonstrates resume
     crash_detectors: list[int] = []  # the worker process dies (os._exit): demonstrates crash handling
-    crash_once_marker: str | None = None  # crash only while this file exists, deleting it first: one crash, then a retry
+    # crash only while this file exists, deleting it first: one crash, then a retry
+    crash_once_marker: str | None = None
 
 
 class CalibrateTask(PipelineTask):

@@ -38,7 +38,15 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 
 from ..._exceptions import NightshiftError
 from ...events import (
-    AsyncProducer, Event, QuantumCompleted, QuantumFailed, QuantumPlanned, decode, dlq_topic, encode, ensure_topics,
+    AsyncProducer,
+    Event,
+    QuantumCompleted,
+    QuantumFailed,
+    QuantumPlanned,
+    decode,
+    dlq_topic,
+    encode,
+    ensure_topics,
 )
 from ...events._errors import EventError
 from ...events._producer import PRODUCER_DEFAULTS
@@ -282,7 +290,8 @@ class _KafkaPool(cf.Executor):
         self.stall_warning_s = stall_warning_s
         self._subjects = topics.subjects()
         self._producer = Producer({**PRODUCER_DEFAULTS, "bootstrap.servers": bootstrap, "linger.ms": 1, **config})
-        self._consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"nightshift-executor-{self.execution_id}",
+        self._consumer = Consumer({"bootstrap.servers": bootstrap,
+                                   "group.id": f"nightshift-executor-{self.execution_id}",
                                    "enable.auto.commit": False, "auto.offset.reset": "latest", **config})
         self._pending: dict[uuid.UUID, tuple[_Submission, int, float]] = {}
         self._lock = threading.Lock()

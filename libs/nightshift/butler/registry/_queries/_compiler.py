@@ -18,7 +18,17 @@ from ...dimensions import DimensionUniverse
 from .._schema import RegistryTables
 from .._timespan import Timespan, to_tai_ns
 from ._ast import (
-    BinaryOp, Identifier, InList, Literal, Node, Point, RangeLiteral, TimeLiteral, TupleNode, UnaryOp, walk,
+    BinaryOp,
+    Identifier,
+    InList,
+    Literal,
+    Node,
+    Point,
+    RangeLiteral,
+    TimeLiteral,
+    TupleNode,
+    UnaryOp,
+    walk,
 )
 from ._plan import JoinPlan, point_overlap, region_overlap
 
