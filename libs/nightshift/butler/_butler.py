@@ -532,4 +532,5 @@ def _as_mapping(value: Any, ref: DatasetRef) -> Mapping[str, Any]:
             raise ValueError(f"component update {ref.dataset_type.name} {dict(ref.data_id)} gave {len(rows)} rows; "
                              "a table used as an update must have exactly one row")
         return {k: v.item() if hasattr(v, "item") else v for k, v in rows[0].items()}
-    return value
+    mapping: Mapping[str, Any] = value  # a mapping or a FITS header
+    return mapping

@@ -162,7 +162,7 @@ class RepositoryOperations:
 
     def import_from(
         self,
-        other: Butler,
+        other: RepositoryOperations,
         refs: Sequence[DatasetRef] | None = None,
         *,
         transfer: TransferMode = "copy",
@@ -246,7 +246,7 @@ class RepositoryOperations:
             trash.empty()
         return done
 
-    def _copy_provenance(self, other: Butler, refs: Sequence[DatasetRef]) -> int:
+    def _copy_provenance(self, other: RepositoryOperations, refs: Sequence[DatasetRef]) -> int:
         """Record here the quanta of ``other`` that produced ``refs`` (inside the import's transaction).
 
         A quantum is copied when all its inputs and outputs are in this

@@ -291,10 +291,12 @@ class FileDatastore(Datastore):
 
     # -- other operations ---------------------------------------------------------------------------
     def exists(self, ref: DatasetRef) -> bool:
-        return self.backend.exists(self._record_path(ref))
+        found: bool = self.backend.exists(self._record_path(ref))
+        return found
 
     def get_uri(self, ref: DatasetRef) -> str:
-        return self.backend.uri(self.record(ref).path)
+        uri: str = self.backend.uri(self.record(ref).path)
+        return uri
 
     def remove(self, ref: DatasetRef) -> None:
         record = self.record(ref)

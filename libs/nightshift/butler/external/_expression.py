@@ -139,7 +139,7 @@ def referenced_columns(tree: Node) -> tuple[str, ...]:
 
 def _kind(value: Any) -> str:
     if isinstance(value, np.ndarray):
-        k = value.dtype.kind
+        k: str = value.dtype.kind
         return {"b": "bool", "i": "number", "u": "number", "f": "number", "U": "string", "S": "string"}.get(k, k)
     if isinstance(value, (bool, np.bool_)):
         return "bool"

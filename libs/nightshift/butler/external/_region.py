@@ -51,7 +51,8 @@ class Cone:
     def contains(self, ra: Any, dec: Any) -> np.ndarray:
         """Boolean mask: which points are inside (boundary included)."""
         cos_sep = _unit(ra, dec) @ _unit(self.ra, self.dec)
-        return cos_sep >= np.cos(np.radians(self.radius))
+        inside: np.ndarray = cos_sep >= np.cos(np.radians(self.radius))
+        return inside
 
 
 @dataclass(frozen=True)

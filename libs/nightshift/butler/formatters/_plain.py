@@ -170,7 +170,7 @@ class AvroFormatter(Formatter):
             parsed = fastavro.parse_schema(schema)
             with open(path, "wb") as f:
                 fastavro.writer(f, parsed, obj, codec=self.options.get("codec", "deflate"))
-        except (ValueError, TypeError, fastavro.validation.ValidationError) as exc:  # type: ignore[attr-defined]
+        except (ValueError, TypeError, fastavro.validation.ValidationError) as exc:
             raise FormatterError(f"cannot write records as Avro: {exc}") from exc
 
     def read(self, path: Path, storage_class: StorageClass, component: str | None = None,

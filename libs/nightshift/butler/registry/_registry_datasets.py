@@ -92,7 +92,7 @@ class DatasetsMixin(RegistryBase):
             conn.execute(t.insert().values(**row))
         return True
 
-    def _dataset_type_from_row(self, row: Mapping[str, Any]) -> DatasetType:
+    def _dataset_type_from_row(self, row: sa.RowMapping) -> DatasetType:
         return DatasetType(
             row["name"], [d for d in row["dimensions"].split(",") if d], row["storage_class"],
             bool(row["is_calibration"]), json.loads(row["metadata_fields"]),
@@ -518,4 +518,4 @@ class DatasetsMixin(RegistryBase):
         """Data-quality flags of a dataset -> their comments."""
         t = self._tables.dataset_quality
         with self._db.reading() as conn:
-            return dict(conn.execute(sa.select(t.c.flag, t.c.comment).where(t.c.dataset_id == ref.id)).all())
+            return dict(conn.execute(sa.select(t.c.flag, t.c.comment).where(t.c.dataset_id == ref.id)).tuples().all())
