@@ -10,7 +10,7 @@ memoization is off — existing outputs are an :class:`OutputExistsError`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from ._exceptions import OutputExistsError
 from ._graph import METADATA_CONNECTION, Quantum
@@ -43,7 +43,7 @@ def check_memo(registry: Registry, quantum: Quantum, node: TaskNode, *, memoize:
     existing = registry.get_datasets([r.id for r in predicted])
     if not existing:
         return MemoDecision("run")
-    where = dict(task_label=node.label, data_id=quantum.data_id)
+    where: dict[str, Any] = dict(task_label=node.label, data_id=quantum.data_id)
     if not memoize:
         raise OutputExistsError(
             f"{len(existing)} output(s) exist already in run {predicted[0].run!r} "
