@@ -11,6 +11,7 @@ import subprocess
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from ._errors import MissingToolError, StackError
 
@@ -152,15 +153,16 @@ def stop_pid(pid_file: Path, timeout: float = 20.0) -> bool:
     return True
 
 
-def run_checked(argv: Sequence[str], what: str, timeout: float = 600, **kwargs: object) -> str:
+def run_checked(argv: Sequence[str], what: str, timeout: float = 600, **kwargs: Any) -> str:
     """Run a set-up command; raise StackError with its output if it fails."""
     try:
         result = subprocess.run(
-            list(argv), capture_output=True, text=True, timeout=timeout, check=False, **kwargs  # type: ignore[call-overload]
+            list(argv), capture_output=True, text=True, timeout=timeout, check=False, **kwargs
         )
     except subprocess.TimeoutExpired as exc:
         raise StackError(f"{what} timed out after {timeout:.0f} s: {' '.join(argv)}") from exc
     if result.returncode != 0:
         output = (result.stdout + result.stderr).strip().splitlines()[-30:]
         raise StackError(f"{what} failed (exit {result.returncode}): {' '.join(argv)}\n" + "\n".join(output))
-    return result.stdout
+    stdout: str = result.stdout  # text=True
+    return stdout

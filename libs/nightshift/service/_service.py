@@ -84,7 +84,10 @@ class Service:
         site = web.TCPSite(self._runner, self.settings.http_host, self.settings.http_port)
         await site.start()
         server = site._server  # aiohttp exposes the bound port only here
-        self.port = server.sockets[0].getsockname()[1] if server and server.sockets else self.settings.http_port
+        if isinstance(server, asyncio.Server) and server.sockets:
+            self.port = server.sockets[0].getsockname()[1]
+        else:
+            self.port = self.settings.http_port
         log.info("http endpoint on %s:%s", self.settings.http_host, self.port)
 
     # -- lifecycle ----------------------------------------------------------
