@@ -425,8 +425,7 @@ class AsyncApdb:
         plan = _last_plan() if table == "DiaObjectLast" else StagePlan(apdb_tables()[table])
         await conn.execute(plan.stage_ddl(stage))
         await conn.copy_to_table(
-            # asyncpg documents "an object supporting the buffer protocol" as a source; asyncpg-stubs omit it
-            stage, source=memoryview(stream), columns=names, schema_name="pg_temp", format="binary"  # type: ignore[arg-type]
+            stage, source=memoryview(stream), columns=names, schema_name="pg_temp", format="binary"  # type: ignore[arg-type]  # asyncpg takes buffers; its stubs omit them
         )
         return stage
 

@@ -28,6 +28,7 @@ Everything is deterministic given ``seed`` (and the visit index).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -289,7 +290,7 @@ def _fill(
     table: str,
     n: int,
     rng: np.random.Generator,
-    given: dict[str, NDArray],  # type: ignore[type-arg]
+    given: dict[str, NDArray[Any]],
     *,
     skip: set[str] | frozenset[str] = frozenset(),
     null_fraction: float = 0.0,

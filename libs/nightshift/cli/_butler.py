@@ -11,12 +11,13 @@ import functools
 import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import click
 
 if TYPE_CHECKING:
     from ..butler import Butler, DatasetRef
+    from ..butler.datastores import TransferMode
 
 __all__ = ["butler"]
 
@@ -43,7 +44,7 @@ def _errors(func: F) -> F:
         except (NightshiftError, LookupError, ValueError) as exc:
             raise click.ClickException(str(exc)) from exc
 
-    return wrapper  # type: ignore[return-value]
+    return cast(F, wrapper)  # functools.wraps keeps the signature at run time
 
 
 @contextmanager
@@ -237,7 +238,7 @@ def query_collections_cmd(repo: str, pattern: str | None, types: tuple[str, ...]
               help="copy: an independent repository; symlink: a view sharing REPO's files (POSIX).")
 @_errors
 def export_cmd(repo: str, dest: str, dataset_types: tuple[str, ...], where: str, collections: tuple[str, ...],
-               transfer: str) -> None:
+               transfer: TransferMode) -> None:
     """Export a subset of REPO as a new repository DEST (dimension records, types, datasets, files).
 
     \b
@@ -246,7 +247,7 @@ def export_cmd(repo: str, dest: str, dataset_types: tuple[str, ...], where: str,
     """
     with _open(repo) as b:
         new = b.export_subset(dest, list(dataset_types), where=where, collections=list(collections) or None,
-                              transfer=transfer)  # type: ignore[arg-type]
+                              transfer=transfer)
         with new:
             n = len(new.all_datasets())
     click.echo(f"exported {n} dataset(s) to {dest}")
@@ -261,10 +262,10 @@ def export_cmd(repo: str, dest: str, dataset_types: tuple[str, ...], where: str,
                    "(keep ours), keep_both (theirs into <run>/merged), replace (remove ours, take theirs).")
 @click.option("--transfer", type=click.Choice(["copy", "symlink"]), default="copy", show_default=True)
 @_errors
-def import_cmd(repo: str, source: str, conflict: str, transfer: str) -> None:
+def import_cmd(repo: str, source: str, conflict: str, transfer: TransferMode) -> None:
     """Import every dataset of repository SOURCE into REPO (merging; all or nothing)."""
     with _open(repo) as b, _open(source) as other:
-        done = b.import_from(other, transfer=transfer, conflict=conflict)  # type: ignore[arg-type]
+        done = b.import_from(other, transfer=transfer, conflict=conflict)
     click.echo(f"imported {len(done)} dataset(s) from {source}")
 
 

@@ -222,7 +222,7 @@ class Registry(DimensionRecordsMixin, CollectionsMixin, DatasetsMixin):
         )
         try:
             with self._db.reading() as conn:
-                return dict(conn.execute(sa.select(t.c.name, t.c.value)).all())  # type: ignore[arg-type]
+                return dict(conn.execute(sa.select(t.c.name, t.c.value)).tuples().all())
         except sa.exc.ProgrammingError:  # PostgreSQL: relation does not exist
             return None
         except (sa.exc.OperationalError, RegistryError) as exc:

@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar, cast
+from typing import Any, ParamSpec, TypeVar, Unpack, cast
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
@@ -53,7 +53,7 @@ from ...events._producer import PRODUCER_DEFAULTS
 from .._graph import QuantumGraph
 from .._report import QuantumReport, QuantumStatus
 from .._runner import HOST, ButlerSpec
-from ._core import Executor, WorkerSetup, _runner_for, run_quanta_in_worker
+from ._core import Executor, ExecutorOptions, WorkerSetup, _runner_for, run_quanta_in_worker
 
 __all__ = ["KafkaExecutor", "QuantumEventError", "QuantumEventHandler", "QuantumTopics"]
 
@@ -193,7 +193,7 @@ def _run_guarded(setup: WorkerSetup, event: QuantumPlanned, max_attempts: int) -
             f.write(f"{HOST} pid {os.getpid()} at {datetime.now(UTC).isoformat(timespec='seconds')}\n")
     except OSError as exc:  # the graph's directory is read-only here: run without the guard
         _log.warning("cannot count attempts of quantum %s in %s: %s", event.quantum_id, marker.parent, exc)
-        marker = None  # type: ignore[assignment]
+        marker = None  # type: ignore[assignment]  # no attempts file: nothing to remove below
     report = _run_planned(setup, event.quantum_index, event.quantum_id)
     if marker is not None:
         with contextlib.suppress(OSError):
@@ -471,8 +471,8 @@ class KafkaExecutor(Executor):
     def __init__(self, repo: str | os.PathLike[str] | None = None, *, bootstrap: str,
                  topics: QuantumTopics | None = None, max_in_flight: int = 256, quantum_timeout: float | None = None,
                  stall_warning_s: float = 30.0, create_topics: bool = True, config: dict[str, Any] | None = None,
-                 **kwargs: object) -> None:
-        super().__init__(repo, **kwargs)  # type: ignore[arg-type]
+                 **kwargs: Unpack[ExecutorOptions]) -> None:
+        super().__init__(repo, **kwargs)
         if max_in_flight < 1:
             raise ValueError(f"max_in_flight must be >= 1, got {max_in_flight}")
         if quantum_timeout is not None and quantum_timeout <= 0:

@@ -227,15 +227,18 @@ class WhereCompiler:
         if fname in (*dim.requires, *dim.implies) and len(parts) == 2:
             col = self.plan.canonical.get(fname)
             if col is None or fname in dim.implies:
-                col = table.c[fname]  # type: ignore[union-attr]
+                assert table is not None  # the plan joins the table of every element a field of which is named
+                col = table.c[fname]
             return _Typed(self.universe[fname].key_type, col)
         if fname in dim.fields and len(parts) == 2:
-            return _Typed(dim.fields[fname], table.c[fname])  # type: ignore[union-attr]
+            assert table is not None
+            return _Typed(dim.fields[fname], table.c[fname])
         if fname == "timespan" and dim.has_timespan:
+            assert table is not None
             if len(parts) == 2:
-                return _Typed("timespan", (table.c.timespan_begin, table.c.timespan_end), element=head)  # type: ignore[union-attr]
+                return _Typed("timespan", (table.c.timespan_begin, table.c.timespan_end), element=head)
             if len(parts) == 3 and parts[2] in ("begin", "end"):
-                return _Typed("time", table.c[f"timespan_{parts[2]}"])  # type: ignore[union-attr]
+                return _Typed("time", table.c[f"timespan_{parts[2]}"])
         if fname == "region" and dim.has_region and len(parts) == 2:
             return _Typed("region", element=head)
         fields = [dim.key_name, *dim.requires, *dim.implies, *dim.fields]
