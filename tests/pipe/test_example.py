@@ -5,10 +5,12 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 DOC = Path(__file__).parents[2] / "docs" / "pipeline-example.md"
 
 
-def test_worked_example_runs(capsys) -> None:  # type: ignore[no-untyped-def]
+def test_worked_example_runs(capsys: pytest.CaptureFixture[str]) -> None:
     blocks = re.findall(r"```python\n(.*?)```", DOC.read_text(), flags=re.S)
     runnable = [b for b in blocks if "Butler.create" in b]
     assert len(runnable) == 1

@@ -72,7 +72,7 @@ def make_executor(request: pytest.FixtureRequest) -> MakeExecutor:
 
 def build(repo: Butler, pipe: Pipeline | None = None, run: str = RUN, **kw: object) -> QuantumGraph:
     return build_quantum_graph(repo.registry, pipe or Pipeline.from_yaml(EXAMPLE_PIPELINE), collections=COLLECTIONS,
-                               run=run, **kw)  # type: ignore[arg-type]
+                               run=run, **kw)
 
 
 def test_runs_in_dependency_order_with_butler_io_and_provenance(repo: Butler, make_executor: MakeExecutor,
@@ -334,7 +334,7 @@ class MakerTask(PipelineTask):
     def init_outputs(self) -> dict[str, object]:
         return {"schema": {"columns": ["a", "b"]}}
 
-    def run(self, raw: object) -> Struct:  # type: ignore[override]
+    def run(self, raw: object) -> Struct:
         return Struct(out={"a": 1, "b": 2})
 
 
@@ -347,7 +347,7 @@ class UserConnections(PipelineTaskConnections, dimensions=("instrument", "visit"
 class UserTask(PipelineTask):
     ConnectionsClass = UserConnections
 
-    def run(self, made: dict) -> Struct:  # type: ignore[override]
+    def run(self, made: dict) -> Struct:
         return Struct(out={c: made[c] for c in self.init_inputs["schema"]["columns"]})
 
 
