@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
 
 import asyncpg
 import numpy as np
@@ -20,6 +25,7 @@ from nightshift.apdb import (
     AsyncApdb,
     Circle,
     ConvexPolygon,
+    SkyField,
     apdb_tables,
     prune,
     random_positions,
@@ -376,6 +382,59 @@ async def test_another_client_reads_the_stored_visit_for_the_next_field(
     assert pre.objects.num_rows == inside.sum() > 0
     assert pre.sources.num_rows == inside.sum()
     assert set(pre.sources["visit"].to_pylist()) == {81}
+
+
+PEER = Path(__file__).with_name("apdb_peer.py")
+
+
+async def test_writer_and_reader_processes_round_trip_for_the_next_field(
+    apdb: AsyncApdb, apdb_settings: ApdbSettings, pg_dsn: str
+) -> None:
+    """REQ-0028 behaviour: a writer process stores visit N; a reader process, already connected and
+    waiting, then preloads the field of visit N+1 and gets exactly N's rows that fall in it.
+
+    The time limit (25 s) is met by loadtests/apdb_bench.py, not asserted here.
+    """
+    env = {**os.environ, "NIGHTSHIFT_APDB_DSN": pg_dsn, "NIGHTSHIFT_APDB_SCHEMA_NAME": apdb_settings.schema_name}
+    deadlock_guard = 120.0
+
+    async def start(role: str, i: int) -> asyncio.subprocess.Process:
+        return await asyncio.create_subprocess_exec(
+            sys.executable, str(PEER), role, str(i), env=env,
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+
+    async def last_json(proc: asyncio.subprocess.Process, send: bytes = b"") -> dict[str, Any]:
+        out, err = await asyncio.wait_for(proc.communicate(send), deadlock_guard)
+        assert proc.returncode == 0, err.decode()
+        result: dict[str, Any] = json.loads(out.decode().splitlines()[-1])
+        return result
+
+    reader = await start("preload", 1)
+    try:
+        assert reader.stdout is not None and reader.stderr is not None
+        ready = await asyncio.wait_for(reader.stdout.readline(), deadlock_guard)
+        assert json.loads(ready or b"null") == {"ready": True}, (await reader.stderr.read()).decode()
+        written = await last_json(await start("write", 0))
+        got = await last_json(reader, b"go\n")  # told to go only once the writer's store has returned
+    finally:
+        if reader.returncode is None:
+            reader.kill()
+            await reader.wait()
+
+    sky = SkyField()
+    v = sky.visit(0)
+    assert written["stored"] == {"visit": v.visit, "dia_objects": v.objects.num_rows,
+                                 "dia_sources": v.sources.num_rows}
+    field = sky.region(1)
+    inside = field.contains(v.objects["ra"].to_numpy(), v.objects["dec"].to_numpy())
+    expected_objects = set(np.asarray(v.objects["diaObjectId"])[inside].tolist())
+    expected_sources = {s for s, o in zip(v.sources["diaSourceId"].to_pylist(), v.sources["diaObjectId"].to_pylist(),
+                                          strict=True) if o in expected_objects}
+    assert 0 < len(expected_objects) < v.objects.num_rows  # the fields overlap, and only partly
+    assert set(got["object_ids"]) == expected_objects
+    assert sorted(got["source_ids"]) == sorted(expected_sources)
+    assert got["source_visits"] == [v.visit]
+    assert set(got["forced_object_ids"]) <= expected_objects
 
 
 async def test_cancelled_store_rolls_back_and_the_pool_stays_usable(apdb: AsyncApdb, pg_dsn: str) -> None:
