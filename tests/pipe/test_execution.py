@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from kafka_fleet import RunnerFleet
@@ -13,8 +14,8 @@ from pipe_support import COLLECTIONS, INSTRUMENT
 from nightshift.butler._butler import Butler
 from nightshift.pipe import (
     DaskExecutor, ExecutionFailedError, Executor, InitInput, InitOutput, InProcessExecutor, Input, MultiProcessExecutor,
-    Output, OutputExistsError, Pipeline, PipelineTask, PipelineTaskConnections, QuantumGraph, QuantumStatus, Struct,
-    build_quantum_graph, configure_logging,
+    Output, OutputExistsError, Pipeline, PipelineTask, PipelineTaskConnections, QuantumGraph, QuantumRunner,
+    QuantumStatus, Struct, build_quantum_graph, configure_logging, initialize_run,
 )
 from nightshift.pipe.examples import EXAMPLE_PIPELINE
 from nightshift.pipe.executors import KafkaExecutor
@@ -184,6 +185,49 @@ def test_no_io_mode_runs_tasks_without_butler(repo: Butler) -> None:
         Path(EXAMPLE_PIPELINE).with_name("noop_pipeline.yaml")), collections=COLLECTIONS, run=RUN)
     report = InProcessExecutor(None).run(graph)
     assert report.ok and report.counts()["succeeded"] == 16
+
+
+class RecordingButler(Butler):
+    """A caller's own butler that notes what goes through it."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.calls: list[tuple[str, str]] = []
+
+    def get(self, dataset_type: Any, *args: Any, **kwargs: Any) -> Any:
+        self.calls.append(("get", str(getattr(dataset_type, "id", dataset_type))))
+        return super().get(dataset_type, *args, **kwargs)
+
+    def put(self, obj: Any, dataset_type: Any, *args: Any, **kwargs: Any) -> Any:
+        ref = super().put(obj, dataset_type, *args, **kwargs)
+        self.calls.append(("put", str(ref.id)))
+        return ref
+
+
+def test_one_quantum_runs_with_the_callers_butler(repo: Butler) -> None:
+    """REQ-0009: the single-step API (QuantumRunner.run of one quantum) takes the caller's Butler instance."""
+    graph = build(repo, where="visit = 0 AND detector = 1")
+    mine = RecordingButler(repo.root, collections=[RUN, *COLLECTIONS], run=RUN)
+    try:
+        initialize_run(graph, mine)
+        mine.calls.clear()
+        runner = QuantumRunner(graph, mine)
+        quantum = graph.quanta_for("calibrate")[0]
+        report = runner.run(quantum.index)
+        runner.close()
+        assert report.status is QuantumStatus.SUCCEEDED, report.error
+        # the step read its inputs and wrote its outputs through the caller's instance
+        inputs = {str(r.id) for refs in quantum.inputs.values() for r in refs}
+        assert {ref for op, ref in mine.calls if op == "get"} == inputs and len(inputs) == 2  # raw + bias
+        assert {ref for op, ref in mine.calls if op == "put"} == {str(r.id) for r in quantum.output_refs()}
+        # ... recorded its provenance there, and left the butler open for the caller
+        calexp = mine.find("calexp", quantum.data_id)
+        prov = mine.registry.get_provenance(calexp)
+        assert prov is not None and prov.task_label == "calibrate"
+        assert {str(r.id) for r in prov.actual_inputs} == inputs
+        assert mine.get(calexp).shape == (8, 8)
+    finally:
+        mine.close()
 
 
 def test_standard_logging_tags_quanta(repo: Butler, tmp_path: Path) -> None:

@@ -91,6 +91,20 @@ class QuantumButlerFactory:
             self._base = None
 
 
+class _CallerButler:
+    """The butler a caller supplied (REQ-0009): every quantum uses it; the caller keeps and closes it."""
+
+    def __init__(self, butler: Butler) -> None:
+        self.butler = butler
+
+    def make(self) -> Butler:
+        """The caller's butler."""
+        return self.butler
+
+    def close(self) -> None:
+        """Nothing: the butler belongs to the caller."""
+
+
 def initialize_run(graph: QuantumGraph, butler: Butler) -> None:
     """Before any quantum: register dataset types and the run, write config snapshots and init-outputs.
 
@@ -153,20 +167,31 @@ class QuantumRunner:
     Parameters
     ----------
     graph : QuantumGraph
-    butler : ButlerSpec or None
-        None: no butler I/O (inputs are None, outputs discarded, no provenance).
+    butler : Butler, ButlerSpec or None
+        A :class:`~nightshift.butler.Butler` instance: the caller's butler, used
+        for every quantum's reads, writes and provenance (REQ-0009; call
+        :func:`initialize_run` with it first, and close it yourself).
+        A :class:`ButlerSpec`: a butler per quantum opened by the framework
+        (REQ-0023). None: no butler I/O (inputs are None, outputs discarded,
+        no provenance).
     memoize : bool
         Reuse identical existing outputs (REQ-0031); off: existing outputs are an error.
     deferred_timeout : float
         Seconds to wait for a deferred input (REQ-0030).
     """
 
-    def __init__(self, graph: QuantumGraph, butler: ButlerSpec | None, *, memoize: bool = True,
+    def __init__(self, graph: QuantumGraph, butler: Butler | ButlerSpec | None, *, memoize: bool = True,
                  deferred_timeout: float = 300.0) -> None:
         self.graph = graph
         self.memoize = memoize
         self.deferred_timeout = deferred_timeout
-        self.factory = QuantumButlerFactory(butler) if butler is not None else None
+        self.factory: QuantumButlerFactory | _CallerButler | None
+        if butler is None:
+            self.factory = None
+        elif isinstance(butler, ButlerSpec):
+            self.factory = QuantumButlerFactory(butler)
+        else:
+            self.factory = _CallerButler(butler)
         self._tasks: dict[str, PipelineTask] = {}
 
     def close(self) -> None:
