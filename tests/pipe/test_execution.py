@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -230,28 +232,43 @@ def test_one_quantum_runs_with_the_callers_butler(repo: Butler) -> None:
         mine.close()
 
 
-def test_standard_logging_tags_quanta(repo: Butler, tmp_path: Path) -> None:
+def _logger_state() -> tuple[object, ...]:
+    logger = logging.getLogger("nightshift.pipe")
+    return logger.level, logger.propagate, tuple(logger.handlers)
+
+
+@pytest.mark.parametrize("kind", ["inprocess", "multiprocess"])
+def test_framework_sets_up_standard_logging_for_preflight_and_run(repo: Butler, tmp_path: Path, kind: str) -> None:
+    """REQ-0025: given a level, pre-flight and the executor set up the standard logging themselves, in
+    workers too, and leave the caller's logging as it was."""
     log_file = tmp_path / "run.log"
-    configure_logging("DEBUG", file=log_file)
-    try:
-        graph = build(repo, where="visit = 0 AND detector = 0")
-        InProcessExecutor(repo.root).run(graph).raise_for_failures()
-    finally:
-        logger = logging.getLogger("nightshift.pipe")
-        for h in list(logger.handlers):
-            logger.removeHandler(h)
-            h.close()
-        logger.propagate = True
-        logger.setLevel(logging.NOTSET)
-    text = log_file.read_text()
-    assert "nightshift.pipe.preflight" in text  # pre-flight phase
-    assert "nightshift.pipe.tasks.calibrate [calibrate {'instrument': 'Cam', 'detector': 0, 'visit': 0}]: " \
-        "measured" in text  # run phase: the task's log line carries the quantum
+    before = _logger_state()
+    settings = {"log_level": "DEBUG", "log_format": "json", "log_file": log_file}
+    executor = InProcessExecutor(repo.root, **settings) if kind == "inprocess" else \
+        MultiProcessExecutor(repo.root, processes=2, **settings)
+    assert _logger_state() == before  # constructing an executor configures nothing
+    graph = build(repo, where="visit = 0", **settings)
+    assert _logger_state() == before
+    report = executor.run(graph)
+    report.raise_for_failures()
+    assert _logger_state() == before  # the caller's logging is restored after the run
+    records = [json.loads(line) for line in log_file.read_text().splitlines()]
+    # pre-flight phase, in this process, not inside a quantum
+    assert any(r["logger"] == "nightshift.pipe.preflight" and r["quantum"] == "-" and r["pid"] == os.getpid()
+               for r in records)
+    # run phase: each task's line carries its quantum, from the process that ran it
+    task_lines = {(r["quantum"], r["pid"]) for r in records
+                  if r["logger"] == "nightshift.pipe.tasks.calibrate" and r["message"].startswith("measured")}
+    calibrate = {q.describe() for q in graph.quanta_for("calibrate")}
+    assert {quantum for quantum, _ in task_lines} == calibrate and len(calibrate) == 4
+    run_pids = {q.pid for q in report.quanta}
+    assert {pid for _, pid in task_lines} <= run_pids
+    if kind == "multiprocess":
+        assert os.getpid() not in run_pids  # so the workers were configured by the framework too
+    assert any(r["logger"] == "nightshift.pipe.executor" and r["message"].startswith("run finished") for r in records)
 
 
 def test_json_logging(tmp_path: Path) -> None:
-    import json
-
     log_file = tmp_path / "j.log"
     logger = configure_logging("INFO", fmt="json", file=log_file)
     try:
