@@ -55,6 +55,28 @@ def test_a_runner_killed_mid_quantum_loses_nothing(repo: Butler, fleet: RunnerFl
         assert out.registry.get_provenance(ref) is not None
 
 
+def test_successive_visits_are_served_by_the_same_persistent_runners(repo: Butler, fleet: RunnerFleet) -> None:
+    """Level-1 mode (REQ-0019): each visit is one execution submitted to long-running runner services as
+    events; no process starts per visit, and each visit's outputs land with provenance. (Latency:
+    loadtests/kafka_executor_bench.py, not asserted here.)"""
+    executor = KafkaExecutor(repo.root, bootstrap=fleet.bootstrap, topics=fleet.topics, quantum_timeout=120)
+    fleet_pids = {p.pid for p in fleet.procs}
+    pipe = Pipeline.from_yaml(EXAMPLE_PIPELINE)
+    served: list[set[int]] = []
+    for visit in (0, 1, 2):
+        graph = build_quantum_graph(repo.registry, pipe, collections=COLLECTIONS, run=f"{RUN}/{visit}",
+                                    where=f"visit = {visit}")
+        report = executor.run(graph)
+        report.raise_for_failures()
+        assert report.counts()["succeeded"] == len(graph) == 6  # 4 detectors, the visit, the survey
+        served.append({q.pid for q in report.quanta if q.pid is not None})
+        with Butler(repo.root, collections=[f"{RUN}/{visit}"]) as out:
+            ref = out.find("visit_summary", {"instrument": "Cam", "visit": visit})
+            assert out.registry.get_provenance(ref) is not None
+    assert set().union(*served) <= fleet_pids  # every quantum ran in one of the fleet's services ...
+    assert all(p.poll() is None for p in fleet.procs)  # ... which are all still up, waiting for the next visit
+
+
 def test_a_quantum_that_always_kills_its_runner_is_failed_not_retried_forever(
         repo: Butler, kafka_bootstrap: str, tmp_path: Path) -> None:
     """Crash-loop guard: after max_attempts starts that each killed a runner, the quantum is answered FAILED."""
