@@ -11,6 +11,9 @@ import numpy as np
 import pytest
 from astropy.io import fits
 from astropy.wcs import WCS
+from io_support import bytes_read_by
+from registry_support import populate
+from test_formatters import SCF, make_exposure, registry_formatter
 
 from nightshift.butler import DatasetType
 from nightshift.butler._butler import Butler
@@ -23,9 +26,6 @@ from nightshift.butler.formatters import (
     UnsupportedComponentError,
     UnsupportedParameterError,
 )
-from io_support import bytes_read_by
-from registry_support import populate
-from test_formatters import SCF, make_exposure, registry_formatter
 
 CALEXP = DatasetType("calexp", ["instrument", "visit", "detector"], "Exposure")
 DID = {"instrument": "Cam", "visit": 1, "detector": 2}
