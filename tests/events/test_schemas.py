@@ -33,7 +33,7 @@ def _version_pairs() -> list[tuple[str, int, int]]:
     pairs = []
     for subject in sorted(EVENT_TYPES):
         versions = catalog.versions(subject)
-        pairs += [(subject, old.version, new.version) for old, new in zip(versions, versions[1:])]
+        pairs += [(subject, old.version, new.version) for old, new in zip(versions, versions[1:], strict=False)]
     return pairs
 
 
