@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -115,13 +116,15 @@ def test_an_event_without_a_graph_pointer_goes_to_the_dead_letter_topic(fleet: R
 
     t = threading.Thread(target=produce)
     t.start()
-    t.join(30)
+    t.join(120)
+    assert not t.is_alive(), "publishing the event did not finish"
     consumer = Consumer({"bootstrap.servers": fleet.bootstrap, "group.id": f"dlq-{uuid.uuid4().hex}",
                          "auto.offset.reset": "earliest"})
     consumer.subscribe([dlq_topic(fleet.topics.planned)])
     try:
         msg = None
-        for _ in range(60):
+        deadline = time.monotonic() + 120  # a deadlock guard: the loop ends at the first dead letter
+        while time.monotonic() < deadline:
             msg = consumer.poll(0.5)
             if msg is not None and msg.error() is None:
                 break
