@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,6 @@ from nightshift.apdb import (
     simulate_visit,
     stats,
 )
-
 
 pytestmark = pytest.mark.integration
 
@@ -309,17 +309,7 @@ async def test_lost_connection_rolls_back_the_visit_and_a_retry_succeeds(apdb: A
         await tx.start()
         await blocker.execute(f'SELECT 1 FROM "{schema}"."DiaObjectLast" WHERE "diaObjectId" = 1 FOR UPDATE')
         task = asyncio.create_task(apdb.store(60041.0, o2, s2, f2))
-        pid = None
-        for _ in range(200):
-            pid = await monitor.fetchval(
-                "SELECT pid FROM pg_stat_activity WHERE application_name = 'nightshift-apdb' "
-                "AND wait_event_type = 'Lock' AND query LIKE $1",
-                f'%"{schema}"."DiaObjectLast"%',
-            )
-            if pid is not None:
-                break
-            await asyncio.sleep(0.05)
-        assert pid is not None, "the store never reached the DiaObjectLast upsert"
+        pid = await wait_for_lock_wait(monitor, schema, task)
         # The visit's sources are written but not committed; now the connection dies.
         assert await monitor.fetchval("SELECT pg_terminate_backend($1)", pid)
         with pytest.raises(ApdbConnectionError) as info:
@@ -435,6 +425,20 @@ async def test_writer_and_reader_processes_round_trip_for_the_next_field(
     assert sorted(got["source_ids"]) == sorted(expected_sources)
     assert got["source_visits"] == [v.visit]
     assert set(got["forced_object_ids"]) <= expected_objects
+async def wait_for_lock_wait(monitor: asyncpg.Connection, schema: str, task: asyncio.Task[object]) -> int:
+    """The backend pid of the store ``task`` once it waits on a lock of DiaObjectLast (its last step)."""
+    deadline = time.monotonic() + 120  # a deadlock guard only: the store stays blocked on the lock
+    while not task.done() and time.monotonic() < deadline:
+        pid = await monitor.fetchval(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = 'nightshift-apdb' "
+            "AND wait_event_type = 'Lock' AND query LIKE $1",
+            f'%"{schema}"."DiaObjectLast"%',
+        )
+        if pid is not None:
+            return int(pid)
+        await asyncio.sleep(0.05)  # poll interval, not synchronization: the condition is re-checked
+    ended = f" (it ended: {task.exception() if not task.cancelled() else 'cancelled'!r})" if task.done() else ""
+    raise AssertionError("the store never reached the DiaObjectLast upsert" + ended)
 
 
 async def test_cancelled_store_rolls_back_and_the_pool_stays_usable(apdb: AsyncApdb, pg_dsn: str) -> None:
@@ -443,15 +447,23 @@ async def test_cancelled_store_rolls_back_and_the_pool_stays_usable(apdb: AsyncA
     await apdb.store(60060.0, o1, s1, f1)
     o2, s2, f2 = visit(100, 92, 60061.0, seed=3)
     blocker = await asyncpg.connect(pg_dsn)
+    monitor = await asyncpg.connect(pg_dsn)
     try:
         tx = blocker.transaction()
         await tx.start()
         await blocker.execute(f'SELECT 1 FROM "{schema}"."DiaObjectLast" WHERE "diaObjectId" = 1 FOR UPDATE')
-        with pytest.raises(TimeoutError):
-            await asyncio.wait_for(apdb.store(60061.0, o2, s2, f2), timeout=1.0)
+        task = asyncio.create_task(apdb.store(60061.0, o2, s2, f2))
+        # cancel it once it has written the visit's sources and waits on the lock (not before it wrote anything)
+        await wait_for_lock_wait(monitor, schema, task)
+        assert await monitor.fetchval(  # the sources are written, not committed: invisible to others
+            f'SELECT count(*) FROM "{schema}"."DiaSource" WHERE visit = 92') == 0
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
         await tx.rollback()
     finally:
         await blocker.close()
+        await monitor.close()
     assert await count(apdb, "DiaSource", "visit = 92") == 0
     assert (await apdb.store(60061.0, o2, s2, f2)).dia_sources == 100
     assert await count(apdb, "DiaSource") == 200

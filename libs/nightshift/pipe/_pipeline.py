@@ -33,7 +33,14 @@ from typing import Any
 import yaml
 
 from ..butler import DatasetType
-from ._config import ConfigOverride, PipelineTaskConfig, apply_overrides, config_hash, load_override_file, parse_override
+from ._config import (
+    ConfigOverride,
+    PipelineTaskConfig,
+    apply_overrides,
+    config_hash,
+    load_override_file,
+    parse_override,
+)
 from ._connections import Connection, ConnectionKind, PrerequisiteLookup
 from ._exceptions import ConfigOverrideError, PipelineDefinitionError
 from ._task import PipelineTask, code_version_of

@@ -10,9 +10,11 @@ Runner side: :class:`QuantumEventHandler` is what the ``runner`` service
 (``nightshift_services.runner``) runs under
 :class:`nightshift.events.EventConsumer`. Runner processes in one consumer
 group share the quanta. A runner that dies mid-quantum leaves its events
-uncommitted; another runner gets them, and memoization (REQ-0031) turns the
-re-run into a reuse of the outputs that were already written, so redelivery
-has no second effect.
+uncommitted; another runner gets them. A redelivered quantum whose outputs
+were committed before its runner died is not run again: the provenance of its
+outputs names this execution, so it is answered SUCCEEDED (MEMOIZED is kept
+for outputs of earlier executions, REQ-0031), and redelivery has no second
+effect.
 
 The graph file must be readable by every runner (one machine, a shared file
 system); pass ``graph_path`` to :meth:`Executor.run` to choose where it is.
@@ -38,7 +40,15 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 
 from ..._exceptions import NightshiftError
 from ...events import (
-    AsyncProducer, Event, QuantumCompleted, QuantumFailed, QuantumPlanned, decode, dlq_topic, encode, ensure_topics,
+    AsyncProducer,
+    Event,
+    QuantumCompleted,
+    QuantumFailed,
+    QuantumPlanned,
+    decode,
+    dlq_topic,
+    encode,
+    ensure_topics,
 )
 from ...events._errors import EventError
 from ...events._producer import PRODUCER_DEFAULTS
@@ -238,7 +248,8 @@ class QuantumEventHandler:
                 "executes quanta of saved quantum graphs (quantum.planned v2)")
         spec = ButlerSpec(event.butler_repo, tuple(event.collections), event.run or "") \
             if event.butler_repo is not None else None
-        setup = WorkerSetup(event.graph_uri, spec, event.memoize, None, self.deferred_timeout)
+        setup = WorkerSetup(event.graph_uri, spec, event.memoize, None, self.deferred_timeout,
+                            execution_id=event.execution_id)
         loop = asyncio.get_running_loop()
         try:
             report = await loop.run_in_executor(self._thread, _run_guarded, setup, event, self.max_attempts)
@@ -273,11 +284,11 @@ class _KafkaPool(cf.Executor):
     no answer can be missed and answers of other executions are skipped.
     """
 
-    def __init__(self, bootstrap: str, topics: QuantumTopics, graph: QuantumGraph, *,
+    def __init__(self, bootstrap: str, topics: QuantumTopics, graph: QuantumGraph, *, execution_id: str,
                  quantum_timeout: float | None, stall_warning_s: float, config: dict[str, Any]) -> None:
         self.graph = graph
         self.topics = topics
-        self.execution_id = uuid.uuid4().hex
+        self.execution_id = execution_id
         self.quantum_timeout = quantum_timeout
         self.stall_warning_s = stall_warning_s
         self._subjects = topics.subjects()
@@ -478,7 +489,8 @@ class KafkaExecutor(Executor):
     def _pool(self, graph: QuantumGraph, setup: WorkerSetup) -> Iterator[cf.Executor]:
         if self.create_topics:
             ensure_fleet_topics(self.bootstrap, self.topics)
-        pool = _KafkaPool(self.bootstrap, self.topics, graph, quantum_timeout=self.quantum_timeout,
+        pool = _KafkaPool(self.bootstrap, self.topics, graph, execution_id=setup.execution_id or uuid.uuid4().hex,
+                          quantum_timeout=self.quantum_timeout,
                           stall_warning_s=self.stall_warning_s, config=self.config)
         _log.info("execution %s: publishing %d quanta to %r", pool.execution_id, len(graph), self.topics.planned)
         try:
