@@ -15,7 +15,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from nightshift.devstack import StackError, up
+from nightshift.devstack import StackError, StackSettings, up
+from nightshift.devstack._kafka import no_sasl_listener_hint
+from nightshift.devstack._process import port_open
 from nightshift.events import KafkaSettings
 
 
@@ -38,11 +40,15 @@ def kafka_bootstrap() -> str:
 def kafka_sasl() -> KafkaSettings:
     """Client settings for the same broker's SASL_PLAINTEXT listener, SCRAM-SHA-512, with the stack's user."""
     env = _start("kafka")
-    return KafkaSettings(
+    settings = KafkaSettings(
         bootstrap_servers=env["KAFKA_SASL_BOOTSTRAP"], security_protocol="SASL_PLAINTEXT",
         sasl_mechanism=env["KAFKA_SASL_MECHANISM"], sasl_username=env["KAFKA_SASL_USERNAME"],
         sasl_password=env["KAFKA_SASL_PASSWORD"],
     )
+    s = StackSettings()
+    if not port_open(s.host, s.kafka_sasl_port):
+        pytest.fail(no_sasl_listener_hint(s), pytrace=False)
+    return settings
 
 
 @pytest.fixture(scope="session")

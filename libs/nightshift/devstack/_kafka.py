@@ -10,6 +10,7 @@ every start, so a storage directory formatted before the listener existed gets i
 from __future__ import annotations
 
 import base64
+import logging
 import os
 import secrets
 import time
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from ..events import KafkaSettings
 
 NAME = "kafka"
+log = logging.getLogger(__name__)
 SASL_USER = "nightshift"
 SASL_MECHANISM = "SCRAM-SHA-512"
 
@@ -109,12 +111,11 @@ def start(s: StackSettings, timeout: float = 90.0) -> None:
     """Start the broker (resolving jars and formatting storage the first time)."""
     p = _paths(s)
     if read_pid(p["pid"]) is not None and _metadata_ok(s):
-        if not port_open(s.host, s.kafka_sasl_port):
-            raise StackError(
-                f"the running Kafka broker (pid file {p['pid']}) has no SASL listener on {sasl_bootstrap(s)}: "
-                "it was started by an older nightshift. Restart it: `nightshift dev down kafka && nightshift dev up`."
-            )
-        _ensure_scram_user(s)
+        if port_open(s.host, s.kafka_sasl_port):
+            _ensure_scram_user(s)
+        else:
+            # Reused as it is: plaintext clients keep working; SASL clients get the hint.
+            log.warning("%s", no_sasl_listener_hint(s))
         return
     java = which("java")
     jars = resolve_jars(s.deploy_dir / "kafka" / "pom.xml", p["jars"])
@@ -136,6 +137,13 @@ def start(s: StackSettings, timeout: float = 90.0) -> None:
     wait_ready("Kafka", lambda: _metadata_ok(s), timeout, p["log"], alive=alive)
     _ensure_scram_user(s)
     wait_ready("Kafka's SASL listener", lambda: ready(s), timeout, p["log"], alive=alive)
+
+
+def no_sasl_listener_hint(s: StackSettings) -> str:
+    return (
+        f"the running Kafka broker has no SASL listener on {sasl_bootstrap(s)}: it was started by an older "
+        "nightshift. Restart it to get one: `nightshift dev down kafka && nightshift dev up`."
+    )
 
 
 def _metadata_ok(s: StackSettings, sasl: bool = False) -> bool:
