@@ -16,7 +16,7 @@ from kafka_fleet import RunnerFleet
 from pipe_support import COLLECTIONS
 
 from nightshift.butler._butler import Butler
-from nightshift.events import AsyncProducer, QuantumPlanned, decode, dlq_topic
+from nightshift.events import AsyncProducer, KafkaSettings, QuantumPlanned, decode, dlq_topic
 from nightshift.pipe import Pipeline, QuantumStatus, build_quantum_graph
 from nightshift.pipe.examples import EXAMPLE_PIPELINE
 from nightshift.pipe.executors import KafkaExecutor, QuantumTopics
@@ -168,6 +168,18 @@ def test_no_runner_means_a_timeout_not_a_hang(repo: Butler, kafka_bootstrap: str
     first = [q for q in report.quanta if q.status is QuantumStatus.FAILED]
     assert len(first) == 1 and first[0].error_type == "quantum_timeout" and "no runner answered" in first[0].error
     assert report.counts()["blocked"] == len(graph) - 1
+
+
+def test_the_fleet_runs_over_sasl_scram(repo: Butler, kafka_sasl: KafkaSettings, tmp_path: Path) -> None:
+    """Executor and runner services authenticate with SCRAM-SHA-512 (runners get NIGHTSHIFT_KAFKA_*)."""
+    graph = build_quantum_graph(repo.registry, Pipeline.from_yaml(EXAMPLE_PIPELINE), collections=COLLECTIONS,
+                                run=RUN, where="visit = 0")
+    with RunnerFleet(kafka_sasl, tmp_path).start(1) as fleet:  # type: ignore[arg-type]
+        report = KafkaExecutor(repo.root, bootstrap=kafka_sasl, topics=fleet.topics, quantum_timeout=120).run(graph)
+        runner_pids = {p.pid for p in fleet.procs}
+    report.raise_for_failures()
+    assert report.counts()["succeeded"] == len(graph) == 6
+    assert {q.pid for q in report.quanta} <= runner_pids  # the quanta ran in the runner service
 
 
 def test_cli_runs_on_the_fleet(repo: Butler, fleet: RunnerFleet, tmp_path: Path) -> None:

@@ -40,8 +40,11 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 
 from ..._exceptions import NightshiftError
 from ...events import (
+    PRODUCER_DEFAULTS,
     AsyncProducer,
     Event,
+    EventError,
+    KafkaSettings,
     QuantumCompleted,
     QuantumFailed,
     QuantumPlanned,
@@ -49,9 +52,8 @@ from ...events import (
     dlq_topic,
     encode,
     ensure_topics,
+    kafka_settings,
 )
-from ...events._errors import EventError
-from ...events._producer import PRODUCER_DEFAULTS
 from .._graph import QuantumGraph
 from .._report import QuantumReport, QuantumStatus
 from .._runner import HOST, ButlerSpec
@@ -284,7 +286,7 @@ class _KafkaPool(cf.Executor):
     no answer can be missed and answers of other executions are skipped.
     """
 
-    def __init__(self, bootstrap: str, topics: QuantumTopics, graph: QuantumGraph, *, execution_id: str,
+    def __init__(self, kafka: KafkaSettings, topics: QuantumTopics, graph: QuantumGraph, *, execution_id: str,
                  quantum_timeout: float | None, stall_warning_s: float, config: dict[str, Any]) -> None:
         self.graph = graph
         self.topics = topics
@@ -292,8 +294,9 @@ class _KafkaPool(cf.Executor):
         self.quantum_timeout = quantum_timeout
         self.stall_warning_s = stall_warning_s
         self._subjects = topics.subjects()
-        self._producer = Producer({**PRODUCER_DEFAULTS, "bootstrap.servers": bootstrap, "linger.ms": 1, **config})
-        self._consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"nightshift-executor-{self.execution_id}",
+        client = kafka.librdkafka_config()
+        self._producer = Producer({**PRODUCER_DEFAULTS, **client, "linger.ms": 1, **config})
+        self._consumer = Consumer({**client, "group.id": f"nightshift-executor-{self.execution_id}",
                                    "enable.auto.commit": False, "auto.offset.reset": "latest", **config})
         self._pending: dict[uuid.UUID, tuple[_Submission, int, float]] = {}
         self._lock = threading.Lock()
@@ -443,8 +446,9 @@ class KafkaExecutor(Executor):
     ----------
     repo : str or os.PathLike, optional
         Butler repository, at a path every runner can open (None: no butler I/O).
-    bootstrap : str
-        Kafka bootstrap servers.
+    bootstrap : KafkaSettings or str
+        Kafka brokers and authentication (:class:`~nightshift.events.KafkaSettings`); a
+        ``host:port`` string takes the rest from the ``NIGHTSHIFT_KAFKA_*`` environment.
     topics : QuantumTopics, optional
         Topics of the fleet (standard names by default).
     max_in_flight : int
@@ -463,7 +467,7 @@ class KafkaExecutor(Executor):
 
     name = "kafka"
 
-    def __init__(self, repo: str | os.PathLike[str] | None = None, *, bootstrap: str,
+    def __init__(self, repo: str | os.PathLike[str] | None = None, *, bootstrap: str | KafkaSettings,
                  topics: QuantumTopics | None = None, max_in_flight: int = 256, quantum_timeout: float | None = None,
                  stall_warning_s: float = 30.0, create_topics: bool = True, config: dict[str, Any] | None = None,
                  **kwargs: object) -> None:
@@ -472,7 +476,8 @@ class KafkaExecutor(Executor):
             raise ValueError(f"max_in_flight must be >= 1, got {max_in_flight}")
         if quantum_timeout is not None and quantum_timeout <= 0:
             raise ValueError(f"quantum_timeout must be > 0, got {quantum_timeout}")
-        self.bootstrap = bootstrap
+        self.kafka = kafka_settings(bootstrap)
+        self.bootstrap = self.kafka.bootstrap_servers
         self.topics = topics or QuantumTopics()
         self._max_in_flight = max_in_flight
         self.quantum_timeout = quantum_timeout
@@ -488,8 +493,8 @@ class KafkaExecutor(Executor):
     @contextlib.contextmanager
     def _pool(self, graph: QuantumGraph, setup: WorkerSetup) -> Iterator[cf.Executor]:
         if self.create_topics:
-            ensure_fleet_topics(self.bootstrap, self.topics)
-        pool = _KafkaPool(self.bootstrap, self.topics, graph, execution_id=setup.execution_id or uuid.uuid4().hex,
+            ensure_fleet_topics(self.kafka, self.topics)
+        pool = _KafkaPool(self.kafka, self.topics, graph, execution_id=setup.execution_id or uuid.uuid4().hex,
                           quantum_timeout=self.quantum_timeout,
                           stall_warning_s=self.stall_warning_s, config=self.config)
         _log.info("execution %s: publishing %d quanta to %r", pool.execution_id, len(graph), self.topics.planned)
@@ -499,6 +504,6 @@ class KafkaExecutor(Executor):
             pool.shutdown()
 
 
-def ensure_fleet_topics(bootstrap: str, topics: QuantumTopics) -> None:
+def ensure_fleet_topics(kafka: str | KafkaSettings, topics: QuantumTopics) -> None:
     """Create the fleet's topics and the planned topic's dead-letter topic (idempotent)."""
-    ensure_topics(bootstrap, [*topics.all(), dlq_topic(topics.planned)])
+    ensure_topics(kafka, [*topics.all(), dlq_topic(topics.planned)])
