@@ -90,7 +90,9 @@ def test_kafka_data_survives_down_and_up(kafka_bootstrap: str, unique_name: str)
     assert down(names=["kafka"]) == ["kafka"]
     assert up(names=["kafka"])["KAFKA_BOOTSTRAP"] == kafka_bootstrap
 
-    consumer = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": unique_name, "auto.offset.reset": "earliest"})
+    consumer = Consumer(
+        {"bootstrap.servers": kafka_bootstrap, "group.id": unique_name, "auto.offset.reset": "earliest"}
+    )
     consumer.subscribe([topic])
     got: list[bytes] = []
     import time

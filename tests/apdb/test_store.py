@@ -73,7 +73,9 @@ def to_astropy(t: pa.Table) -> Table:
         col = t[name]
         if col.null_count:
             fill = "" if pa.types.is_string(col.type) else (False if pa.types.is_boolean(col.type) else 0)
-            out[name] = MaskedColumn(col.fill_null(fill).to_numpy(zero_copy_only=False), mask=col.is_null().to_numpy(zero_copy_only=False))
+            out[name] = MaskedColumn(
+                col.fill_null(fill).to_numpy(zero_copy_only=False), mask=col.is_null().to_numpy(zero_copy_only=False)
+            )
         else:
             out[name] = col.to_numpy(zero_copy_only=False)
     return out
@@ -110,7 +112,9 @@ async def test_missing_schema_is_a_schema_error(pg_dsn: str, unique_name: str) -
 
 
 @pytest.mark.parametrize("part_rows", [2500, 64])
-async def test_store_then_read_back_every_column(apdb: AsyncApdb, monkeypatch: pytest.MonkeyPatch, part_rows: int) -> None:
+async def test_store_then_read_back_every_column(
+    apdb: AsyncApdb, monkeypatch: pytest.MonkeyPatch, part_rows: int
+) -> None:
     monkeypatch.setattr("nightshift.apdb._apdb._PART_ROWS", part_rows)  # 64: the COPY streams go in 6 parts
     objects, sources, forced = visit(400, 1001, 60000.2)
     result = await apdb.store(Time(60000.2, format="mjd", scale="tai"), objects, sources, forced)
@@ -152,7 +156,12 @@ async def test_astropy_and_numpy_inputs(apdb: AsyncApdb) -> None:
     await apdb.store(60001.0, to_astropy(objects), to_astropy(sources), forced)
     got = await apdb.get_dia_sources(objects["diaObjectId"].to_numpy(), 0.0)
     assert_same(got, sources, "diaSourceId")
-    arr = np.zeros(3, dtype=[("diaObjectId", "i8"), ("ra", "f8"), ("dec", "f8")] + [(f"{b}_psfFluxNdata", "i4") for b in "ugrizy"] + [("nDiaSources", "i4")])
+    arr = np.zeros(
+        3,
+        dtype=[("diaObjectId", "i8"), ("ra", "f8"), ("dec", "f8")]
+        + [(f"{b}_psfFluxNdata", "i4") for b in "ugrizy"]
+        + [("nDiaSources", "i4")],
+    )
     arr["diaObjectId"] = [900, 901, 902]
     arr["ra"], arr["dec"] = RA0, DEC0
     result = await apdb.store(60002.0, arr)
@@ -179,7 +188,9 @@ async def test_replay_leaves_one_copy(apdb: AsyncApdb, monkeypatch: pytest.Monke
 
 
 @pytest.mark.parametrize("part_rows", [2500, 64])
-async def test_partial_replay_adds_only_new_rows(apdb: AsyncApdb, monkeypatch: pytest.MonkeyPatch, part_rows: int) -> None:
+async def test_partial_replay_adds_only_new_rows(
+    apdb: AsyncApdb, monkeypatch: pytest.MonkeyPatch, part_rows: int
+) -> None:
     monkeypatch.setattr("nightshift.apdb._apdb._PART_ROWS", part_rows)
     objects, sources, forced = visit(200, 12, 60011.0)
     await apdb.store(60011.0, objects.slice(0, 100), sources.slice(0, 100), forced.slice(0, 100))
@@ -190,7 +201,9 @@ async def test_partial_replay_adds_only_new_rows(apdb: AsyncApdb, monkeypatch: p
 
 
 @pytest.mark.parametrize("part_rows", [2500, 64])
-async def test_concurrent_writers_of_one_visit_store_one_copy(apdb: AsyncApdb, apdb_settings: ApdbSettings, monkeypatch: pytest.MonkeyPatch, part_rows: int) -> None:
+async def test_concurrent_writers_of_one_visit_store_one_copy(
+    apdb: AsyncApdb, apdb_settings: ApdbSettings, monkeypatch: pytest.MonkeyPatch, part_rows: int
+) -> None:
     monkeypatch.setattr("nightshift.apdb._apdb._PART_ROWS", part_rows)
     objects, sources, forced = visit(2000, 13, 60012.0)
     async with AsyncApdb(apdb_settings) as other:
@@ -202,7 +215,8 @@ async def test_concurrent_writers_of_one_visit_store_one_copy(apdb: AsyncApdb, a
     assert await count(apdb, "DiaSource") == 2000
     assert await count(apdb, "DiaObjectLast") == 2000
     async with apdb.pool.acquire() as conn:
-        assert await conn.fetchval(f'SELECT sum("nRows") FROM "{apdb.settings.schema_name}"."DiaForcedSourceChunk"') == 2000
+        table = f'"{apdb.settings.schema_name}"."DiaForcedSourceChunk"'
+        assert await conn.fetchval(f'SELECT sum("nRows") FROM {table}') == 2000
 
 
 async def test_new_object_versions_and_history_window(apdb: AsyncApdb) -> None:
@@ -239,7 +253,9 @@ async def test_preload_cuts_histories_to_the_objects_in_the_field(apdb: AsyncApd
     ra[0] += 2.0 / 3600.0
     sources = sources.set_column(sources.column_names.index("ra"), "ra", pa.array(ra))
     await apdb.store(60020.0, objects, sources, forced)
-    region = ConvexPolygon((RA0 - 0.3, RA0 + 0.3, RA0 + 0.3, RA0 - 0.3), (DEC0 - 0.3, DEC0 - 0.3, DEC0 + 0.3, DEC0 + 0.3))
+    region = ConvexPolygon(
+        (RA0 - 0.3, RA0 + 0.3, RA0 + 0.3, RA0 - 0.3), (DEC0 - 0.3, DEC0 - 0.3, DEC0 + 0.3, DEC0 + 0.3)
+    )
     pre = await apdb.preload(region, 59990.0)
     inside = region.contains(objects["ra"].to_numpy(), objects["dec"].to_numpy())
     assert pre.objects.num_rows == inside.sum() > 0
@@ -292,7 +308,8 @@ async def test_missing_required_and_unknown_columns(apdb: AsyncApdb) -> None:
     assert info.value.rows == (10,)
     nulls = pc.if_else(pa.array([i == 4 for i in range(10)]), pa.scalar(None, pa.int64()), sources["visit"])
     with pytest.raises(ApdbValidationError, match="'visit' is NULL.*\\[4\\]"):
-        await apdb.store(60031.0, objects, sources.set_column(sources.column_names.index("visit"), "visit", nulls), forced)
+        with_nulls = sources.set_column(sources.column_names.index("visit"), "visit", nulls)
+        await apdb.store(60031.0, objects, with_nulls, forced)
     assert await count(apdb, "DiaSource") == 0
 
 

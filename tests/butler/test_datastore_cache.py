@@ -67,9 +67,8 @@ def test_many_processes_fetch_once(tmp_path: Path) -> None:
 
 def test_no_fetch_mode_and_eviction(tmp_path: Path) -> None:
     offline = DatastoreCache(tmp_path / "c", fetch=False)
-    with pytest.raises(MissingLocalFileError):
-        with offline.local(CHECKSUM, ".bin", lambda d: d.write_bytes(DATA)):
-            pass
+    with pytest.raises(MissingLocalFileError), offline.local(CHECKSUM, ".bin", lambda d: d.write_bytes(DATA)):
+        pass
     small = DatastoreCache(tmp_path / "c", max_bytes=150_000)
     others = [bytes([i]) * 100_000 for i in range(3)]
     for blob in others:
@@ -84,7 +83,6 @@ def test_checksum_is_verified_on_fetch(tmp_path: Path) -> None:
     from nightshift.butler.datastores import DatasetCorruptError
 
     cache = DatastoreCache(tmp_path / "c")
-    with pytest.raises(DatasetCorruptError):
-        with cache.local(CHECKSUM, ".bin", lambda d: d.write_bytes(b"not the data")):
-            pass
+    with pytest.raises(DatasetCorruptError), cache.local(CHECKSUM, ".bin", lambda d: d.write_bytes(b"not the data")):
+        pass
     assert cache.entries() == []

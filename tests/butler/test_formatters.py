@@ -194,7 +194,9 @@ def test_unknown_option_and_compression_are_rejected() -> None:
 
 
 def make_table() -> Table:
-    return Table({"id": np.arange(5, dtype=np.int64), "ra": np.linspace(0, 1, 5), "flag": np.array([True, False] * 2 + [True])})
+    return Table(
+        {"id": np.arange(5, dtype=np.int64), "ra": np.linspace(0, 1, 5), "flag": np.array([True, False] * 2 + [True])}
+    )
 
 
 @pytest.mark.parametrize("name", ["fits_table", "parquet"])

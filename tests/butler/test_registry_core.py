@@ -11,17 +11,36 @@ import uuid
 
 import pytest
 import sqlalchemy as sa
+from registry_support import (  # noqa: F401 - fixtures
+    BIAS,
+    CALEXP,
+    RAW,
+    SECOND,
+    T0,
+    RegistryFactory,
+    all_data_ids,
+    make_registry,
+    populate,
+    registry,
+)
 
 from nightshift.butler import DatasetRef, DatasetType
 from nightshift.butler.registry import (
-    SCHEMA_VERSION, CollectionCycleError, CollectionType, CollectionTypeError, ConflictingDefinitionError,
-    DataIdError, DimensionRecordError, MigrationRequiredError, MissingCollectionError, MissingDatasetTypeError,
-    Registry, RegistryError, RepositoryVersionError, Timespan,
+    SCHEMA_VERSION,
+    CollectionCycleError,
+    CollectionType,
+    CollectionTypeError,
+    ConflictingDefinitionError,
+    DataIdError,
+    DimensionRecordError,
+    MigrationRequiredError,
+    MissingCollectionError,
+    MissingDatasetTypeError,
+    Registry,
+    RegistryError,
+    RepositoryVersionError,
+    Timespan,
 )
-from registry_support import (  # noqa: F401 - fixtures
-    BIAS, CALEXP, RAW, SECOND, T0, RegistryFactory, all_data_ids, make_registry, populate, registry,
-)
-
 
 # ---------------------------------------------------------------- life cycle
 
@@ -258,12 +277,11 @@ def test_bulk_insert_in_batches(registry: Registry) -> None:
 def test_transaction_groups_writes(registry: Registry) -> None:
     populate(registry, n_visits=1, n_detectors=1)
     registry.register_dataset_type(CALEXP)
-    with pytest.raises(RuntimeError):
-        with registry.transaction():
-            registry.register_run("run")
-            registry.insert_datasets("calexp", [{"instrument": "Cam", "visit": 0, "detector": 0}], "run")
-            assert registry.get_collection_type("run") is CollectionType.RUN  # visible inside
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError), registry.transaction():
+        registry.register_run("run")
+        registry.insert_datasets("calexp", [{"instrument": "Cam", "visit": 0, "detector": 0}], "run")
+        assert registry.get_collection_type("run") is CollectionType.RUN  # visible inside
+        raise RuntimeError("boom")
     assert registry.query_collections() == []
     with pytest.raises(MissingCollectionError):
         registry.get_collection_type("run")

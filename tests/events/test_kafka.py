@@ -83,7 +83,7 @@ async def test_send_to_missing_topic_fails_clearly(kafka_bootstrap: str, unique_
 
 
 async def run_consumer(
-    consumer: EventConsumer, until: "asyncio.Future[None] | None" = None, timeout: float = 180.0
+    consumer: EventConsumer, until: asyncio.Future[None] | None = None, timeout: float = 180.0
 ) -> None:
     task = asyncio.create_task(consumer.run())
     try:

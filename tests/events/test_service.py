@@ -25,8 +25,11 @@ def start_service(topic: str, group: str, table: str, env: dict[str, str]) -> su
         [sys.executable, str(SCRIPT), topic, group, table], env=env, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True,
     )
-    line = proc.stdout.readline()  # type: ignore[union-attr]
-    assert line.startswith("READY"), f"service did not start: {line!r} {proc.stderr.read() if proc.poll() is not None else ''}"  # type: ignore[union-attr]
+    assert proc.stdout is not None and proc.stderr is not None  # both are PIPEs
+    line = proc.stdout.readline()
+    assert line.startswith("READY"), (
+        f"service did not start: {line!r} {proc.stderr.read() if proc.poll() is not None else ''}"
+    )
     proc.port = int(line.split("port=")[1])  # type: ignore[attr-defined]
     return proc
 

@@ -13,7 +13,7 @@ from ._exceptions import ExecutionFailedError
 __all__ = ["ExecutionReport", "QuantumReport", "QuantumStatus"]
 
 
-class QuantumStatus(str, Enum):
+class QuantumStatus(str, Enum):  # noqa: UP042 - a StrEnum would change str() and f-string output
     """Where a quantum is."""
 
     PENDING = "pending"

@@ -5,6 +5,7 @@ Used by every executor, in whatever process the quantum lands (REQ-0020).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import platform
@@ -121,7 +122,7 @@ def initialize_run(graph: QuantumGraph, butler: Butler) -> None:
     if not run:
         raise PipelineError("the quantum graph names no output run")
     registry.register_run(run)
-    for label, node in graph.tasks.items():
+    for node in graph.tasks.values():
         types = [node.config_dataset_type, node.metadata_dataset_type,
                  *(c.dataset_type for c in node.of_kind("output", "init_output"))]
         for dt in types:
@@ -316,10 +317,8 @@ class QuantumRunner:
                 )
         except BaseException:
             for ref in written:
-                try:
+                with contextlib.suppress(Exception):  # the original error matters more
                     butler.datastore.remove(ref)
-                except Exception:  # noqa: BLE001 - the original error matters more
-                    pass
             raise
         return written
 

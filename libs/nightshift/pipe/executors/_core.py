@@ -21,6 +21,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ParamSpec, TypeVar
 
 from .._graph import QuantumGraph
 from .._logging import LogFormat, configure_logging, pipeline_logging
@@ -28,6 +29,9 @@ from .._report import ExecutionReport, QuantumReport, QuantumStatus
 from .._runner import ButlerSpec, QuantumButlerFactory, QuantumRunner, initialize_run
 
 __all__ = ["Executor", "ProgressCallback", "WorkerSetup", "run_quantum_in_worker"]
+
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
 
 _log = logging.getLogger("nightshift.pipe.executor")
 ProgressCallback = Callable[[QuantumReport], None]
@@ -310,8 +314,8 @@ def run_staged(executor: Executor, graph: QuantumGraph, repo: str, stage_dir: st
 class _Immediate(cf.Executor):
     """A concurrent.futures executor that runs each call at once in this thread."""
 
-    def submit(self, fn, /, *args, **kwargs):  # type: ignore[no-untyped-def,override]
-        fut: cf.Future = cf.Future()
+    def submit(self, fn: Callable[_P, _T], /, *args: _P.args, **kwargs: _P.kwargs) -> cf.Future[_T]:
+        fut: cf.Future[_T] = cf.Future()
         try:
             fut.set_result(fn(*args, **kwargs))
         except BaseException as exc:  # noqa: BLE001

@@ -30,11 +30,11 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar, cast
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
@@ -60,6 +60,9 @@ from .._runner import HOST, ButlerSpec
 from ._core import Executor, WorkerSetup, _runner_for, run_quanta_in_worker
 
 __all__ = ["KafkaExecutor", "QuantumEventError", "QuantumEventHandler", "QuantumTopics"]
+
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
 
 _log = logging.getLogger("nightshift.pipe.executor")
 _NO_LEADER_YET = {KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
@@ -98,7 +101,8 @@ class QuantumTopics:
 def _small_int(value: Any, upper: int | None = None) -> int | None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0 or (upper is not None and value > upper):
         return None
-    return value
+    number: int = value
+    return number
 
 
 def planned_event(graph: QuantumGraph, index: int, setup: WorkerSetup, execution_id: str) -> QuantumPlanned:
@@ -335,10 +339,10 @@ class _KafkaPool(cf.Executor):
         return assignment
 
     # called by the executor core, on its thread
-    def submit(self, fn, /, *args, **kwargs):  # type: ignore[no-untyped-def,override]
+    def submit(self, fn: Callable[_P, _T], /, *args: _P.args, **kwargs: _P.kwargs) -> cf.Future[_T]:
         if fn is not run_quanta_in_worker:
             raise TypeError("the Kafka pool runs only run_quanta_in_worker(setup, indices)")
-        setup, batch = args
+        setup, batch = cast("tuple[WorkerSetup, list[int]]", args)  # run_quanta_in_worker's (setup, indices)
         future: cf.Future[list[QuantumReport]] = cf.Future()
         sub = _Submission(future, len(batch))
         deadline = time.monotonic() + self.quantum_timeout if self.quantum_timeout is not None else float("inf")
@@ -347,7 +351,7 @@ class _KafkaPool(cf.Executor):
             with self._lock:
                 self._pending[event.quantum_id] = (sub, index, deadline)
             self._produce(event, index)
-        return future
+        return cast("cf.Future[_T]", future)  # fn is run_quanta_in_worker (checked above): _T is list[QuantumReport]
 
     def _produce(self, event: QuantumPlanned, index: int) -> None:
         def delivered(err: KafkaError | None, msg: Message) -> None:
@@ -397,8 +401,11 @@ class _KafkaPool(cf.Executor):
             self._check_deadlines()
 
     def _handle(self, msg: Message) -> None:
+        topic = msg.topic()
+        assert topic is not None  # a message without an error has its topic
         try:
-            event = decode(msg.value(), expected_subject=self._subjects[msg.topic()])
+            # a tombstone (no value) is "0 bytes, too short" to the decoder, a DecodeError like any bad body
+            event = decode(msg.value() or b"", expected_subject=self._subjects[topic])
         except EventError as exc:
             _log.warning("skipping an undecodable answer on %s[%d]@%d: %s", msg.topic(), msg.partition(),
                          msg.offset(), exc)
