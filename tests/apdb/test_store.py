@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
 
 import asyncpg
 import numpy as np
@@ -20,6 +26,7 @@ from nightshift.apdb import (
     AsyncApdb,
     Circle,
     ConvexPolygon,
+    SkyField,
     apdb_tables,
     prune,
     random_positions,
@@ -319,17 +326,7 @@ async def test_lost_connection_rolls_back_the_visit_and_a_retry_succeeds(apdb: A
         await tx.start()
         await blocker.execute(f'SELECT 1 FROM "{schema}"."DiaObjectLast" WHERE "diaObjectId" = 1 FOR UPDATE')
         task = asyncio.create_task(apdb.store(60041.0, o2, s2, f2))
-        pid = None
-        for _ in range(200):
-            pid = await monitor.fetchval(
-                "SELECT pid FROM pg_stat_activity WHERE application_name = 'nightshift-apdb' "
-                "AND wait_event_type = 'Lock' AND query LIKE $1",
-                f'%"{schema}"."DiaObjectLast"%',
-            )
-            if pid is not None:
-                break
-            await asyncio.sleep(0.05)
-        assert pid is not None, "the store never reached the DiaObjectLast upsert"
+        pid = await wait_for_lock_wait(monitor, schema, task)
         # The visit's sources are written but not committed; now the connection dies.
         assert await monitor.fetchval("SELECT pg_terminate_backend($1)", pid)
         with pytest.raises(ApdbConnectionError) as info:
@@ -394,21 +391,96 @@ async def test_another_client_reads_the_stored_visit_for_the_next_field(
     assert set(pre.sources["visit"].to_pylist()) == {81}
 
 
+PEER = Path(__file__).with_name("apdb_peer.py")
+
+
+async def test_writer_and_reader_processes_round_trip_for_the_next_field(
+    apdb: AsyncApdb, apdb_settings: ApdbSettings, pg_dsn: str
+) -> None:
+    """REQ-0028 behaviour: a writer process stores visit N; a reader process, already connected and
+    waiting, then preloads the field of visit N+1 and gets exactly N's rows that fall in it.
+
+    The time limit (25 s) is met by loadtests/apdb_bench.py, not asserted here.
+    """
+    env = {**os.environ, "NIGHTSHIFT_APDB_DSN": pg_dsn, "NIGHTSHIFT_APDB_SCHEMA_NAME": apdb_settings.schema_name}
+    deadlock_guard = 120.0
+
+    async def start(role: str, i: int) -> asyncio.subprocess.Process:
+        return await asyncio.create_subprocess_exec(
+            sys.executable, str(PEER), role, str(i), env=env,
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+
+    async def last_json(proc: asyncio.subprocess.Process, send: bytes = b"") -> dict[str, Any]:
+        out, err = await asyncio.wait_for(proc.communicate(send), deadlock_guard)
+        assert proc.returncode == 0, err.decode()
+        result: dict[str, Any] = json.loads(out.decode().splitlines()[-1])
+        return result
+
+    reader = await start("preload", 1)
+    try:
+        assert reader.stdout is not None and reader.stderr is not None
+        ready = await asyncio.wait_for(reader.stdout.readline(), deadlock_guard)
+        assert json.loads(ready or b"null") == {"ready": True}, (await reader.stderr.read()).decode()
+        written = await last_json(await start("write", 0))
+        got = await last_json(reader, b"go\n")  # told to go only once the writer's store has returned
+    finally:
+        if reader.returncode is None:
+            reader.kill()
+            await reader.wait()
+
+    sky = SkyField()
+    v = sky.visit(0)
+    assert written["stored"] == {"visit": v.visit, "dia_objects": v.objects.num_rows,
+                                 "dia_sources": v.sources.num_rows}
+    field = sky.region(1)
+    inside = field.contains(v.objects["ra"].to_numpy(), v.objects["dec"].to_numpy())
+    expected_objects = set(np.asarray(v.objects["diaObjectId"])[inside].tolist())
+    expected_sources = {s for s, o in zip(v.sources["diaSourceId"].to_pylist(), v.sources["diaObjectId"].to_pylist(),
+                                          strict=True) if o in expected_objects}
+    assert 0 < len(expected_objects) < v.objects.num_rows  # the fields overlap, and only partly
+    assert set(got["object_ids"]) == expected_objects
+    assert sorted(got["source_ids"]) == sorted(expected_sources)
+    assert got["source_visits"] == [v.visit]
+    assert set(got["forced_object_ids"]) <= expected_objects
+async def wait_for_lock_wait(monitor: asyncpg.Connection, schema: str, task: asyncio.Task[object]) -> int:
+    """The backend pid of the store ``task`` once it waits on a lock of DiaObjectLast (its last step)."""
+    deadline = time.monotonic() + 120  # a deadlock guard only: the store stays blocked on the lock
+    while not task.done() and time.monotonic() < deadline:
+        pid = await monitor.fetchval(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = 'nightshift-apdb' "
+            "AND wait_event_type = 'Lock' AND query LIKE $1",
+            f'%"{schema}"."DiaObjectLast"%',
+        )
+        if pid is not None:
+            return int(pid)
+        await asyncio.sleep(0.05)  # poll interval, not synchronization: the condition is re-checked
+    ended = f" (it ended: {task.exception() if not task.cancelled() else 'cancelled'!r})" if task.done() else ""
+    raise AssertionError("the store never reached the DiaObjectLast upsert" + ended)
+
+
 async def test_cancelled_store_rolls_back_and_the_pool_stays_usable(apdb: AsyncApdb, pg_dsn: str) -> None:
     schema = apdb.settings.schema_name
     o1, s1, f1 = visit(100, 91, 60060.0)
     await apdb.store(60060.0, o1, s1, f1)
     o2, s2, f2 = visit(100, 92, 60061.0, seed=3)
     blocker = await asyncpg.connect(pg_dsn)
+    monitor = await asyncpg.connect(pg_dsn)
     try:
         tx = blocker.transaction()
         await tx.start()
         await blocker.execute(f'SELECT 1 FROM "{schema}"."DiaObjectLast" WHERE "diaObjectId" = 1 FOR UPDATE')
-        with pytest.raises(TimeoutError):
-            await asyncio.wait_for(apdb.store(60061.0, o2, s2, f2), timeout=1.0)
+        task = asyncio.create_task(apdb.store(60061.0, o2, s2, f2))
+        # cancel it once it has written the visit's sources and waits on the lock (not before it wrote anything)
+        await wait_for_lock_wait(monitor, schema, task)
+        assert await monitor.fetchval(  # the sources are written, not committed: invisible to others
+            f'SELECT count(*) FROM "{schema}"."DiaSource" WHERE visit = 92') == 0
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
         await tx.rollback()
     finally:
         await blocker.close()
+        await monitor.close()
     assert await count(apdb, "DiaSource", "visit = 92") == 0
     assert (await apdb.store(60061.0, o2, s2, f2)).dia_sources == 100
     assert await count(apdb, "DiaSource") == 200

@@ -266,7 +266,7 @@ class RepositoryOperations:
             self.registry.record_quantum(
                 prov.task_label, config_hash=prov.config_hash, code_version=prov.code_version,
                 data_id=prov.data_id, predicted_inputs=prov.predicted_inputs, actual_inputs=prov.actual_inputs,
-                outputs=prov.outputs, run=prov.run, quantum_id=prov.quantum_id,
+                outputs=prov.outputs, run=prov.run, quantum_id=prov.quantum_id, execution_id=prov.execution_id,
             )
             copied += 1
         return copied

@@ -153,15 +153,13 @@ def run_cmd(repo: str, graph_file: str | None, pipeline_file: str | None, overri
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from ..pipe import configure_logging
-
-    configure_logging(log_level)
+    # the framework sets up the standard logging of each phase (REQ-0025): pre-flight and run get the level
     try:
         if graph_file:
             graph = QuantumGraph.load(graph_file)
         elif pipeline_file and collections and run:
             pipe = load_pipeline(pipeline_file, overrides, override_files)
-            graph = build_graph(repo, pipe, collections=collections, run=run, where=where)
+            graph = build_graph(repo, pipe, collections=collections, run=run, where=where, log_level=log_level)
         else:
             raise click.UsageError("give --graph FILE, or --pipeline FILE with -i and -o")
     except NightshiftError as exc:

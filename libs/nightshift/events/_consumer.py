@@ -25,10 +25,12 @@ from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 from prometheus_client import Counter, Histogram
 
 from .._exceptions import NightshiftError
+from ._connect import check_connection
 from ._errors import EventError
 from ._models import EVENT_TYPES, Event
 from ._producer import AsyncProducer
 from ._serde import decode
+from ._settings import KafkaSettings, kafka_settings
 from ._topics import dlq_topic
 
 log = logging.getLogger(__name__)
@@ -70,7 +72,10 @@ class EventConsumer:
 
     Parameters
     ----------
-    bootstrap, group_id : str
+    kafka : KafkaSettings or str
+        Brokers and authentication; a ``host:port`` string takes the rest from
+        the ``NIGHTSHIFT_KAFKA_*`` environment.
+    group_id : str
     topics : sequence of str
         Topics named after event subjects; messages are decoded and validated.
     handler : callable
@@ -83,11 +88,15 @@ class EventConsumer:
         Attempts for a handler that fails with a retriable error.
     subjects : mapping, optional
         Event subject of each topic, for topics not named after their subject.
+    connect_timeout : float or None
+        :meth:`run` first checks that the brokers answer and accept the
+        credentials: a refused login fails at once, unreachable brokers after
+        this many seconds. ``None`` skips the check.
     """
 
     def __init__(
         self,
-        bootstrap: str,
+        kafka: str | KafkaSettings,
         group_id: str,
         topics: Sequence[str],
         handler: Handler,
@@ -100,13 +109,18 @@ class EventConsumer:
         poll_timeout_s: float = 0.5,
         config: Mapping[str, Any] | None = None,
         subjects: Mapping[str, str] | None = None,
+        connect_timeout: float | None = 30.0,
     ) -> None:
         if max_batch < 1 or concurrency < 1 or max_attempts < 1:
             raise ValueError("max_batch, concurrency and max_attempts must be >= 1")
         self.topics = list(topics)
         # Which event subject each topic carries; topics are named after subjects by default.
         self._subjects = dict(subjects) if subjects else {t: t for t in self.topics if t in EVENT_TYPES}
-        self._config = {**CONSUMER_DEFAULTS, "bootstrap.servers": bootstrap, "group.id": group_id, **(config or {})}
+        self.settings = kafka_settings(kafka)
+        self._connect_timeout = connect_timeout
+        self._config = {
+            **CONSUMER_DEFAULTS, **self.settings.librdkafka_config(), "group.id": group_id, **(config or {}),
+        }
         self._handler = handler
         self._producer = producer
         self._max_batch = max_batch
@@ -140,6 +154,8 @@ class EventConsumer:
         def on_assign(consumer: Consumer, partitions: list[TopicPartition]) -> None:
             loop.call_soon_threadsafe(self.assigned.set)
 
+        if self._connect_timeout is not None:
+            await self._call(check_connection, self.settings, self._connect_timeout)
         consumer = self._consumer = Consumer(self._config)
         await self._call(lambda: consumer.subscribe(self.topics, on_assign=on_assign))
         try:

@@ -43,7 +43,7 @@ class Service:
     def __init__(self, settings: ServiceSettings, make_consumers: ConsumerFactory) -> None:
         self.settings = settings
         self._make_consumers = make_consumers
-        self.producer = AsyncProducer(settings.kafka_bootstrap)
+        self.producer = AsyncProducer(settings.kafka)
         self.consumers: list[EventConsumer] = []
         self._stop = asyncio.Event()
         self._signals = 0
@@ -55,7 +55,7 @@ class Service:
         return web.json_response({"status": "ok", "service": self.settings.service_name})
 
     async def broker_reachable(self, timeout: float = 2.0) -> bool:
-        admin = AdminClient({"bootstrap.servers": self.settings.kafka_bootstrap})
+        admin = AdminClient(self.settings.kafka.librdkafka_config())
         try:
             await asyncio.get_running_loop().run_in_executor(None, lambda: admin.list_topics(timeout=timeout))
         except Exception:  # KafkaException: broker not reachable

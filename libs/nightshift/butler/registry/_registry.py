@@ -404,21 +404,26 @@ class Registry(DimensionRecordsMixin, CollectionsMixin, DatasetsMixin):
         outputs: Iterable[DatasetRef],
         run: str | None = None,
         quantum_id: uuid.UUID | None = None,
+        execution_id: str | None = None,
     ) -> uuid.UUID:
         """Record how outputs were made: predicted and actual inputs, task, config, code (REQ-0095).
 
         ``actual_inputs`` must be a subset of ``predicted_inputs`` (None: all
         predicted inputs were used). Each output has at most one producer.
+        ``execution_id`` names the execution that wrote the outputs (up to 64
+        characters), so a later execution can tell its own outputs from
+        reused ones.
 
         Raises
         ------
         ProvenanceError
-            Actual inputs not predicted, unknown datasets, or an output already produced elsewhere.
+            Actual inputs not predicted, unknown datasets, an output already produced elsewhere, or an
+            ``execution_id`` longer than 64 characters.
         """
         return self._provenance.record(
             task_label, config_hash=config_hash, code_version=code_version, data_id=data_id,
             predicted=list(predicted_inputs), actual=None if actual_inputs is None else list(actual_inputs),
-            outputs=list(outputs), run=run, quantum_id=quantum_id,
+            outputs=list(outputs), run=run, quantum_id=quantum_id, execution_id=execution_id,
         )
 
     def get_provenance(self, ref: DatasetRef) -> QuantumProvenance | None:

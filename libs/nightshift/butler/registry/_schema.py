@@ -21,7 +21,7 @@ from ..dimensions import DimensionUniverse
 __all__ = ["SCHEMA_VERSION", "RegistryTables", "build_tables"]
 
 #: Version of the table layout below; bump with a migration in ``_migrations.py``.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 NAME_LENGTH = 128
 
@@ -252,6 +252,8 @@ def build_tables(universe: DimensionUniverse, schema: str | None = None, dialect
         sa.Column("run_id", sa.Integer, sa.ForeignKey(collection.c.collection_id), nullable=True),
         sa.Column("data_id", sa.Text, nullable=False),
         sa.Column("recorded_ns", sa.BigInteger, nullable=False),
+        # which execution (one Executor.run) wrote the outputs; NULL when recorded outside one
+        sa.Column("execution_id", sa.String(64), nullable=True),
     )
     quantum_input = sa.Table(
         "quantum_input", md,

@@ -211,6 +211,9 @@ class PreloadConfig(PipelineTaskConfig):
     """Config of :class:`PreloadTask`."""
 
     seconds: float = 1.0
+    # instead of ``seconds``: last until this file exists (a consumer announced it is waiting; at most
+    # ``seconds``, then the preload fails) — lets a test order the two quanta without racing the clock
+    until_file: str | None = None
 
 
 class PreloadTask(PipelineTask):
@@ -221,7 +224,14 @@ class PreloadTask(PipelineTask):
     config: PreloadConfig
 
     def run_quantum(self, context: QuantumContext) -> None:
-        time.sleep(self.config.seconds)
+        if self.config.until_file is None:
+            time.sleep(self.config.seconds)
+        else:
+            until, deadline = Path(self.config.until_file), time.monotonic() + self.config.seconds
+            while not until.exists():
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{until} did not appear within {self.config.seconds} s")
+                time.sleep(0.01)
         context.put("objects", {"visit": context.data_id["visit"], "objects": list(range(5))})
 
 
@@ -235,6 +245,7 @@ class AssociateConfig(PipelineTaskConfig):
     """Config of :class:`AssociateTask`."""
 
     work_seconds: float = 1.0
+    announce_file: str | None = None  # created just before waiting for the objects (see PreloadConfig)
 
 
 class AssociateTask(PipelineTask):
@@ -247,6 +258,8 @@ class AssociateTask(PipelineTask):
     def run_quantum(self, context: QuantumContext) -> None:
         image = context.get("raw")
         time.sleep(self.config.work_seconds)  # image processing, overlapping the preload
+        if self.config.announce_file is not None:
+            Path(self.config.announce_file).touch()
         t = time.time()
         objects = context.get("objects")      # blocks until the preload quantum has written them
         context.put("associations", {"n_objects": len(objects["objects"]), "waited_s": time.time() - t,
