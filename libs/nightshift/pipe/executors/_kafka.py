@@ -46,6 +46,7 @@ from ...events import (
     QuantumCompleted,
     QuantumFailed,
     QuantumPlanned,
+    check_connection,
     decode,
     dlq_topic,
     encode,
@@ -490,7 +491,9 @@ class KafkaExecutor(Executor):
     @contextlib.contextmanager
     def _pool(self, graph: QuantumGraph, setup: WorkerSetup) -> Iterator[cf.Executor]:
         if self.create_topics:
-            ensure_fleet_topics(self.kafka, self.topics)
+            ensure_fleet_topics(self.kafka, self.topics)  # checks the connection first
+        else:
+            check_connection(self.kafka)  # refused credentials fail here, at once
         pool = _KafkaPool(self.kafka, self.topics, graph, quantum_timeout=self.quantum_timeout,
                           stall_warning_s=self.stall_warning_s, config=self.config)
         _log.info("execution %s: publishing %d quanta to %r", pool.execution_id, len(graph), self.topics.planned)
