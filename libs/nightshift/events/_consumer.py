@@ -161,8 +161,8 @@ class EventConsumer:
                 self._thread.shutdown(wait=False)
                 self._stopped.set()
                 raise
-        self._consumer = Consumer(self._config)
-        await self._call(lambda: self._consumer.subscribe(self.topics, on_assign=on_assign))  # type: ignore[union-attr]
+        consumer = self._consumer = Consumer(self._config)
+        await self._call(lambda: consumer.subscribe(self.topics, on_assign=on_assign))
         try:
             while not self._stopping.is_set():
                 messages: list[Message] = await self._call(self._fetch)
@@ -199,20 +199,26 @@ class EventConsumer:
                     log.warning("consumer error on %s: %s", msg.topic(), err.str())
                 continue
             tasks.append(asyncio.create_task(self._process_one(msg)))
-            key = (msg.topic(), msg.partition())
-            to_commit[key] = max(to_commit.get(key, -1), msg.offset())
+            topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
+            assert topic is not None and partition is not None and offset is not None  # set when error() is None
+            key = (topic, partition)
+            to_commit[key] = max(to_commit.get(key, -1), offset)
         # If any message could be neither handled nor dead-lettered, this raises and
         # nothing is committed: the batch is redelivered after a restart.
         await asyncio.gather(*tasks)
         if to_commit:
             offsets = [TopicPartition(t, p, o + 1) for (t, p), o in to_commit.items()]
-            await self._call(lambda: self._consumer.commit(offsets=offsets, asynchronous=False))  # type: ignore[union-attr]
+            consumer = self._consumer
+            assert consumer is not None  # run() clears it only after its last batch
+            await self._call(lambda: consumer.commit(offsets=offsets, asynchronous=False))
 
     async def _process_one(self, msg: Message) -> None:
         topic = msg.topic()
+        assert topic is not None  # a consumed message without an error has its topic
         async with self._semaphore:
             try:
-                event = decode(msg.value(), expected_subject=self._subjects.get(topic))
+                # a tombstone (no value) is "0 bytes, too short" to the decoder, a DecodeError like any bad body
+                event = decode(msg.value() or b"", expected_subject=self._subjects.get(topic))
             except EventError as exc:
                 await self._dead_letter(msg, exc, attempts=0)
                 return
@@ -240,18 +246,23 @@ class EventConsumer:
 
     async def _dead_letter(self, msg: Message, exc: BaseException, attempts: int) -> None:
         error_type = getattr(exc, "error_type", type(exc).__name__)
-        headers: list[tuple[str, bytes | str]] = list(msg.headers() or [])
+        topic = msg.topic()
+        assert topic is not None  # a consumed message without an error has its topic
+        received = msg.headers() or []  # a list of pairs on a consumed message (the dict form is for producing)
+        headers: list[tuple[str, bytes | str | None]] = (
+            list(received.items()) if isinstance(received, dict) else list(received)
+        )
         headers += [
             ("dlq.error_type", str(error_type)),
             ("dlq.error_message", str(exc)[:4000]),
             ("dlq.exception", type(exc).__qualname__),
-            ("dlq.source_topic", msg.topic()),
+            ("dlq.source_topic", topic),
             ("dlq.source_partition", str(msg.partition())),
             ("dlq.source_offset", str(msg.offset())),
             ("dlq.attempts", str(attempts)),
             ("dlq.failed_at", datetime.now(UTC).isoformat()),
         ]
-        await self._producer.send(dlq_topic(msg.topic()), msg.value() or b"", key=msg.key(), headers=headers)
+        await self._producer.send(dlq_topic(topic), msg.value() or b"", key=msg.key(), headers=headers)
         self.stats.dead_lettered += 1
         self.stats.dlq_reasons.append(f"{error_type}: {exc}")
         EVENTS.labels(msg.topic(), "dead_lettered").inc()

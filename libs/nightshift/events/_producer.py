@@ -19,7 +19,7 @@ from ._settings import KafkaSettings, kafka_settings
 
 log = logging.getLogger(__name__)
 
-Headers = Sequence[tuple[str, bytes | str]]
+Headers = Sequence[tuple[str, bytes | str | None]]
 
 #: librdkafka settings for at-least-once delivery without duplicates from retries.
 PRODUCER_DEFAULTS: dict[str, Any] = {
@@ -107,12 +107,15 @@ class AsyncProducer:
         def resolve() -> None:
             if future.done():
                 return
+            topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
             if err is not None:
                 future.set_exception(
-                    DeliveryError(f"broker did not accept message for {msg.topic()!r}: {err.str()} ({err.name()})")
+                    DeliveryError(f"broker did not accept message for {topic!r}: {err.str()} ({err.name()})")
                 )
+            elif topic is None or partition is None or offset is None:  # librdkafka sets all three on delivery
+                future.set_exception(DeliveryError(f"delivery report without topic, partition or offset: {msg!r}"))
             else:
-                future.set_result(Delivered(msg.topic(), msg.partition(), msg.offset()))
+                future.set_result(Delivered(topic, partition, offset))
 
         future.get_loop().call_soon_threadsafe(resolve)
 

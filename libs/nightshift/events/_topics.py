@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from confluent_kafka import KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]  # re-exported from cimpl implicitly
 
 from ._connect import check_connection
 from ._errors import EventError
@@ -40,7 +40,9 @@ def ensure_topics(
     check_connection(settings, timeout)
     admin = AdminClient(settings.librdkafka_config())
     existing = set(admin.list_topics(timeout=timeout).topics)
-    wanted = [NewTopic(t, num_partitions=partitions, replication_factor=replication) for t in topics if t not in existing]
+    wanted = [
+        NewTopic(t, num_partitions=partitions, replication_factor=replication) for t in topics if t not in existing
+    ]
     if not wanted:
         return
     for topic, future in admin.create_topics(wanted, operation_timeout=timeout).items():

@@ -73,7 +73,9 @@ class LocalRunnerFleet:
         if not line.startswith("READY"):
             proc.wait(10)
             self._close(proc)
-            where = f"see {log_path}" if log_path is not None else "run `python -m nightshift_services.runner` to see why"
+            where = (
+                f"see {log_path}" if log_path is not None else "run `python -m nightshift_services.runner` to see why"
+            )
             raise RunnerStartError(f"runner {i} did not start (exit code {proc.returncode}); {where}")
         return proc
 
