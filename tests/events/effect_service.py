@@ -42,7 +42,7 @@ async def main(topic: str, group: str, table: str) -> None:
         await asyncio.sleep(0.01)
 
     def consumers(producer: AsyncProducer) -> list[EventConsumer]:
-        return [EventConsumer(settings.kafka_bootstrap, group, [topic], handler, producer,
+        return [EventConsumer(settings.kafka, group, [topic], handler, producer,
                               max_batch=settings.max_batch, concurrency=settings.concurrency,
                               subjects={topic: "dataset.stored"}, config={"session.timeout.ms": 6000})]
 

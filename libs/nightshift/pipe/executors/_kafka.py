@@ -48,6 +48,7 @@ from ...events import (
     QuantumCompleted,
     QuantumFailed,
     QuantumPlanned,
+    check_connection,
     decode,
     dlq_topic,
     encode,
@@ -500,7 +501,9 @@ class KafkaExecutor(Executor):
     @contextlib.contextmanager
     def _pool(self, graph: QuantumGraph, setup: WorkerSetup) -> Iterator[cf.Executor]:
         if self.create_topics:
-            ensure_fleet_topics(self.kafka, self.topics)
+            ensure_fleet_topics(self.kafka, self.topics)  # checks the connection first
+        else:
+            check_connection(self.kafka)  # refused credentials fail here, at once
         pool = _KafkaPool(self.kafka, self.topics, graph, execution_id=setup.execution_id or uuid.uuid4().hex,
                           quantum_timeout=self.quantum_timeout,
                           stall_warning_s=self.stall_warning_s, config=self.config)
