@@ -38,7 +38,7 @@ from .datastores import (
     datastore_from_config,
 )
 from ._repository_ops import RepositoryOperations, restore_trash
-from .registry import MissingCollectionError, Registry
+from .registry import INDEX_ENV, MissingCollectionError, Registry, RepositoryIndex
 
 if TYPE_CHECKING:
     from .external import Selections
@@ -117,8 +117,17 @@ class Butler(RepositoryOperations):
         registry_db: str | None = None,
         storage_classes: Mapping[str, Any] | None = None,
         registry_schema: str | None = None,
+        *,
+        name: str | None = None,
+        index: str | os.PathLike[str] | None = None,
+        register: bool = True,
     ) -> Butler:
         """Create a repository: ``butler.yaml``, the registry and the datastore root.
+
+        If a repository index is configured (``index`` or
+        ``$NIGHTSHIFT_REPOSITORY_INDEX``), the new repository is registered in
+        it as it is created (DMS-MWBT-REQ-0024), so it can be opened with
+        :meth:`from_name` wherever it later moves.
 
         Parameters
         ----------
@@ -133,8 +142,32 @@ class Butler(RepositoryOperations):
             Extra storage class definitions.
         registry_schema : str, optional
             PostgreSQL schema holding this repository's tables.
+        name : str, optional
+            Name in the repository index; the directory's name by default.
+        index : str or os.PathLike, optional
+            Repository index file; ``$NIGHTSHIFT_REPOSITORY_INDEX`` by default.
+        register : bool
+            False for a scratch repository that should not be listed (e.g. a
+            job's node-local staging area).
+
+        Raises
+        ------
+        ButlerConfigError
+            A repository exists there already, or ``name`` was given but no
+            repository index is configured.
+        ConflictingDefinitionError
+            ``name`` already names another repository in the index (checked
+            before anything is created).
         """
         root = Path(repo).absolute()
+        idx = RepositoryIndex.configured(index) if register else None
+        if idx is None and name is not None:
+            raise ButlerConfigError(
+                f"cannot register {root} as {name!r}: no repository index (pass index= or set ${INDEX_ENV})"
+            )
+        if idx is not None:
+            name = name or root.name
+            idx.check_free(name, str(root))
         root.mkdir(parents=True, exist_ok=True)
         config: dict[str, Any] = {"registry": {"db": registry_db, "schema": registry_schema}, "datastore": dict(datastore or DEFAULT_DATASTORE)}
         if storage_classes:
@@ -143,7 +176,36 @@ class Butler(RepositoryOperations):
             raise ButlerConfigError(f"a repository already exists at {root}")
         (root / CONFIG_NAME).write_text(yaml.safe_dump(config, sort_keys=False))
         Registry.create(registry_db if registry_db else str(root), schema=registry_schema).close()
+        if idx is not None and name is not None:
+            idx.register(name, str(root))
         return cls(root)
+
+    @classmethod
+    def from_name(
+        cls,
+        name: str,
+        collections: str | Sequence[str] | None = None,
+        run: str | None = None,
+        *,
+        index: str | os.PathLike[str] | None = None,
+    ) -> Butler:
+        """Open a repository by its name in the repository index (DMS-MWBT-REQ-0024).
+
+        Raises
+        ------
+        MissingCollectionError
+            The name is not in the index.
+        ButlerConfigError
+            The name maps to a registry database, not to a repository directory
+            (open it with :meth:`Registry.from_name`).
+        """
+        location, schema = RepositoryIndex(index).get(name)
+        if "://" in location or schema is not None:
+            raise ButlerConfigError(
+                f"repository name {name!r} maps to the registry {location!r} (schema {schema!r}), not to a "
+                "repository directory: open it with Registry.from_name"
+            )
+        return cls(location, collections=collections, run=run)
 
     def close(self) -> None:
         """Release the registry's database connections (idempotent)."""

@@ -60,7 +60,8 @@ class RepositoryOperations:
         collections: list[str]
 
         @classmethod
-        def create(cls, repo: str | os.PathLike[str], datastore: Mapping[str, Any] | None = None) -> Butler: ...
+        def create(cls, repo: str | os.PathLike[str], datastore: Mapping[str, Any] | None = None, *,
+                   register: bool = True) -> Butler: ...
 
         def get(self, dataset_type: str | DatasetType | DatasetRef, data_id: Mapping[str, int | str] | None = None,
                 **kwargs: Any) -> Any: ...
@@ -280,7 +281,7 @@ class RepositoryOperations:
         dimension records and all dataset types are copied too. Returns it (the caller closes it); write outputs to it and hand them
         back with :meth:`stage_out`.
         """
-        local = type(self).create(local_dir)
+        local = type(self).create(local_dir, register=False)  # scratch: not listed in the repository index
         try:
             for dt in self.registry.query_dataset_types():  # outputs may be of any known type
                 local.register_dataset_type(dt)

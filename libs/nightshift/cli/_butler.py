@@ -103,12 +103,17 @@ def butler() -> None:
 @click.option("--registry-db", metavar="URL",
               help="PostgreSQL URL for the registry (postgresql://user@host:port/db). Default: SQLite in REPO.")
 @click.option("--registry-schema", metavar="SCHEMA", help="PostgreSQL schema for this repository's tables.")
+@click.option("--name", metavar="NAME",
+              help="Name in the repository index ($NIGHTSHIFT_REPOSITORY_INDEX). Default: REPO's directory name.")
 @_errors
-def create_cmd(repo: str, registry_db: str | None, registry_schema: str | None) -> None:
-    """Create an empty repository at REPO (POSIX datastore under REPO/datastore)."""
+def create_cmd(repo: str, registry_db: str | None, registry_schema: str | None, name: str | None) -> None:
+    """Create an empty repository at REPO (POSIX datastore under REPO/datastore).
+
+    With $NIGHTSHIFT_REPOSITORY_INDEX set, the repository is registered there as it is created.
+    """
     from ..butler import Butler
 
-    Butler.create(repo, registry_db=registry_db, registry_schema=registry_schema).close()
+    Butler.create(repo, registry_db=registry_db, registry_schema=registry_schema, name=name).close()
     click.echo(f"created repository {repo}")
 
 

@@ -174,8 +174,21 @@ class Registry(DimensionRecordsMixin, CollectionsMixin, DatasetsMixin):
 
     @classmethod
     def from_name(cls, name: str, *, index: str | os.PathLike[str] | None = None) -> Registry:
-        """Open a repository by its name in the repository index (REQ-0024)."""
+        """Open a repository's registry by its name in the repository index (REQ-0024).
+
+        The name may map to a registry (database URL + schema) or to a Butler
+        repository directory, whose ``butler.yaml`` says where its registry is.
+        """
         location, schema = RepositoryIndex(index).get(name)
+        config = os.path.join(location, "butler.yaml")
+        if "://" not in location and os.path.isfile(config):
+            import yaml
+
+            with open(config, encoding="utf-8") as stream:
+                reg = (yaml.safe_load(stream) or {}).get("registry") or {}
+            db = reg.get("db")
+            if db is not None:
+                return cls(db if "://" in str(db) else os.path.join(location, str(db)), schema=reg.get("schema"))
         return cls(location, schema=schema)
 
     @classmethod
