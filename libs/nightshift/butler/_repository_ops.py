@@ -306,52 +306,117 @@ class RepositoryOperations:
         return self.import_from(local, refs, transfer="copy", conflict="error")
 
     @staticmethod
-    def remove_repository(repo: str | os.PathLike[str], known_repositories: Sequence[str | os.PathLike[str]] = ()) -> int:
-        """Delete a repository, keeping datasets other known repositories still use (REQ-0005, REQ-0006).
+    def remove_repository(
+        repo: str | os.PathLike[str],
+        known_repositories: Sequence[str | os.PathLike[str]] = (),
+        *,
+        index: str | os.PathLike[str] | None = None,
+    ) -> int:
+        """Delete a repository from its storage, its registry database and the repository index (REQ-0005).
 
-        A file of ``repo`` that a view in one of ``known_repositories`` links
-        to is moved into that repository (replacing the link) instead of being
-        deleted; everything else is removed. Storage permissions are respected:
-        a file the user may not delete raises ``DatastorePermissionError``
-        (REQ-0004).
+        Datasets other known repositories still use are kept (REQ-0006): a
+        file of ``repo`` that a view in one of ``known_repositories`` links to
+        is moved into that repository (replacing the link) instead of being
+        deleted. Storage permissions are respected: a file the user may not
+        delete raises ``DatastorePermissionError`` (REQ-0004).
+
+        The steps run in this order, so that a failure part-way leaves a
+        repository that is still recognisable (``butler.yaml`` is deleted
+        last) and calling ``remove_repository`` again finishes the job:
+
+        1. hand over the files views link to;
+        2. remove the datasets whose bytes are outside the directory (object
+           storage, another file system): rows and bytes together;
+        3. remove every name of the repository from the repository index
+           (``index`` or ``$NIGHTSHIFT_REPOSITORY_INDEX``, if configured);
+        4. delete the registry: the PostgreSQL schema (or tables), or the
+           SQLite file;
+        5. delete the directory, ``butler.yaml`` last.
+
+        A step that fails raises its own error, with a note saying which step
+        stopped and that a second call finishes the removal.
 
         Returns
         -------
         int
             Number of dataset files handed over to other repositories.
+
+        Raises
+        ------
+        ButlerConfigError
+            ``repo`` is not a repository (nothing is changed).
+        RegistryDatabaseError
+            The registry database cannot be reached or refuses.
+        DatastorePermissionError
+            The storage does not let this user delete a file.
         """
-        from ._butler import CONFIG_NAME, ButlerConfigError
+        import yaml
+
+        from ._butler import CONFIG_NAME, Butler, ButlerConfigError
+        from .registry import Registry, RepositoryIndex
 
         root = Path(repo).absolute()
-        if not (root / CONFIG_NAME).exists():
+        config_path = root / CONFIG_NAME
+        if not config_path.exists():
             raise ButlerConfigError(f"{root} is not a repository (no {CONFIG_NAME})")
-        handed = 0
-        for other in known_repositories:
-            for dirpath, _, files in os.walk(Path(other).absolute()):
-                for name in files:
-                    link = Path(dirpath) / name
-                    if link.is_symlink():
-                        target = Path(os.path.realpath(link))
-                        if target.is_relative_to(root) and target.exists():
-                            os.replace(target, link)  # same file system: the data moves, the view keeps it
-                            handed += 1
-        # bytes in object storage or outside the directory, and rows in a database server, are not
-        # removed by deleting the directory: remove those datasets properly first (rows and bytes)
-        from ._butler import Butler
+        registry_config = (yaml.safe_load(config_path.read_text()) or {}).get("registry") or {}
+        db = registry_config.get("db")
+        location = str(root) if db is None else (db if "://" in str(db) else str(root / db))
+        schema = registry_config.get("schema")
+        step = "checking the registry"
+        try:
+            has_registry = Registry.exists(location, schema=schema)  # False when a previous call got past step 4
+            step = "handing over files linked from other repositories"
+            handed = 0
+            for other in known_repositories:
+                for dirpath, _, files in os.walk(Path(other).absolute()):
+                    for name in files:
+                        link = Path(dirpath) / name
+                        if link.is_symlink():
+                            target = Path(os.path.realpath(link))
+                            if target.is_relative_to(root) and target.exists():
+                                os.replace(target, link)  # same file system: the data moves, the view keeps it
+                                handed += 1
+            if has_registry:
+                step = "removing the datasets stored outside the repository directory"
+                with Butler(root) as butler:
+                    if _stored_outside(butler.datastore, root):
+                        refs = butler.all_datasets()
+                        if refs:
+                            butler.remove_datasets(refs, force=True)
+            step = "removing the repository from the repository index"
+            idx = RepositoryIndex.configured(index)
+            if idx is not None:
+                idx.unregister(str(root))
+            if has_registry:
+                step = "deleting the registry database"
+                Registry.remove(location, schema=schema)
+            step = "deleting the repository directory"
 
-        with Butler(root) as butler:
-            if _stored_outside(butler.datastore, root) or butler.registry.is_postgresql:
-                refs = butler.all_datasets()
-                if refs:
-                    butler.remove_datasets(refs, force=True)
+            def refuse(func: Any, path: str, info: Any) -> None:
+                exc = info[1]
+                if isinstance(exc, PermissionError):
+                    raise DatastorePermissionError(f"not allowed to delete {path}: {exc}") from exc
+                raise exc
 
-        def refuse(func: Any, path: str, info: Any) -> None:
-            exc = info[1]
-            if isinstance(exc, PermissionError):
-                raise DatastorePermissionError(f"not allowed to delete {path}: {exc}") from exc
-            raise exc
-
-        shutil.rmtree(root, onerror=refuse)  # Python 3.11 (pinned): onexc arrives in 3.12
+            for child in sorted(root.iterdir()):
+                if child.name == CONFIG_NAME:
+                    continue
+                if child.is_dir() and not child.is_symlink():
+                    shutil.rmtree(child, onerror=refuse)  # Python 3.11 (pinned): onexc arrives in 3.12
+                else:
+                    try:
+                        child.unlink()
+                    except PermissionError as exc:
+                        raise DatastorePermissionError(f"not allowed to delete {child}: {exc}") from exc
+            config_path.unlink()
+            root.rmdir()
+        except BaseException as exc:
+            exc.add_note(
+                f"removing the repository {root} stopped while {step}; what came before is done. Fix the cause "
+                f"and call Butler.remove_repository({str(root)!r}) again to finish"
+            )
+            raise
         return handed
 
 
