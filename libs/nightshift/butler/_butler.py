@@ -207,6 +207,100 @@ class Butler(RepositoryOperations):
             )
         return cls(location, collections=collections, run=run)
 
+    def publish_config(self) -> str:
+        """Copy ``butler.yaml`` into the object store next to the datasets (DMS-MWBT-REQ-0019).
+
+        A repository whose registry is on a database server and whose bytes
+        are in an object store needs nothing from this machine but its
+        configuration; once published, any machine opens it with
+        :meth:`attach`. A password in the registry URL is not published
+        (credentials come from each machine's environment, e.g. ``PGPASSWORD``).
+
+        Returns
+        -------
+        str
+            The URI of the repository to give :meth:`attach`.
+
+        Raises
+        ------
+        ButlerConfigError
+            The registry is a local SQLite file, or the datastore is not an
+            object store: other machines could not use the repository.
+        """
+        if not self.registry.is_postgresql:
+            raise ButlerConfigError(
+                f"{self.root}: the registry is a local SQLite file, which other machines cannot use; create the "
+                "repository with registry_db='postgresql://...' to share it"
+            )
+        backend = getattr(self.datastore, "backend", None)
+        if backend is None or not getattr(backend, "remote", False):
+            raise ButlerConfigError(
+                f"{self.root}: datastore {self.datastore.name!r} is not in an object store, so other machines "
+                "cannot reach its files; use an s3 datastore to share the repository"
+            )
+        config = dict(self.config)
+        registry = dict(config.get("registry") or {})
+        import sqlalchemy as sa
+
+        registry["db"] = sa.make_url(str(registry["db"])).set(password=None).render_as_string(hide_password=False)
+        config["registry"] = registry
+        backend.put_bytes(CONFIG_NAME, yaml.safe_dump(config, sort_keys=False).encode())
+        return str(backend.uri("")).rstrip("/")
+
+    @classmethod
+    def attach(
+        cls,
+        uri: str,
+        local_dir: str | os.PathLike[str],
+        collections: str | Sequence[str] | None = None,
+        run: str | None = None,
+        *,
+        endpoint_url: str | None = None,
+    ) -> Butler:
+        """Open, from any machine, a repository whose configuration was published (DMS-MWBT-REQ-0019).
+
+        Parameters
+        ----------
+        uri : str
+            ``s3://bucket/prefix`` of the repository (what
+            :meth:`publish_config` returned).
+        local_dir : str or os.PathLike
+            A local directory for this machine's handle: the configuration
+            copy and the datastore cache; nothing else is kept there.
+        collections, run
+            As for :class:`Butler`.
+        endpoint_url : str, optional
+            S3 endpoint; ``$S3_ENDPOINT`` by default.
+
+        Raises
+        ------
+        ButlerConfigError
+            Not an ``s3://`` URI, no published configuration there, or
+            ``local_dir`` already holds another repository's configuration.
+        """
+        if not uri.startswith("s3://"):
+            raise ButlerConfigError(f"cannot attach {uri!r}: give the s3://bucket/prefix of a published repository")
+        bucket, _, prefix = uri[len("s3://"):].partition("/")
+        prefix = prefix.strip("/")
+        if prefix.endswith(CONFIG_NAME):
+            prefix = prefix[: -len(CONFIG_NAME)].strip("/")
+        from .datastores import S3Backend
+
+        data = S3Backend(bucket, prefix, endpoint_url).get_bytes(CONFIG_NAME)
+        if data is None:
+            raise ButlerConfigError(
+                f"no {CONFIG_NAME} at {uri}: publish it from the uploading machine with Butler.publish_config()"
+            )
+        root = Path(local_dir).absolute()
+        target = root / CONFIG_NAME
+        if target.exists() and target.read_bytes() != data:
+            raise ButlerConfigError(
+                f"{root} already holds another repository's {CONFIG_NAME}; choose another directory"
+            )
+        root.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+        return cls(root, collections=collections, run=run)
+
     def close(self) -> None:
         """Release the registry's database connections (idempotent)."""
         self.registry.close()

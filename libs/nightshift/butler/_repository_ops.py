@@ -60,8 +60,11 @@ class RepositoryOperations:
         collections: list[str]
 
         @classmethod
-        def create(cls, repo: str | os.PathLike[str], datastore: Mapping[str, Any] | None = None, *,
-                   register: bool = True) -> Butler: ...
+        def create(cls, repo: str | os.PathLike[str], datastore: Mapping[str, Any] | None = None,
+                   registry_db: str | None = None, storage_classes: Mapping[str, Any] | None = None,
+                   registry_schema: str | None = None, *, register: bool = True) -> Butler: ...
+
+        def publish_config(self) -> str: ...
 
         def get(self, dataset_type: str | DatasetType | DatasetRef, data_id: Mapping[str, int | str] | None = None,
                 **kwargs: Any) -> Any: ...
@@ -137,13 +140,22 @@ class RepositoryOperations:
         collections: Sequence[str] | None = None,
         transfer: TransferMode = "copy",
         datastore: Mapping[str, Any] | None = None,
+        registry_db: str | None = None,
+        registry_schema: str | None = None,
     ) -> Butler:
         """Create a new repository holding a subset of this one.
 
         ``transfer="copy"`` copies the files (DMS-MWBT-REQ-0011); ``"symlink"``
         makes a view whose files are shared with this repository
         (DMS-MWBT-REQ-0010). ``datastore`` may put the new repository in
-        another storage context, e.g. S3 (DMS-MWBT-REQ-0019, copy only).
+        another storage context, e.g. S3.
+
+        Upload to the Science Platform (DMS-MWBT-REQ-0019): with an object
+        store ``datastore`` and a database-server ``registry_db`` (and
+        ``registry_schema``), nothing of the new repository stays on this
+        machine but a handle: its ``butler.yaml`` is published next to the
+        datasets, and any machine opens it with
+        ``Butler.attach("s3://bucket/prefix", local_dir)``.
         Dimension records are copied whole; dataset ids are kept.
 
         Returns
@@ -152,9 +164,11 @@ class RepositoryOperations:
             The new repository (caller closes it).
         """
         refs = self.all_datasets(dataset_types, where=where, data_id=data_id, collections=collections)
-        new = type(self).create(dest, datastore=datastore)
+        new = type(self).create(dest, datastore=datastore, registry_db=registry_db, registry_schema=registry_schema)
         try:
             new.import_from(self, refs, transfer=transfer)
+            if registry_db is not None and getattr(getattr(new.datastore, "backend", None), "remote", False):
+                new.publish_config()
         except BaseException:
             new.close()
             raise
@@ -384,6 +398,9 @@ class RepositoryOperations:
                         refs = butler.all_datasets()
                         if refs:
                             butler.remove_datasets(refs, force=True)
+                    backend = getattr(butler.datastore, "backend", None)
+                    if backend is not None and getattr(backend, "remote", False) and backend.exists(CONFIG_NAME):
+                        backend.delete(CONFIG_NAME)  # the copy publish_config made for other machines
             step = "removing the repository from the repository index"
             idx = RepositoryIndex.configured(index)
             if idx is not None:
