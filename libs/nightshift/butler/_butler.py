@@ -335,6 +335,7 @@ class Butler(RepositoryOperations):
         data_id: Mapping[str, int | str] | None = None,
         *,
         run: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
         **kwargs: int | str,
     ) -> DatasetRef:
         """Store ``obj``; returns its full, resolved :class:`DatasetRef` (DMS-MWBT-REQ-0075).
@@ -344,10 +345,27 @@ class Butler(RepositoryOperations):
         row is inserted in a transaction that commits only after the datastore
         write succeeded; if the commit fails, the written file is removed.
 
+        The metadata fields the dataset type declares (``DatasetType(metadata=
+        {"psf_fwhm": "float"})``) are recorded in the registry in the same
+        transaction (DMS-MWBT-REQ-0091), so :meth:`get_metadata` answers
+        without reading the file. Each value comes from ``metadata`` if given
+        there, else from the object: a mapping's key, or the key of its
+        ``metadata`` (e.g. an exposure's FITS header, case-insensitive) or
+        ``meta`` (an astropy table's) mapping. Declared fields found nowhere
+        are not recorded.
+
+        Parameters
+        ----------
+        metadata : mapping, optional
+            Values of declared metadata fields, overriding what the object holds.
+
         Raises
         ------
         MissingDatasetTypeError, DataIdError, ConflictingDefinitionError
             From the registry (the dataset already exists: no clobber, REQ-0074).
+        DatasetMetadataError
+            A metadata field is not declared by the dataset type, or its value
+            has the wrong type (nothing is stored).
         StorageClassError, FormatterError, DatastoreError
             From the datastore.
         """
@@ -358,11 +376,12 @@ class Butler(RepositoryOperations):
         if component is not None:
             raise ValueError(f"cannot put component {dataset_type!r}: put the composite {dt.name!r}")
         full_id = {**(data_id or {}), **kwargs}
+        values = _declared_metadata(dt, obj, metadata)
         self._ensure_run(run)
         written: DatasetRef | None = None
         try:
             with self.registry.transaction():
-                (ref,) = self.registry.insert_datasets(dt, [full_id], run)
+                (ref,) = self.registry.insert_datasets(dt, [full_id], run, metadata=[values])
                 self.datastore.put(obj, ref)
                 written = ref
         except BaseException:
@@ -385,7 +404,8 @@ class Butler(RepositoryOperations):
 
         On POSIX the batch's files and directories are fsync'd together at the
         end of the batch, before the registry commits, rather than each file
-        as it is written.
+        as it is written. Declared metadata is taken from each object as in
+        :meth:`put`.
 
         Parameters
         ----------
@@ -403,11 +423,12 @@ class Butler(RepositoryOperations):
         if component is not None:
             raise ValueError(f"cannot put component {dataset_type!r}")
         items = list(items)
+        values = [_declared_metadata(dt, obj, None) for obj, _ in items]
         self._ensure_run(run)
         written: list[DatasetRef] = []
         try:
             with self.registry.transaction():
-                refs = self.registry.insert_datasets(dt, [d for _, d in items], run)
+                refs = self.registry.insert_datasets(dt, [d for _, d in items], run, metadata=values)
                 self.datastore.put_many(zip([o for o, _ in items], refs, strict=True))
                 written = refs
         except BaseException:
@@ -597,6 +618,23 @@ class Butler(RepositoryOperations):
             found = self.__dict__["_selections"] = Selections(self.config.get("selections"), self.root / CONFIG_NAME)
         return found
 
+    def get_metadata(self, dataset_type: str | DatasetType | DatasetRef,
+                     data_id: Mapping[str, int | str] | None = None, *,
+                     collections: str | Sequence[str] | None = None, **kwargs: int | str) -> dict[str, Any]:
+        """The metadata recorded for a dataset at put time, from the registry only (DMS-MWBT-REQ-0091).
+
+        The dataset's file is never opened: this works when the bytes are
+        remote, slow, or gone.
+
+        Raises
+        ------
+        DatasetNotFoundError
+            No such dataset in the collections.
+        """
+        ref = dataset_type if isinstance(dataset_type, DatasetRef) else self.find(
+            dataset_type, data_id, collections=collections, **kwargs)
+        return self.registry.get_dataset_metadata(ref)
+
     def exists(self, dataset_type: str | DatasetType | DatasetRef, data_id: Mapping[str, int | str] | None = None,
                *, collections: str | Sequence[str] | None = None, **kwargs: int | str) -> bool:
         """Whether the dataset is in the registry *and* its bytes are in the datastore."""
@@ -678,6 +716,26 @@ class Butler(RepositoryOperations):
              "storage_classes": self.storage_classes.to_dict()["storage_classes"]},
             sort_keys=False,
         )
+
+
+def _declared_metadata(dt: DatasetType, obj: Any, given: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The values of ``dt``'s declared metadata fields: from ``given``, else found in ``obj`` (REQ-0091)."""
+    found: dict[str, Any] = {}
+    sources = [obj if isinstance(obj, Mapping) else None, getattr(obj, "metadata", None), getattr(obj, "meta", None)]
+    for name in dt.metadata:
+        for source in sources:
+            if source is None or not hasattr(source, "__contains__") or not hasattr(source, "__getitem__"):
+                continue
+            try:
+                if name not in source:
+                    continue
+                value = source[name]
+                found[name] = value.item() if hasattr(value, "item") and callable(value.item) else value
+            except (TypeError, KeyError, ValueError):  # not a mapping after all, or not a scalar
+                continue
+            break
+    found.update(given or {})  # undeclared keys are refused by the registry with the declared list
+    return found or None
 
 
 def _as_mapping(value: Any, ref: DatasetRef) -> Mapping[str, Any]:
