@@ -83,9 +83,9 @@ class RepositoryOperations:
     ) -> Path:
         """Write one dataset, with its overrides combined in, as a single file (DMS-MWBT-REQ-0077).
 
-        The file is named by the datastore's file template (the last path
-        element), so its name does not depend on how it was obtained
-        (DMS-MWBT-REQ-0078).
+        The file is named :meth:`FileTemplates.file_name` plus the format's
+        extension, as by :meth:`retrieve_files`, so its name does not depend
+        on how it was obtained (DMS-MWBT-REQ-0078).
 
         Returns
         -------
@@ -103,7 +103,7 @@ class RepositoryOperations:
             from ._file_templates import FileTemplates
 
             templates = FileTemplates()
-        dest = Path(directory) / (Path(templates.path(ref)).name + formatter.extension)
+        dest = Path(directory) / (templates.file_name(ref) + formatter.extension)
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = dest.with_name(f".{dest.name}.part")
         try:
@@ -113,6 +113,45 @@ class RepositoryOperations:
             tmp.unlink(missing_ok=True)
         return dest
 
+
+    def retrieve_files(self, refs: Iterable[DatasetRef], directory: str | os.PathLike[str]) -> list[Path]:
+        """Copy the stored files of datasets, byte for byte, into a local directory (DMS-MWBT-REQ-0078).
+
+        Each file is named :meth:`FileTemplates.file_name` plus its stored
+        extension: the same name whatever the storage (POSIX, S3) and the same
+        as :meth:`export_file` gives, unique across the repository. Checksums
+        are verified on the way.
+
+        Returns
+        -------
+        list of pathlib.Path
+            The written files, in the order of ``refs``.
+
+        Raises
+        ------
+        DatastoreError
+            The datastore keeps no files (in-memory, REST publishing).
+        """
+        export = getattr(self.datastore, "export_file", None)
+        templates = getattr(self.datastore, "templates", None)
+        record = getattr(self.datastore, "record", None)
+        if export is None or templates is None or record is None:
+            from .datastores import DatastoreError
+
+            raise DatastoreError(f"datastore {self.datastore.name!r} keeps no files to retrieve")
+        out = Path(directory)
+        out.mkdir(parents=True, exist_ok=True)
+        written: list[Path] = []
+        for ref in refs:
+            dest = out / (templates.file_name(ref) + Path(record(ref).path).suffix)
+            tmp = dest.with_name(f".{dest.name}.part")
+            try:
+                export(ref, tmp)
+                os.replace(tmp, dest)
+            finally:
+                tmp.unlink(missing_ok=True)
+            written.append(dest)
+        return written
 
     # -- moving data between repositories ------------------------------------------------------------
     def all_datasets(self, dataset_types: Sequence[str] | None = None, *, where: str = "",

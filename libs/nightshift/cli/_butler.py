@@ -253,6 +253,28 @@ def export_cmd(repo: str, dest: str, dataset_types: tuple[str, ...], where: str,
     click.echo(f"exported {n} dataset(s) to {dest}")
 
 
+@butler.command("retrieve")
+@click.argument("repo")
+@click.argument("dest")
+@click.argument("dataset_types", nargs=-1, required=True)
+@click.option("--where", default="", help=WHERE_HELP)
+@click.option("--collections", "-c", multiple=True, help="RUN collections to take datasets from. Default: all.")
+@_errors
+def retrieve_cmd(repo: str, dest: str, dataset_types: tuple[str, ...], where: str,
+                 collections: tuple[str, ...]) -> None:
+    """Copy the files of datasets into the directory DEST, each under its repository-wide unique name.
+
+    \b
+    Example:
+      nightshift butler retrieve ./repo ./download calexp --where "visit = 12"
+    """
+    with _open(repo) as b:
+        paths = b.retrieve_files(b.all_datasets(list(dataset_types), where=where,
+                                                collections=list(collections) or None), dest)
+    for path in paths:
+        click.echo(str(path))
+
+
 @butler.command("import")
 @click.argument("repo")
 @click.argument("source")
