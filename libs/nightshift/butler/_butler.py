@@ -381,7 +381,8 @@ class Butler(RepositoryOperations):
         written: DatasetRef | None = None
         try:
             with self.registry.transaction():
-                (ref,) = self.registry.insert_datasets(dt, [full_id], run, metadata=[values])
+                (ref,) = self.registry.insert_datasets(dt, [full_id], run,
+                                                     metadata=[values] if values else None)
                 self.datastore.put(obj, ref)
                 written = ref
         except BaseException:
@@ -428,7 +429,8 @@ class Butler(RepositoryOperations):
         written: list[DatasetRef] = []
         try:
             with self.registry.transaction():
-                refs = self.registry.insert_datasets(dt, [d for _, d in items], run, metadata=values)
+                refs = self.registry.insert_datasets(dt, [d for _, d in items], run,
+                                                     metadata=values if any(values) else None)
                 self.datastore.put_many(zip([o for o, _ in items], refs, strict=True))
                 written = refs
         except BaseException:
