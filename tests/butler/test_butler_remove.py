@@ -22,7 +22,7 @@ from nightshift.butler.datastores import (
     InMemoryDatastore,
     PosixBackend,
 )
-from nightshift.butler.registry import DatasetInUseError, MissingDatasetError
+from nightshift.butler.registry import DatasetInUseError, MissingDatasetError, RegistryError
 
 TASK = dict(config_hash="sha256:1", code_version="v1")
 
@@ -286,5 +286,6 @@ def test_removing_a_repository_on_s3_and_postgresql_leaves_no_bytes_or_rows(
     assert list(backend.list("")) == []  # no object left in the bucket
     from nightshift.butler.registry import Registry
 
-    with Registry(pg_dsn, schema=unique_name) as reg:  # the schema's dataset rows are gone too
-        assert reg.query_datasets("metric", [RUN]) == []
+    assert not Registry.exists(pg_dsn, schema=unique_name)  # the repository's schema is dropped, rows and all
+    with pytest.raises(RegistryError, match="no nightshift registry"):
+        Registry(pg_dsn, schema=unique_name)

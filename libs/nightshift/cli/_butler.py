@@ -104,12 +104,17 @@ def butler() -> None:
 @click.option("--registry-db", metavar="URL",
               help="PostgreSQL URL for the registry (postgresql://user@host:port/db). Default: SQLite in REPO.")
 @click.option("--registry-schema", metavar="SCHEMA", help="PostgreSQL schema for this repository's tables.")
+@click.option("--name", metavar="NAME",
+              help="Name in the repository index ($NIGHTSHIFT_REPOSITORY_INDEX). Default: REPO's directory name.")
 @_errors
-def create_cmd(repo: str, registry_db: str | None, registry_schema: str | None) -> None:
-    """Create an empty repository at REPO (POSIX datastore under REPO/datastore)."""
+def create_cmd(repo: str, registry_db: str | None, registry_schema: str | None, name: str | None) -> None:
+    """Create an empty repository at REPO (POSIX datastore under REPO/datastore).
+
+    With $NIGHTSHIFT_REPOSITORY_INDEX set, the repository is registered there as it is created.
+    """
     from ..butler import Butler
 
-    Butler.create(repo, registry_db=registry_db, registry_schema=registry_schema).close()
+    Butler.create(repo, registry_db=registry_db, registry_schema=registry_schema, name=name).close()
     click.echo(f"created repository {repo}")
 
 
@@ -251,6 +256,28 @@ def export_cmd(repo: str, dest: str, dataset_types: tuple[str, ...], where: str,
         with new:
             n = len(new.all_datasets())
     click.echo(f"exported {n} dataset(s) to {dest}")
+
+
+@butler.command("retrieve")
+@click.argument("repo")
+@click.argument("dest")
+@click.argument("dataset_types", nargs=-1, required=True)
+@click.option("--where", default="", help=WHERE_HELP)
+@click.option("--collections", "-c", multiple=True, help="RUN collections to take datasets from. Default: all.")
+@_errors
+def retrieve_cmd(repo: str, dest: str, dataset_types: tuple[str, ...], where: str,
+                 collections: tuple[str, ...]) -> None:
+    """Copy the files of datasets into the directory DEST, each under its repository-wide unique name.
+
+    \b
+    Example:
+      nightshift butler retrieve ./repo ./download calexp --where "visit = 12"
+    """
+    with _open(repo) as b:
+        paths = b.retrieve_files(b.all_datasets(list(dataset_types), where=where,
+                                                collections=list(collections) or None), dest)
+    for path in paths:
+        click.echo(str(path))
 
 
 @butler.command("import")
