@@ -34,8 +34,8 @@ import numpy as np
 import pyarrow as pa
 from numpy.typing import ArrayLike, NDArray
 
+from ..sky import Circle
 from ._ids import make_source_ids
-from ._region import Circle
 from ._schema import apdb_tables
 
 __all__ = ["SimulatedVisit", "SkyField", "random_positions", "simulate_visit"]
