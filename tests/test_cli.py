@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
+import click
+import pytest
 from click.testing import CliRunner
 
 from nightshift.cli import cli
-from nightshift.devstack import StackSettings
+from nightshift_dev.devstack import StackSettings
 
 
 def test_help_lists_the_starting_commands() -> None:
@@ -31,3 +36,36 @@ def test_dev_env_prints_exportable_lines() -> None:
 def test_dev_up_rejects_unknown_component() -> None:
     result = CliRunner().invoke(cli, ["dev", "up", "redis"])
     assert result.exit_code != 0 and "Invalid value" in result.output
+
+
+def test_dev_commands_come_from_the_development_package() -> None:
+    import nightshift_dev.cli
+    from nightshift.cli._main import _Root
+
+    root = cli
+    assert isinstance(root, _Root)
+    ctx = click.Context(root)
+    assert root.get_command(ctx, "dev") is nightshift_dev.cli.dev
+    assert root.get_command(ctx, "demo") is nightshift_dev.cli.demo
+
+
+def test_dev_commands_say_what_is_missing_without_the_development_package(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "nightshift_dev.cli", None)  # import fails as if not installed
+    help_text = CliRunner().invoke(cli, ["--help"]).output
+    assert "dev" in help_text and "demo" in help_text
+    for args in (["dev", "up", "kafka"], ["demo"]):
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code == 1
+        assert "nightshift_dev" in result.output and "not installed" in result.output
+        assert not isinstance(result.exception, ModuleNotFoundError)
+
+
+def test_the_library_never_imports_the_development_package() -> None:
+    code = (
+        "import sys, nightshift, nightshift.cli, nightshift.events, nightshift.pipe.executors, nightshift.service\n"
+        "from click.testing import CliRunner\n"
+        "CliRunner().invoke(nightshift.cli.cli, ['butler', '--help'])\n"
+        "print(sorted(m for m in sys.modules if m.startswith('nightshift_dev')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
+    assert out.strip() == "[]"

@@ -11,7 +11,7 @@ PACKAGES = [
     "nightshift",
     "nightshift.events",
     "nightshift.service",
-    "nightshift.devstack",
+    "nightshift_dev.devstack",
     "nightshift.butler",
     "nightshift.butler.dimensions",
     "nightshift.butler.registry",

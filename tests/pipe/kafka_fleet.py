@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from nightshift.pipe.executors import LocalRunnerFleet
+from nightshift_dev.fleet import LocalRunnerFleet
 
 
 class RunnerFleet(LocalRunnerFleet):

@@ -40,14 +40,14 @@ def root_url(s: StackSettings) -> str:
 
 def url(s: StackSettings) -> str:
     """The Confluent-compatible API, the URL Confluent clients (``SchemaRegistryClient``) take."""
-    from ..events import ccompat_url
+    from nightshift.events import ccompat_url
 
     return ccompat_url(root_url(s))
 
 
 def start(s: StackSettings, timeout: float = 180.0) -> None:
     """Start the registry (fetching and unpacking it the first time), then register the schemas."""
-    from ..events import SchemaRegistryError, register_schemas
+    from nightshift.events import SchemaRegistryError, register_schemas
 
     p = _paths(s)
     if not (read_pid(p["pid"]) is not None and ready(s)):

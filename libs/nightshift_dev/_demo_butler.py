@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from .butler import Exposure
-    from .butler.registry import Registry
-    from .pipe import Pipeline
+    from nightshift.butler import Exposure
+    from nightshift.butler.registry import Registry
+    from nightshift.pipe import Pipeline
 
 Echo = Callable[[str], None]
 
@@ -35,7 +35,7 @@ def _exposure(shape: tuple[int, int]) -> Exposure:
     from astropy.io import fits
     from astropy.wcs import WCS
 
-    from .butler import Exposure
+    from nightshift.butler import Exposure
 
     rng = np.random.default_rng(7)
     wcs = WCS(naxis=2)
@@ -59,7 +59,7 @@ def butler_step(env: dict[str, str], echo: Echo) -> None:
     """A repository with its registry in PostgreSQL and its files in S3: put, query, get parts."""
     import sqlalchemy as sa
 
-    from .butler import Box, Butler, DatasetType
+    from nightshift.butler import Box, Butler, DatasetType
 
     tag = "demo_" + uuid.uuid4().hex[:8]
     bucket = "nightshift-demo"
@@ -116,9 +116,9 @@ def _delete_prefix(env: dict[str, str], bucket: str, prefix: str) -> None:
 
 def pipeline_step(env: dict[str, str], echo: Echo) -> None:
     """The worked example pipeline: pre-flight, a 2-process run, provenance, memoization, the runner fleet."""
-    from .butler import Butler, DatasetType
-    from .pipe import InProcessExecutor, MultiProcessExecutor, Pipeline, QuantumGraph, build_quantum_graph
-    from .pipe.examples import EXAMPLE_PIPELINE
+    from nightshift.butler import Butler, DatasetType
+    from nightshift.pipe import InProcessExecutor, MultiProcessExecutor, Pipeline, QuantumGraph, build_quantum_graph
+    from nightshift.pipe.examples import EXAMPLE_PIPELINE
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "repo"
@@ -161,8 +161,10 @@ def pipeline_step(env: dict[str, str], echo: Echo) -> None:
 
 def _fleet_step(env: dict[str, str], root: Path, registry: Registry, pipeline: Pipeline, echo: Echo) -> None:
     """The same pipeline, into another run, on two runner services fed over Kafka."""
-    from .pipe import build_quantum_graph
-    from .pipe.executors import KafkaExecutor, LocalRunnerFleet
+    from nightshift.pipe import build_quantum_graph
+    from nightshift.pipe.executors import KafkaExecutor
+
+    from .fleet import LocalRunnerFleet
 
     with LocalRunnerFleet(env["KAFKA_BOOTSTRAP"], log_level="WARNING") as fleet:
         fleet.start(2)
@@ -179,7 +181,7 @@ def _fleet_step(env: dict[str, str], root: Path, registry: Registry, pipeline: P
 
 
 async def _apdb_cycle(env: dict[str, str], echo: Echo) -> None:
-    from .apdb import ApdbSettings, AsyncApdb, SkyField
+    from nightshift.apdb import ApdbSettings, AsyncApdb, SkyField
 
     schema = "demo_apdb_" + uuid.uuid4().hex[:8]
     sky = SkyField(centres=3, sources_per_visit=2000, forced_per_visit=2000)

@@ -24,7 +24,7 @@ from ._process import check_port_free, port_open, read_pid, run_checked, spawn, 
 from ._settings import StackSettings
 
 if TYPE_CHECKING:
-    from ..events import KafkaSettings
+    from nightshift.events import KafkaSettings
 
 NAME = "kafka"
 log = logging.getLogger(__name__)
@@ -182,7 +182,7 @@ def _ensure_scram_user(s: StackSettings, timeout: float = 30.0) -> None:
 
 def client_settings(s: StackSettings, sasl: bool = False) -> KafkaSettings:
     """Client settings for the stack's plaintext listener, or its SASL/SCRAM one."""
-    from ..events import KafkaSettings
+    from nightshift.events import KafkaSettings
 
     if not sasl:
         return KafkaSettings(bootstrap_servers=bootstrap(s))

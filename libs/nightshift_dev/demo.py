@@ -17,9 +17,7 @@ from datetime import UTC, datetime
 from confluent_kafka import Message
 from confluent_kafka.admin import AdminClient
 
-from ._demo_butler import apdb_step, butler_step, pipeline_step
-from .devstack import stack_env
-from .events import (
+from nightshift.events import (
     AsyncProducer,
     Event,
     EventConsumer,
@@ -29,6 +27,9 @@ from .events import (
     encode,
     ensure_topics,
 )
+
+from ._demo_butler import apdb_step, butler_step, pipeline_step
+from .devstack import stack_env
 
 Echo = Callable[[str], None]
 

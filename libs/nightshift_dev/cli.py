@@ -1,3 +1,5 @@
+"""``nightshift dev ...`` and ``nightshift demo``: the local stack and the demo, loaded lazily by nightshift.cli."""
+
 from __future__ import annotations
 
 import shlex
@@ -5,7 +7,9 @@ import sys
 
 import click
 
-from ..devstack import COMPONENTS, StackError, down, stack_env, status, up
+from .devstack import COMPONENTS, StackError, down, stack_env, status, up
+
+__all__ = ["demo", "dev"]
 
 _COMPONENT = click.argument("components", nargs=-1, type=click.Choice(sorted(COMPONENTS)))
 
@@ -56,3 +60,11 @@ def env_cmd() -> None:
     """Print shell lines for the stack's addresses: eval "$(nightshift dev env)"."""
     for key, value in stack_env().items():
         click.echo(f"export {key}={shlex.quote(value)}")
+
+
+@click.command()
+def demo() -> None:
+    """Run the end-to-end main job against the local stack and print what it did."""
+    from .demo import run_demo
+
+    run_demo(echo=click.echo)

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from .._exceptions import NightshiftError
+from nightshift import NightshiftError
 
 
 class StackError(NightshiftError):

@@ -16,9 +16,9 @@ import uuid
 from pathlib import Path
 from types import TracebackType
 
-from ..._exceptions import NightshiftError
-from ...events import KafkaSettings, kafka_settings
-from ._kafka import QuantumTopics
+from nightshift import NightshiftError
+from nightshift.events import KafkaSettings, kafka_settings
+from nightshift.pipe.executors import QuantumTopics
 
 __all__ = ["LocalRunnerFleet", "RunnerStartError"]
 
