@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -512,3 +513,30 @@ async def test_upgrade_from_layout_1_keeps_data_and_reads(apdb: AsyncApdb) -> No
             f'"{schema}"."DiaObjectLast"',
         )}
     assert "u_psfFluxMean" not in cols and {"diaObjectId", "ra", "dec", "pixelId", "apdbRecord"} <= cols
+
+
+def _encoder_threads() -> set[threading.Thread]:
+    return {t for t in threading.enumerate() if t.name.startswith("apdb-encode")}
+
+
+async def test_close_stops_the_encoder_thread_and_open_starts_a_new_one(apdb_settings: ApdbSettings) -> None:
+    before = _encoder_threads()
+    db = AsyncApdb(apdb_settings)
+    await db.open()
+    try:
+        await db.create()
+        objects, sources, forced = visit(20, 1, 60001.0)
+        await db.store(60001.0, objects, sources, forced)
+        mine = _encoder_threads() - before
+        assert mine, "a store encodes its COPY streams on the client's encoder thread"
+        await db.close()
+        for thread in mine:
+            thread.join(60)  # a deadlock guard; the thread ends once its executor is shut down
+        assert not any(t.is_alive() for t in mine)
+        await db.open()  # closed clients can be opened again, with a new encoder
+        result = await db.store(60002.0, *visit(20, 2, 60002.0, seed=1, ids=np.arange(101, 121, dtype=np.int64)))
+        assert result.dia_sources == 20
+    finally:
+        await db.open()
+        await db.drop()
+        await db.close()

@@ -107,8 +107,9 @@ class AsyncApdb:
         self._layout: Layout | None = None
         self._partitions: set[str] = set()
         self._open_lock = asyncio.Lock()
-        # One thread encodes a store's COPY streams in the order the server needs them.
-        self._encoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="apdb-encode")
+        # One thread encodes a store's COPY streams in the order the server needs them;
+        # it lives from open() to close().
+        self._encoder: ThreadPoolExecutor | None = None
 
     def __repr__(self) -> str:
         return f"AsyncApdb(schema={self.settings.schema_name!r})"
@@ -128,11 +129,19 @@ class AsyncApdb:
                         command_timeout=self.settings.command_timeout,
                         server_settings={"application_name": "nightshift-apdb", "jit": "off"},
                     )
+                self._encoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="apdb-encode")
         return self
 
     async def close(self, timeout: float = 10.0) -> None:
-        """Close the pool: wait up to ``timeout`` for connections, then terminate them. Idempotent."""
+        """Close the pool (wait up to ``timeout`` for connections, then terminate them) and stop the encoder thread.
+
+        Idempotent; :meth:`open` may be called again afterwards.
+        """
         pool, self._pool = self._pool, None
+        encoder, self._encoder = self._encoder, None
+        if encoder is not None:
+            # no store is running on a closing client; its thread ends once idle
+            encoder.shutdown(wait=False, cancel_futures=True)
         if pool is None:
             return
         try:
@@ -338,6 +347,9 @@ class AsyncApdb:
                     windows[CHUNK_TABLES[table]] = ws
         # Encoding runs in one worker thread, in the order the server needs the streams,
         # while the server works on the previous table.
+        encoder = self._encoder
+        if encoder is None:
+            raise RuntimeError("the APDB is not open: await apdb.open() first")
         loop = asyncio.get_running_loop()
         # A table's stream is cut into parts of ~2,500 rows, so the server parses the first
         # part while the thread encodes the next.
@@ -345,9 +357,9 @@ class AsyncApdb:
             parts = max(1, min(8, prepared.tables[name][0].nrows // _PART_ROWS))
             for k in range(parts):
                 prepared.streams[f"{name}:{k}/{parts}"] = loop.run_in_executor(
-                    self._encoder, self._encode, prepared, name, k, parts
+                    encoder, self._encode, prepared, name, k, parts
                 )
-        prepared.streams["DiaObjectLast"] = loop.run_in_executor(self._encoder, self._encode_last, prepared)
+        prepared.streams["DiaObjectLast"] = loop.run_in_executor(encoder, self._encode_last, prepared)
         try:
             await self._ensure_partitions(layout, windows)
             prepared.mark("partitions")
