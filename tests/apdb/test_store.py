@@ -116,7 +116,7 @@ async def test_missing_schema_is_a_schema_error(pg_dsn: str, unique_name: str) -
 async def test_store_then_read_back_every_column(
     apdb: AsyncApdb, monkeypatch: pytest.MonkeyPatch, part_rows: int
 ) -> None:
-    monkeypatch.setattr("nightshift.apdb._apdb._PART_ROWS", part_rows)  # 64: the COPY streams go in 6 parts
+    monkeypatch.setattr("nightshift.apdb._store._PART_ROWS", part_rows)  # 64: the COPY streams go in 6 parts
     objects, sources, forced = visit(400, 1001, 60000.2)
     result = await apdb.store(Time(60000.2, format="mjd", scale="tai"), objects, sources, forced)
     assert (result.dia_objects, result.dia_sources, result.dia_forced_sources) == (400, 400, 400)
@@ -174,7 +174,7 @@ async def test_astropy_and_numpy_inputs(apdb: AsyncApdb) -> None:
 
 @pytest.mark.parametrize("part_rows", [2500, 64])
 async def test_replay_leaves_one_copy(apdb: AsyncApdb, monkeypatch: pytest.MonkeyPatch, part_rows: int) -> None:
-    monkeypatch.setattr("nightshift.apdb._apdb._PART_ROWS", part_rows)
+    monkeypatch.setattr("nightshift.apdb._store._PART_ROWS", part_rows)
     objects, sources, forced = visit(300, 11, 60010.0)
     first = await apdb.store(60010.0, objects, sources, forced)
     again = await apdb.store(60010.0, objects, sources, forced)
@@ -192,7 +192,7 @@ async def test_replay_leaves_one_copy(apdb: AsyncApdb, monkeypatch: pytest.Monke
 async def test_partial_replay_adds_only_new_rows(
     apdb: AsyncApdb, monkeypatch: pytest.MonkeyPatch, part_rows: int
 ) -> None:
-    monkeypatch.setattr("nightshift.apdb._apdb._PART_ROWS", part_rows)
+    monkeypatch.setattr("nightshift.apdb._store._PART_ROWS", part_rows)
     objects, sources, forced = visit(200, 12, 60011.0)
     await apdb.store(60011.0, objects.slice(0, 100), sources.slice(0, 100), forced.slice(0, 100))
     result = await apdb.store(60011.0, objects, sources, forced)
@@ -205,7 +205,7 @@ async def test_partial_replay_adds_only_new_rows(
 async def test_concurrent_writers_of_one_visit_store_one_copy(
     apdb: AsyncApdb, apdb_settings: ApdbSettings, monkeypatch: pytest.MonkeyPatch, part_rows: int
 ) -> None:
-    monkeypatch.setattr("nightshift.apdb._apdb._PART_ROWS", part_rows)
+    monkeypatch.setattr("nightshift.apdb._store._PART_ROWS", part_rows)
     objects, sources, forced = visit(2000, 13, 60012.0)
     async with AsyncApdb(apdb_settings) as other:
         a, b = await asyncio.gather(
