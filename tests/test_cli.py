@@ -9,7 +9,9 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from nightshift.cli import cli
+from nightshift import NightshiftError
+from nightshift.cli import cli, cli_errors
+from nightshift.cli._errors import EXIT_ERROR
 from nightshift_dev.devstack import StackSettings
 
 
@@ -69,3 +71,42 @@ def test_the_library_never_imports_the_development_package() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
     assert out.strip() == "[]"
+
+
+def _probe(exc: BaseException) -> click.Command:
+    @click.command()
+    @click.option("--n", type=int, default=0)
+    @cli_errors
+    def probe(n: int) -> None:
+        raise exc
+
+    return probe
+
+
+def test_library_errors_become_one_line_and_exit_code_1() -> None:
+    class BrokenThing(NightshiftError):
+        pass
+
+    for exc in (BrokenThing("the repository at /x has no butler.yaml; create it first"), ValueError("bad value")):
+        result = CliRunner().invoke(_probe(exc), [])
+        assert result.exit_code == EXIT_ERROR == 1
+        assert result.output == f"Error: {exc}\n"  # one line, no traceback
+    usage = CliRunner().invoke(_probe(RuntimeError("unused")), ["--n", "many"])
+    assert usage.exit_code == 2 and "Invalid value" in usage.output  # click's usage errors keep exit code 2
+    bug = CliRunner().invoke(_probe(RuntimeError("a bug")), [])
+    assert isinstance(bug.exception, RuntimeError)  # anything else is a bug: its traceback is kept
+
+
+def test_every_command_uses_the_one_error_handler() -> None:
+    import nightshift_dev.cli
+
+    def leaves(command: click.Command) -> list[click.Command]:
+        if isinstance(command, click.Group):
+            return [leaf for sub in command.commands.values() for leaf in leaves(sub)]
+        return [command]
+
+    groups = [cli.commands[name] for name in ("apdb", "butler", "pipeline")]
+    commands = [c for g in [*groups, nightshift_dev.cli.dev, nightshift_dev.cli.demo] for c in leaves(g)]
+    assert len(commands) > 20
+    unhandled = [c.name for c in commands if not getattr(c.callback, "handles_cli_errors", False)]
+    assert unhandled == []

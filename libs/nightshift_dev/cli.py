@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import shlex
-import sys
 
 import click
 
-from .devstack import COMPONENTS, StackError, down, stack_env, status, up
+from nightshift.cli import cli_errors
+
+from .devstack import COMPONENTS, down, stack_env, status, up
 
 __all__ = ["demo", "dev"]
 
@@ -26,20 +27,18 @@ def dev() -> None:
 
 
 @dev.command("up")
+@cli_errors
 @_COMPONENT
 def up_cmd(components: tuple[str, ...]) -> None:
     """Start (or reuse) the servers; all four unless some are named."""
-    try:
-        env = up(names=components or None)
-    except StackError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(1)
+    env = up(names=components or None)
     for key, value in env.items():
         if "SECRET" not in key and "PASSWORD" not in key:
             click.echo(f"{key}={value}")
 
 
 @dev.command("down")
+@cli_errors
 @_COMPONENT
 def down_cmd(components: tuple[str, ...]) -> None:
     """Stop the servers, keeping their data."""
@@ -48,6 +47,7 @@ def down_cmd(components: tuple[str, ...]) -> None:
 
 
 @dev.command("status")
+@cli_errors
 def status_cmd() -> None:
     """Show whether each server is running and ready, and where its log is."""
     for st in status():
@@ -56,6 +56,7 @@ def status_cmd() -> None:
 
 
 @dev.command("env")
+@cli_errors
 def env_cmd() -> None:
     """Print shell lines for the stack's addresses: eval "$(nightshift dev env)"."""
     for key, value in stack_env().items():
@@ -63,6 +64,7 @@ def env_cmd() -> None:
 
 
 @click.command()
+@cli_errors
 def demo() -> None:
     """Run the end-to-end main job against the local stack and print what it did."""
     from .demo import run_demo
