@@ -3,7 +3,7 @@
 The server comes from Maven Central (``io.apicurio:apicurio-registry-app``,
 classifier ``all``, a tar.gz of a Quarkus fast-jar; ``deploy/apicurio/pom.xml``),
 unpacked once into the cache and run with ``java -jar quarkus-run.jar`` on a
-JDK >= 21 found by :func:`~nightshift.devstack._java.find_java`. Storage is
+JDK >= 21 found by :func:`~nightshift_dev.devstack._java.find_java`. Storage is
 in-memory (H2): every start is a fresh registry, and ``up`` registers the
 nightshift event schemas and every ``lsst-alert-packet`` alert schema under
 their fixed ids (:func:`nightshift.events.register_schemas`).
