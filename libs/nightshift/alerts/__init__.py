@@ -1,0 +1,42 @@
+"""Rubin-format alert packets from APDB tables: schema, column-wise encoder, cutouts, wire format.
+
+The schemas are the files of ``lsst-alert-packet`` (latest by default, any
+shipped version selectable). :class:`AlertEncoder` turns a detector's new
+DiaSources, DiaObjects and the field's preload into Avro alert bodies,
+encoding each table row once, column by column; the bytes equal
+``fastavro.schemaless_writer``'s on the same records. ``docs/alerts.md``
+describes the topic, key, framing and registry ids for broker developers.
+
+Example
+-------
+>>> from nightshift.alerts import AlertEncoder  # doctest: +SKIP
+>>> batch = AlertEncoder().build(sources, objects, preload=preload, cutouts=cutouts)  # doctest: +SKIP
+>>> batch.framed()  # Confluent-framed, schema id 1101  # doctest: +SKIP
+"""
+
+from ._encoder import EncodedRows, RecordEncoder, RowProblems, as_arrow
+from ._errors import AlertError, AlertSchemaError, ArchiveError, CutoutError, PublishError
+from ._packet import HISTORY_DAYS, AlertBatch, AlertEncoder, BadAlert, Cutouts, frame, unframe
+from ._schema import AlertSchema, latest_version, shipped_versions
+
+__all__ = [
+    "HISTORY_DAYS",
+    "AlertBatch",
+    "AlertEncoder",
+    "AlertError",
+    "AlertSchema",
+    "AlertSchemaError",
+    "ArchiveError",
+    "BadAlert",
+    "CutoutError",
+    "Cutouts",
+    "EncodedRows",
+    "PublishError",
+    "RecordEncoder",
+    "RowProblems",
+    "as_arrow",
+    "frame",
+    "latest_version",
+    "shipped_versions",
+    "unframe",
+]

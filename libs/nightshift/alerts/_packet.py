@@ -1,0 +1,515 @@
+"""Alert packets assembled from the APDB's tables: one alert per new DiaSource.
+
+Inputs are the tables a detector task holds after association: the new
+DiaSources, the new DiaObject versions and (optionally) the new forced
+sources of the visit, plus the field's :class:`~nightshift.apdb.Preload`
+(DiaObjects, the DiaSource and DiaForcedSource history). Columns map to the
+alert schema's fields by name; see ``docs/alerts.md`` for the few mismatches.
+
+Each table row is encoded once (:class:`~nightshift.alerts.RecordEncoder`);
+histories are sorted by (diaObjectId, midpointMjdTai), so the history of an
+alert is one contiguous slice of the encoded buffer, and an alert is the join
+of about fifteen byte slices.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from numpy.typing import NDArray
+
+from ._encoder import EncodedRows, RecordEncoder, RowProblems, as_arrow, encode_long
+from ._errors import AlertSchemaError
+from ._schema import AlertSchema
+
+__all__ = ["AlertBatch", "AlertEncoder", "BadAlert", "Cutouts", "HISTORY_DAYS", "frame", "unframe"]
+
+#: Depth of ``prvDiaSources`` and ``prvDiaForcedSources``: 12 months (days).
+HISTORY_DAYS = 365.0
+_MAGIC = b"\x00"
+
+
+def frame(schema_id: int, body: bytes) -> bytes:
+    """Confluent wire format: magic byte 0, the 4-byte big-endian schema id, the Avro body."""
+    return _MAGIC + schema_id.to_bytes(4, "big") + body
+
+
+def unframe(message: bytes) -> tuple[int, bytes]:
+    """(schema id, Avro body) of a Confluent-framed message.
+
+    Raises
+    ------
+    ValueError
+        The message is shorter than 5 bytes or does not start with the magic byte 0.
+    """
+    if len(message) < 5 or message[:1] != _MAGIC:
+        raise ValueError("not a Confluent-framed message: it must start with byte 0 and a 4-byte schema id")
+    return int.from_bytes(message[1:5], "big"), bytes(message[5:])
+
+
+@dataclass(frozen=True)
+class Cutouts:
+    """The three FITS cutouts of one alert (bytes, e.g. from :func:`~nightshift.alerts.write_cutout`)."""
+
+    difference: bytes | None = None
+    science: bytes | None = None
+    template: bytes | None = None
+
+
+@dataclass(frozen=True)
+class BadAlert:
+    """A new DiaSource that could not become a valid alert, and why.
+
+    ``field`` names the alert field, e.g. ``diaSource.psfNdata`` or
+    ``prvDiaSources[diaSourceId=123].visit``.
+    """
+
+    dia_source_id: int
+    visit: int | None
+    detector: int | None
+    field: str
+    reason: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "diaSourceId": self.dia_source_id,
+            "visit": self.visit,
+            "detector": self.detector,
+            "field": self.field,
+            "reason": self.reason,
+        }
+
+
+@dataclass
+class AlertBatch:
+    """The alerts of one batch of new DiaSources (usually one detector of one visit).
+
+    Attributes
+    ----------
+    schema : AlertSchema
+        The schema the bodies follow.
+    payloads : list of bytes
+        Avro bodies (no framing), one per good alert.
+    dia_source_ids, visits, detectors : numpy arrays
+        Per good alert.
+    midpoints : numpy array
+        ``diaSource.midpointMjdTai`` per good alert (for the latency metric).
+    bad : list of BadAlert
+        New DiaSources that did not become alerts.
+    """
+
+    schema: AlertSchema
+    payloads: list[bytes]
+    dia_source_ids: NDArray[np.int64]
+    visits: NDArray[np.int64]
+    detectors: NDArray[np.int64]
+    midpoints: NDArray[np.float64]
+    bad: list[BadAlert] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.payloads)
+
+    def framed(self) -> list[bytes]:
+        """Every payload in the Confluent wire format with :attr:`AlertSchema.schema_id`."""
+        head = _MAGIC + self.schema.schema_id.to_bytes(4, "big")
+        return [head + p for p in self.payloads]
+
+    @property
+    def nbytes(self) -> int:
+        return sum(len(p) for p in self.payloads)
+
+
+def _key_index(sorted_keys: NDArray[np.int64], keys: NDArray[np.int64]) -> tuple[NDArray[np.intp], NDArray[np.bool_]]:
+    i = np.searchsorted(sorted_keys, keys)
+    i_clip = np.minimum(i, max(sorted_keys.size - 1, 0))
+    found = (i < sorted_keys.size) & (sorted_keys[i_clip] == keys) if sorted_keys.size else np.zeros(keys.size, bool)
+    return i_clip, found
+
+
+def _ids(table: pa.Table, name: str) -> NDArray[np.int64]:
+    col = table.column(name)
+    return np.asarray(col.fill_null(-1).to_numpy(zero_copy_only=False), dtype=np.int64)
+
+
+def _concat(tables: Sequence[pa.Table | None]) -> pa.Table | None:
+    present = [t for t in tables if t is not None and t.num_rows]
+    if not present:
+        return next((t for t in tables if t is not None), None)
+    if len(present) == 1:
+        return present[0]
+    common = [c for c in present[0].column_names if all(c in t.column_names for t in present[1:])]
+    return pa.concat_tables([t.select(common) for t in present], promote_options="permissive")
+
+
+@dataclass
+class _History:
+    rows: EncodedRows
+    object_ids: NDArray[np.int64]  # sorted
+    lo: NDArray[np.intp]  # per alert
+    hi: NDArray[np.intp]
+    first_bad: NDArray[np.intp]  # per alert: index of the first bad row in [lo, hi), or -1
+    problems: RowProblems
+    row_ids: NDArray[np.int64]
+
+
+class AlertEncoder:
+    """Builds alert packets of one schema version from APDB tables.
+
+    Parameters
+    ----------
+    schema : AlertSchema or version, optional
+        Default: the latest schema ``lsst-alert-packet`` ships.
+    history_days : float
+        Depth of the histories (12 months).
+
+    Examples
+    --------
+    >>> enc = AlertEncoder()  # doctest: +SKIP
+    >>> batch = enc.build(sources, objects, preload=preload, cutouts=cutouts)  # doctest: +SKIP
+    >>> batch.framed()[0][:5]  # magic byte + schema id 1101  # doctest: +SKIP
+    b'\\x00\\x00\\x00\\x04M'
+    """
+
+    def __init__(self, schema: AlertSchema | tuple[int, int] | str | None = None, history_days: float = HISTORY_DAYS):
+        self.schema = schema if isinstance(schema, AlertSchema) else AlertSchema.load(schema)
+        self.history_days = history_days
+        self.source = _encoder(self.schema, "diaSource")
+        self.forced = _encoder(self.schema, "prvDiaForcedSources")
+        self.object = _encoder(self.schema, "diaObject")
+        self._layout = _layout(self.schema)
+
+    def build(
+        self,
+        sources: Any,
+        objects: Any = None,
+        *,
+        preload: Any = None,
+        forced_sources: Any = None,
+        cutouts: Sequence[Cutouts | None] | Callable[[int], Cutouts | None] | None = None,
+        observation_reason: str | None = None,
+        target_name: str | None = None,
+    ) -> AlertBatch:
+        """One alert per row of ``sources`` (the new DiaSources).
+
+        Parameters
+        ----------
+        sources : pyarrow or astropy Table
+            New DiaSources (APDB ``DiaSource`` columns).
+        objects : Table, optional
+            New DiaObject versions; ``validityStartMjdTai`` defaults to the
+            source's ``midpointMjdTai`` when the column is absent.
+        preload : Preload or (objects, sources, forced_sources), optional
+            The field's preload: DiaObjects, DiaSource and DiaForcedSource history.
+        forced_sources : Table, optional
+            New forced sources of the visit (only rows before a source's time
+            enter its ``prvDiaForcedSources``).
+        cutouts : sequence aligned with ``sources``, or callable(row) -> Cutouts, optional
+        observation_reason, target_name : str, optional
+            The scheduler's reason and target of the visit (RTN-097).
+
+        Returns
+        -------
+        AlertBatch
+            Good alerts, and the rows that could not become alerts (``bad``).
+
+        Raises
+        ------
+        AlertSchemaError
+            A table lacks a column the schema requires, or has one of the wrong type.
+        """
+        src = as_arrow(sources)
+        n = src.num_rows
+        pre_obj = pre_src = pre_forced = None
+        if preload is not None:
+            if isinstance(preload, tuple):
+                pre_obj, pre_src, pre_forced = (as_arrow(t) if t is not None else None for t in preload)
+            else:
+                pre_obj, pre_src, pre_forced = preload.objects, preload.sources, preload.forced_sources
+        src_ids = _ids(src, "diaSourceId")
+        obj_of = _ids(src, "diaObjectId") if "diaObjectId" in src.column_names else np.full(n, -1, np.int64)
+        times = np.asarray(src.column("midpointMjdTai").fill_null(np.nan).to_numpy(zero_copy_only=False), np.float64)
+        visits = _ids(src, "visit") if "visit" in src.column_names else np.full(n, -1, np.int64)
+        detectors = _ids(src, "detector") if "detector" in src.column_names else np.full(n, -1, np.int64)
+
+        # New DiaSources: one encode, one validation.
+        src_rows = self.source.encode(src)
+        src_problems = self.source.problems(src)
+
+        # DiaObjects: new versions first, then the preload's; the latest per object wins.
+        obj_table = None
+        if objects is not None:
+            new_obj = as_arrow(objects)
+            if "validityStartMjdTai" not in new_obj.column_names and new_obj.num_rows:
+                start = _object_times(new_obj, obj_of, times)
+                new_obj = new_obj.append_column("validityStartMjdTai", pa.array(start))
+            obj_table = new_obj
+        obj_table = _concat([obj_table, pre_obj])
+        obj_index = np.full(n, -1, np.intp)
+        obj_rows = obj_problems = None
+        obj_ids_used = np.zeros(0, np.int64)
+        if obj_table is not None and obj_table.num_rows:
+            all_ids = _ids(obj_table, "diaObjectId")
+            uniq, first = np.unique(all_ids, return_index=True)  # first occurrence = newest (new table first)
+            i, found = _key_index(uniq, obj_of)
+            wanted = np.unique(i[found])
+            take = first[wanted]
+            used = obj_table.take(pa.array(take))
+            obj_rows = self.object.encode(used)
+            obj_problems = self.object.problems(used)
+            obj_ids_used = uniq[wanted]
+            j, found2 = _key_index(obj_ids_used, obj_of)
+            obj_index = np.where(found2 & (obj_of >= 0), j, -1)
+
+        new_ids = np.sort(src_ids)
+        prv = self._history(self.source, pre_src, obj_of, times, "diaSourceId", exclude=new_ids)
+        frc = self._history(self.forced, _concat([pre_forced, as_arrow(forced_sources) if forced_sources is not None
+                                                  else None]), obj_of, times, "diaForcedSourceId", exclude=None)
+
+        # Per-alert verdicts: the first problem found is reported.
+        bad: list[BadAlert] = []
+        bad_mask = np.zeros(n, bool)
+
+        def report(mask: NDArray[np.bool_], describe: Callable[[int], tuple[str, str]]) -> None:
+            for i in np.flatnonzero(mask & ~bad_mask):
+                where, why = describe(int(i))
+                bad.append(BadAlert(int(src_ids[i]), _opt(visits[i]), _opt(detectors[i]), where, why))
+            bad_mask[mask] = True
+
+        report(src_problems.bad, lambda i: (f"diaSource.{src_problems.field[i]}", str(src_problems.reason[i])))
+        if obj_rows is not None and obj_problems is not None:
+            obj_bad = (obj_index >= 0) & obj_problems.bad[np.maximum(obj_index, 0)]
+            report(obj_bad, lambda i: (f"diaObject.{obj_problems.field[obj_index[i]]}",
+                                       str(obj_problems.reason[obj_index[i]])))
+        histories = (("prvDiaSources", prv, "diaSourceId"), ("prvDiaForcedSources", frc, "diaForcedSourceId"))
+        for label, h_opt, idname in histories:
+            if h_opt is None:
+                continue
+            h = h_opt
+
+            def history_problem(i: int, hh: _History = h, label: str = label, idname: str = idname) -> tuple[str, str]:
+                r = int(hh.first_bad[i])
+                return f"{label}[{idname}={hh.row_ids[r]}].{hh.problems.field[r]}", str(hh.problems.reason[r])
+
+            report(h.first_bad >= 0, history_problem)
+
+        payloads = self._assemble(n, bad_mask, src_rows, src_ids, obj_rows, obj_index, prv, frc, cutouts,
+                                  observation_reason, target_name)
+        good = ~bad_mask
+        return AlertBatch(self.schema, payloads, src_ids[good], visits[good], detectors[good], times[good], bad)
+
+    def _history(
+        self,
+        enc: RecordEncoder,
+        table: pa.Table | None,
+        obj_of: NDArray[np.int64],
+        times: NDArray[np.float64],
+        id_name: str,
+        exclude: NDArray[np.int64] | None,
+    ) -> _History | None:
+        n = obj_of.size
+        if table is None or table.num_rows == 0:
+            return None
+        h_obj = _ids(table, "diaObjectId")
+        h_t = np.asarray(table.column("midpointMjdTai").fill_null(np.nan).to_numpy(zero_copy_only=False), np.float64)
+        h_id = _ids(table, id_name)
+        # The latest alert time per object bounds its history (objects with several new sources share it).
+        order = np.argsort(obj_of, kind="stable")
+        alert_obj = obj_of[order]
+        uniq_obj, starts = np.unique(alert_obj, return_index=True)
+        t_max = np.maximum.reduceat(times[order], starts) if n else np.zeros(0)
+        k, found = _key_index(uniq_obj, h_obj)
+        t_ref = np.where(found, t_max[k] if uniq_obj.size else 0.0, np.nan)
+        keep = found & (h_obj >= 0) & (h_t < t_ref) & (h_t >= t_ref - self.history_days)
+        if exclude is not None and exclude.size:
+            keep &= ~np.isin(h_id, exclude)
+        # Each id once (the preload and the new rows may overlap).
+        idx = np.flatnonzero(keep)
+        _, first = np.unique(h_id[idx], return_index=True)
+        idx = idx[np.sort(first)]
+        idx = idx[np.lexsort((h_t[idx], h_obj[idx]))]
+        used = table.take(pa.array(idx))
+        rows = enc.encode(used)
+        problems = enc.problems(used)
+        sorted_obj = h_obj[idx]
+        lo = np.searchsorted(sorted_obj, obj_of, "left")
+        hi = np.searchsorted(sorted_obj, obj_of, "right")
+        hi = np.where(obj_of >= 0, hi, lo)
+        # First bad row in [lo, hi) per alert, from the running count of bad rows.
+        cum = np.concatenate([[0], np.cumsum(problems.bad)])
+        has_bad = cum[hi] > cum[lo]
+        first_bad = np.where(has_bad, np.searchsorted(cum, cum[lo] + 1, "left") - 1, -1)
+        return _History(rows, sorted_obj, lo, hi, first_bad, problems, h_id[idx])
+
+    def _assemble(
+        self,
+        n: int,
+        bad: NDArray[np.bool_],
+        src_rows: EncodedRows,
+        src_ids: NDArray[np.int64],
+        obj_rows: EncodedRows | None,
+        obj_index: NDArray[np.intp],
+        prv: _History | None,
+        frc: _History | None,
+        cutouts: Sequence[Cutouts | None] | Callable[[int], Cutouts | None] | None,
+        observation_reason: str | None,
+        target_name: str | None,
+    ) -> list[bytes]:
+        idv, idn = encode_long(src_ids)
+        id_bytes = [bytes(r[:k]) for r, k in zip(idv, idn.tolist(), strict=True)] if n else []
+        s_view, s_off = memoryview(src_rows.data), src_rows.offsets.tolist()
+        o_view = memoryview(obj_rows.data) if obj_rows is not None else None
+        o_off = obj_rows.offsets.tolist() if obj_rows is not None else []
+        oi = obj_index.tolist()
+        hist: list[tuple[memoryview, list[int], list[int], list[int], list[bytes]] | None] = []
+        for h in (prv, frc):
+            if h is None:
+                hist.append(None)
+                continue
+            counts = (h.hi - h.lo).astype(np.int64)
+            cv, cn = encode_long(counts)
+            cbytes = [bytes(r[:k]) for r, k in zip(cv, cn.tolist(), strict=True)]
+            hist.append((memoryview(h.rows.data), h.rows.offsets.tolist(), h.lo.tolist(), h.hi.tolist(), cbytes))
+
+        def text(value: str | None) -> bytes:
+            if value is None:
+                return b""
+            raw = value.encode()
+            return _varint(len(raw)) + raw
+
+        reason_b, target_b = text(observation_reason), text(target_name)
+        get_cutouts: Callable[[int], Cutouts | None]
+        if cutouts is None:
+            def get_cutouts(i: int) -> Cutouts | None:
+                return None
+        elif callable(cutouts):
+            get_cutouts = cutouts
+        else:
+            if len(cutouts) != n:
+                raise ValueError(f"cutouts has {len(cutouts)} entries for {n} sources; give one (or None) per source")
+            seq = cutouts
+
+            def get_cutouts(i: int) -> Cutouts | None:
+                return seq[i]
+
+        out: list[bytes] = []
+        layout = self._layout
+        for i in range(n):
+            if bad[i]:
+                continue
+            parts: list[bytes | memoryview] = []
+            cut = None
+            cut_loaded = False
+            for kind, prefix_value, prefix_null in layout:
+                if kind == "id":
+                    parts.append(id_bytes[i])
+                elif kind == "diaSource":
+                    parts.append(prefix_value)
+                    parts.append(s_view[s_off[i] : s_off[i + 1]])
+                elif kind == "diaObject":
+                    j = oi[i]
+                    if j >= 0 and o_view is not None:
+                        parts.append(prefix_value)
+                        parts.append(o_view[o_off[j] : o_off[j + 1]])
+                    else:
+                        parts.append(prefix_null)
+                elif kind in ("prvDiaSources", "prvDiaForcedSources"):
+                    hh = hist[0 if kind == "prvDiaSources" else 1]
+                    if hh is None or hh[3][i] == hh[2][i]:
+                        parts.append(prefix_null)  # no history: null (see docs/alerts.md)
+                    else:
+                        view, off, lo, hi, cb = hh
+                        parts.append(prefix_value)
+                        parts.append(cb[i])
+                        parts.append(view[off[lo[i]] : off[hi[i]]])
+                        parts.append(b"\x00")
+                elif kind in ("observation_reason", "target_name"):
+                    value = reason_b if kind == "observation_reason" else target_b
+                    parts.append(prefix_value + value if value else prefix_null)
+                elif kind.startswith("cutout"):
+                    if not cut_loaded:
+                        cut, cut_loaded = get_cutouts(i), True
+                    data = getattr(cut, _CUTOUT_ATTR[kind]) if cut is not None else None
+                    if data is None:
+                        parts.append(prefix_null)
+                    else:
+                        parts.append(prefix_value)
+                        parts.append(_varint(len(data)))
+                        parts.append(data)
+                else:  # a nullable field nightshift does not fill (ssSource, mpc_orbits, ...)
+                    parts.append(prefix_null)
+            out.append(b"".join(parts))
+        return out
+
+
+_CUTOUT_ATTR = {"cutoutDifference": "difference", "cutoutScience": "science", "cutoutTemplate": "template"}
+
+
+def _opt(v: Any) -> int | None:
+    return None if int(v) < 0 else int(v)
+
+
+def _varint(v: int) -> bytes:
+    z = (v << 1) ^ (v >> 63)
+    out = bytearray()
+    while z > 0x7F:
+        out.append((z & 0x7F) | 0x80)
+        z >>= 7
+    out.append(z)
+    return bytes(out)
+
+
+def _object_times(objects: pa.Table, obj_of: NDArray[np.int64], times: NDArray[np.float64]) -> NDArray[np.float64]:
+    """``validityStartMjdTai`` of new DiaObject versions: their new source's time (else NaN)."""
+    ids = _ids(objects, "diaObjectId")
+    order = np.argsort(obj_of, kind="stable")
+    k, found = _key_index(obj_of[order], ids)
+    return np.where(found, times[order][k] if obj_of.size else np.nan, np.nan)
+
+
+def _record_of(schema: AlertSchema, name: str) -> dict[str, Any]:
+    return schema.record(name)
+
+
+@cache
+def _encoder(schema: AlertSchema, name: str) -> RecordEncoder:
+    return RecordEncoder(_record_of(schema, name))
+
+
+@cache
+def _layout(schema: AlertSchema) -> tuple[tuple[str, bytes, bytes], ...]:
+    """(kind, value-branch prefix, null-branch prefix) of every top-level alert field, in order."""
+    out = []
+    for f in schema.definition["fields"]:
+        name, t = f["name"], f["type"]
+        if isinstance(t, list):
+            if "null" not in t or len(t) != 2:
+                raise AlertSchemaError(f"alert field {name}: union {t!r} is not [null, T]")
+            ni = t.index("null")
+            value_p, null_p = bytes([2 * (1 - ni)]), bytes([2 * ni])
+        else:
+            value_p, null_p = b"", b""
+        if name in ("diaSourceId", "alertId"):
+            kind = "id"
+        elif name in ("diaSource", "diaObject", "prvDiaSources", "prvDiaForcedSources", "observation_reason",
+                      "target_name") or name.startswith("cutout") and name in _CUTOUT_ATTR:
+            kind = name
+        elif isinstance(t, list):
+            kind = "null"
+        else:
+            raise AlertSchemaError(f"alert schema {schema.version}: required field {name!r} cannot be filled")
+        optional = ("diaObject", "prvDiaSources", "prvDiaForcedSources", "observation_reason", "target_name", "null")
+        if (kind in optional or kind in _CUTOUT_ATTR) and not isinstance(t, list):
+            raise AlertSchemaError(
+                f"alert schema {schema.version}: field {name!r} is required; nightshift needs it nullable"
+            )
+        out.append((kind, value_p, null_p))
+    return tuple(out)
+
+
+_ = pc  # pyarrow.compute is imported for its kernels (fill_null on chunked arrays)
