@@ -14,6 +14,7 @@ Example
 >>> batch.framed()  # Confluent-framed, schema id 1101  # doctest: +SKIP
 """
 
+from ._cutouts import CutoutWriter, LocalWcs, write_cutout
 from ._encoder import EncodedRows, RecordEncoder, RowProblems, as_arrow
 from ._errors import AlertError, AlertSchemaError, ArchiveError, CutoutError, PublishError
 from ._packet import HISTORY_DAYS, AlertBatch, AlertEncoder, BadAlert, Cutouts, frame, unframe
@@ -29,8 +30,10 @@ __all__ = [
     "ArchiveError",
     "BadAlert",
     "CutoutError",
+    "CutoutWriter",
     "Cutouts",
     "EncodedRows",
+    "LocalWcs",
     "PublishError",
     "RecordEncoder",
     "RowProblems",
@@ -39,4 +42,5 @@ __all__ = [
     "latest_version",
     "shipped_versions",
     "unframe",
+    "write_cutout",
 ]
