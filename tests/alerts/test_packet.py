@@ -18,6 +18,7 @@ from nightshift.alerts import (
     AlertSchema,
     AlertSchemaError,
     Cutouts,
+    EncodedCache,
     frame,
     shipped_versions,
     unframe,
@@ -205,3 +206,21 @@ def test_framing_is_confluent() -> None:
     assert unframe(msg) == (1101, body)
     with pytest.raises(ValueError, match="magic byte|start with byte 0"):
         unframe(b"\x01\x00\x00\x04\x4dxx")
+
+
+def test_the_cache_reuses_encoded_sources_and_changes_no_byte() -> None:
+    """Visit after visit, history rows come from the cache (encoded once, when new); the bytes are the same."""
+    sky = SkyField(centres=1, density=300, sources_per_visit=200, forced_per_visit=200, cadence_days=5.0)
+    cached = AlertEncoder(cache=EncodedCache())
+    plain = AlertEncoder()
+    seen: list[Any] = []
+    for i in range(6):
+        v = sky.visit(i)
+        preload = (None, pa.concat_tables([x.sources for x in seen]) if seen else None,
+                   pa.concat_tables([x.forced_sources for x in seen]) if seen else None)
+        a = cached.build(v.sources, v.objects, preload=preload, forced_sources=v.forced_sources)
+        b = plain.build(v.sources, v.objects, preload=preload, forced_sources=v.forced_sources)
+        assert a.payloads == b.payloads
+        seen.append(v)
+    assert cached.cache is not None
+    assert cached.cache.hits > 0 and cached.cache.misses == 0  # every history row was cached when it was new

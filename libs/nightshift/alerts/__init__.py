@@ -17,7 +17,7 @@ Example
 from ._cutouts import CutoutWriter, LocalWcs, write_cutout
 from ._encoder import EncodedRows, RecordEncoder, RowProblems, as_arrow
 from ._errors import AlertError, AlertSchemaError, ArchiveError, CutoutError, PublishError
-from ._packet import HISTORY_DAYS, AlertBatch, AlertEncoder, BadAlert, Cutouts, frame, unframe
+from ._packet import HISTORY_DAYS, AlertBatch, AlertEncoder, BadAlert, Cutouts, EncodedCache, frame, unframe
 from ._schema import AlertSchema, latest_version, shipped_versions
 
 __all__ = [
@@ -32,6 +32,7 @@ __all__ = [
     "CutoutError",
     "CutoutWriter",
     "Cutouts",
+    "EncodedCache",
     "EncodedRows",
     "LocalWcs",
     "PublishError",

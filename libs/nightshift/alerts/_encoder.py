@@ -104,7 +104,10 @@ def encode_long(values: NDArray[Any]) -> tuple[NDArray[np.uint8], NDArray[np.int
     v = np.asarray(values, dtype=np.int64)
     z = ((v << 1) ^ (v >> 63)).view(np.uint64)
     nb = np.ones(v.shape, dtype=np.int64)
+    top = int(z.max()) if z.size else 0
     for j in range(1, 10):
+        if top < 1 << (7 * j):
+            break
         nb += z >= np.uint64(1 << (7 * j))
     width = int(nb.max()) if nb.size else 1
     out = ((z[:, None] >> _SHIFTS[:width]) & np.uint64(0x7F)).astype(np.uint8)
@@ -266,59 +269,102 @@ class RecordEncoder:
 
     def _encode_block(self, cols: list[tuple[Any, NDArray[np.bool_] | None]], a: int, b: int) -> tuple[bytes, Any]:
         m = b - a
-        # (column offset placeholder, bytes, keep mask or None when every byte is used, rows to blank or None)
-        parts: list[tuple[NDArray[np.uint8], NDArray[np.bool_] | None, NDArray[np.bool_] | None]] = []
+        # Plan: (field, values slice, null rows or None, value width, varint counts or None, string parts or None)
+        plan: list[tuple[_Field, Any, NDArray[np.bool_] | None, int, Any, Any]] = []
+        width = 0
+        variable = False
         for f, (values, nulls) in zip(self.fields, cols, strict=True):
             null = nulls[a:b] if nulls is not None else None
             if null is not None and not null.any():
                 null = None
-            if f.value_byte >= 0:
-                prefix = np.full((m, 1), f.value_byte, dtype=np.uint8)
-                if null is not None:
-                    prefix[null, 0] = f.null_byte
-                parts.append((prefix, None, None))
-            if values is None:  # column absent: every row null, no value bytes
+            prefix = 1 if f.value_byte >= 0 else 0
+            if values is None:  # column absent: every row null, the union index only
+                plan.append((f, None, null, 0, None, None))
+                width += prefix
                 continue
             k = f.kind
-            keep: NDArray[np.bool_] | None = None
+            extra: Any = None
             if k == "double":
-                body: NDArray[np.uint8] = values[a:b].view(np.uint8).reshape(m, 8)
+                w = 8
             elif k == "float":
-                body = values[a:b].view(np.uint8).reshape(m, 4)
+                w = 4
             elif k == "boolean":
-                body = values[a:b].reshape(m, 1)
+                w = 1
             elif k in ("int", "long"):
-                body, nb = encode_long(values[a:b])
-                if body.shape[1] > 1:
-                    keep = np.arange(body.shape[1]) < nb[:, None]
+                extra = encode_long(values[a:b])
+                w = extra[0].shape[1]
+                variable |= w > 1
             else:
                 offsets, data = values
                 start = offsets[a:b]
                 lens = offsets[a + 1 : b + 1] - start
-                head, nb = encode_long(lens)
-                width = int(lens.max()) if m else 0
-                j = np.arange(width)
-                inside = j < lens[:, None]
-                idx = np.where(inside, start[:, None] + j, 0)
-                chars = data[idx] if data.size else np.zeros((m, width), np.uint8)
-                body = np.concatenate([head, chars], axis=1)
-                keep = np.concatenate([np.arange(head.shape[1]) < nb[:, None], inside], axis=1)
-            parts.append((body, keep, null))
-        width = sum(p[0].shape[1] for p in parts)
+                head = encode_long(lens)
+                extra = (head, start, lens, data)
+                w = head[0].shape[1] + (int(lens.max()) if m else 0)
+                variable = True
+            variable |= null is not None
+            plan.append((f, values, null, w, extra, None))
+            width += prefix + w
         matrix = np.empty((m, width), dtype=np.uint8)
-        keep_all: NDArray[np.bool_] | None = None
+        keep = np.ones((m, width), dtype=bool) if variable else None
+        lengths = np.zeros(m, dtype=np.int64)
+        fixed = 0
         o = 0
-        for body, keep, null in parts:
-            w = body.shape[1]
-            matrix[:, o : o + w] = body
-            if keep is not None or null is not None:
-                if keep_all is None:
-                    keep_all = np.ones((m, width), dtype=bool)
+        for f, values, null, w, extra, _ in plan:
+            if f.value_byte >= 0:
+                if null is None:
+                    matrix[:, o] = f.value_byte
+                else:
+                    matrix[:, o] = np.where(null, f.null_byte, f.value_byte)
+                o += 1
+                fixed += 1
+            if values is None:
+                continue
+            k = f.kind
+            if k == "double":
+                matrix[:, o : o + 8].view("<f8")[:, 0] = values[a:b]
+            elif k == "float":
+                matrix[:, o : o + 4].view("<u4")[:, 0] = values[a:b]
+            elif k == "boolean":
+                matrix[:, o] = values[a:b]
+            elif k in ("int", "long"):
+                body, nb = extra
+                for j in range(w):
+                    matrix[:, o + j] = body[:, j]
+                if w > 1 and keep is not None:
+                    for j in range(1, w):
+                        keep[:, o + j] = nb > j
+                    lengths += nb if null is None else np.where(null, 0, nb)
+                    fixed -= w
+            else:
+                (hbody, hnb), start, lens, data = extra
+                hw = hbody.shape[1]
+                for j in range(hw):
+                    matrix[:, o + j] = hbody[:, j]
+                sw = w - hw
+                if sw:
+                    jj = np.arange(sw)
+                    inside = jj < lens[:, None]
+                    idx = np.where(inside, start[:, None] + jj, 0)
+                    matrix[:, o + hw : o + w] = data[idx] if data.size else 0
+                    assert keep is not None
+                    keep[:, o + hw : o + w] = inside
                 if keep is not None:
-                    keep_all[:, o : o + w] = keep
-                if null is not None:
-                    keep_all[null, o : o + w] = False
+                    for j in range(1, hw):
+                        keep[:, o + j] = hnb > j
+                row_len = hnb + lens
+                lengths += row_len if null is None else np.where(null, 0, row_len)
+                fixed -= w
+            if null is not None and keep is not None:
+                keep[null, o : o + w] = False
+                if k in ("double", "float", "boolean") or (k in ("int", "long") and w == 1):
+                    lengths -= null.astype(np.int64) * w
+            fixed += w
             o += w
-        if keep_all is None:
-            return matrix.tobytes(), np.full(m, width, dtype=np.int64)
-        return matrix[keep_all].tobytes(), keep_all.sum(axis=1)
+        lengths += fixed
+        if keep is None:
+            return matrix.tobytes(), lengths
+        mask = pa.Array.from_buffers(pa.bool_(), m * width, [None, pa.py_buffer(np.packbits(keep, bitorder="little"))])
+        kept = pc.filter(pa.array(matrix.reshape(-1)), mask)
+        buf = kept.buffers()[1]
+        return buf.to_pybytes()[kept.offset : kept.offset + len(kept)], lengths

@@ -28,7 +28,7 @@ from ._encoder import EncodedRows, RecordEncoder, RowProblems, as_arrow, encode_
 from ._errors import AlertSchemaError
 from ._schema import AlertSchema
 
-__all__ = ["AlertBatch", "AlertEncoder", "BadAlert", "Cutouts", "HISTORY_DAYS", "frame", "unframe"]
+__all__ = ["HISTORY_DAYS", "AlertBatch", "AlertEncoder", "BadAlert", "Cutouts", "EncodedCache", "frame", "unframe"]
 
 #: Depth of ``prvDiaSources`` and ``prvDiaForcedSources``: 12 months (days).
 HISTORY_DAYS = 365.0
@@ -158,6 +158,60 @@ class _History:
     row_ids: NDArray[np.int64]
 
 
+class EncodedCache:
+    """Encoded DiaSource / DiaForcedSource rows kept for later alerts' histories.
+
+    A source is encoded once, when it is new, and its bytes are reused in the
+    ``prvDiaSources`` (``prvDiaForcedSources``) of every later alert of its
+    object. The cache holds at most ``max_bytes`` of row bytes and forgets the
+    oldest rows first. It assumes rows do not change after they are written;
+    call :meth:`discard` for rows that do (a DiaSource reassociated to a
+    solar-system object, a withdrawn source).
+
+    Parameters
+    ----------
+    max_bytes : int
+        Bound on the cached row bytes (default 512 MiB: about 1.3 million DiaSources).
+    """
+
+    def __init__(self, max_bytes: int = 512 * 2**20) -> None:
+        self.max_bytes = max_bytes
+        self.nbytes = 0
+        self._rows: dict[str, dict[int, bytes]] = {"diaSource": {}, "diaForcedSource": {}}
+        self.hits = 0
+        self.misses = 0
+
+    def __len__(self) -> int:
+        return sum(len(d) for d in self._rows.values())
+
+    def get_many(self, kind: str, ids: list[int]) -> list[bytes | None]:
+        got = list(map(self._rows[kind].get, ids))
+        missing = got.count(None)
+        self.misses += missing
+        self.hits += len(got) - missing
+        return got
+
+    def put_many(self, kind: str, ids: list[int], rows: EncodedRows, good: NDArray[np.bool_] | None = None) -> None:
+        view, off = memoryview(rows.data), rows.offsets.tolist()
+        ok = good.tolist() if good is not None else [True] * len(ids)
+        store = self._rows[kind]
+        for i, key in enumerate(ids):
+            if ok[i] and key not in store:
+                b = bytes(view[off[i] : off[i + 1]])
+                store[key] = b
+                self.nbytes += len(b)
+        while self.nbytes > self.max_bytes and any(self._rows.values()):
+            biggest = max(self._rows.values(), key=len)
+            self.nbytes -= len(biggest.pop(next(iter(biggest))))
+
+    def discard(self, kind: str, ids: Sequence[int]) -> None:
+        """Forget rows (``kind`` is ``"diaSource"`` or ``"diaForcedSource"``)."""
+        for i in ids:
+            b = self._rows[kind].pop(int(i), None)
+            if b is not None:
+                self.nbytes -= len(b)
+
+
 class AlertEncoder:
     """Builds alert packets of one schema version from APDB tables.
 
@@ -167,6 +221,10 @@ class AlertEncoder:
         Default: the latest schema ``lsst-alert-packet`` ships.
     history_days : float
         Depth of the histories (12 months).
+    cache : EncodedCache or bool, optional
+        Keep each new source's bytes for later histories (``True``: a new
+        default-sized cache). Without one, histories are encoded from the
+        preload on every build.
 
     Examples
     --------
@@ -176,8 +234,14 @@ class AlertEncoder:
     b'\\x00\\x00\\x00\\x04M'
     """
 
-    def __init__(self, schema: AlertSchema | tuple[int, int] | str | None = None, history_days: float = HISTORY_DAYS):
+    def __init__(
+        self,
+        schema: AlertSchema | tuple[int, int] | str | None = None,
+        history_days: float = HISTORY_DAYS,
+        cache: EncodedCache | bool | None = None,
+    ) -> None:
         self.schema = schema if isinstance(schema, AlertSchema) else AlertSchema.load(schema)
+        self.cache = EncodedCache() if cache is True else (cache if isinstance(cache, EncodedCache) else None)
         self.history_days = history_days
         self.source = _encoder(self.schema, "diaSource")
         self.forced = _encoder(self.schema, "prvDiaForcedSources")
@@ -267,9 +331,15 @@ class AlertEncoder:
             obj_index = np.where(found2 & (obj_of >= 0), j, -1)
 
         new_ids = np.sort(src_ids)
+        new_forced = as_arrow(forced_sources) if forced_sources is not None else None
         prv = self._history(self.source, pre_src, obj_of, times, "diaSourceId", exclude=new_ids)
-        frc = self._history(self.forced, _concat([pre_forced, as_arrow(forced_sources) if forced_sources is not None
-                                                  else None]), obj_of, times, "diaForcedSourceId", exclude=None)
+        frc = self._history(self.forced, _concat([pre_forced, new_forced]), obj_of, times, "diaForcedSourceId",
+                            exclude=None)
+        if self.cache is not None:
+            self.cache.put_many("diaSource", src_ids.tolist(), src_rows, ~src_problems.bad)
+            if new_forced is not None and new_forced.num_rows:
+                self.cache.put_many("diaForcedSource", _ids(new_forced, "diaForcedSourceId").tolist(),
+                                    self.forced.encode(new_forced), ~self.forced.problems(new_forced).bad)
 
         # Per-alert verdicts: the first problem found is reported.
         bad: list[BadAlert] = []
@@ -333,9 +403,13 @@ class AlertEncoder:
         _, first = np.unique(h_id[idx], return_index=True)
         idx = idx[np.sort(first)]
         idx = idx[np.lexsort((h_t[idx], h_obj[idx]))]
-        used = table.take(pa.array(idx))
-        rows = enc.encode(used)
-        problems = enc.problems(used)
+        kind = "diaSource" if id_name == "diaSourceId" else "diaForcedSource"
+        if self.cache is None:
+            used = table.take(pa.array(idx))
+            rows = enc.encode(used)
+            problems = enc.problems(used)
+        else:
+            rows, problems = _cached_rows(self.cache, enc, table, idx, h_id[idx].tolist(), kind)
         sorted_obj = h_obj[idx]
         lo = np.searchsorted(sorted_obj, obj_of, "left")
         hi = np.searchsorted(sorted_obj, obj_of, "right")
@@ -360,91 +434,111 @@ class AlertEncoder:
         observation_reason: str | None,
         target_name: str | None,
     ) -> list[bytes]:
-        idv, idn = encode_long(src_ids)
-        id_bytes = [bytes(r[:k]) for r, k in zip(idv, idn.tolist(), strict=True)] if n else []
-        s_view, s_off = memoryview(src_rows.data), src_rows.offsets.tolist()
-        o_view = memoryview(obj_rows.data) if obj_rows is not None else None
-        o_off = obj_rows.offsets.tolist() if obj_rows is not None else []
-        oi = obj_index.tolist()
-        hist: list[tuple[memoryview, list[int], list[int], list[int], list[bytes]] | None] = []
-        for h in (prv, frc):
-            if h is None:
-                hist.append(None)
-                continue
-            counts = (h.hi - h.lo).astype(np.int64)
-            cv, cn = encode_long(counts)
-            cbytes = [bytes(r[:k]) for r, k in zip(cv, cn.tolist(), strict=True)]
-            hist.append((memoryview(h.rows.data), h.rows.offsets.tolist(), h.lo.tolist(), h.hi.tolist(), cbytes))
+        """Join each good alert from ~15 byte slices, one column of slices per schema field."""
+        good = np.flatnonzero(~bad)
+        g = good.tolist()
+        empty = b""
+        cols: list[list[bytes | memoryview] | bytes] = []  # a list per alert, or one constant for all
 
-        def text(value: str | None) -> bytes:
-            if value is None:
-                return b""
-            raw = value.encode()
-            return _varint(len(raw)) + raw
+        def slices(rows: EncodedRows, index: list[int]) -> list[bytes | memoryview]:
+            view, off = memoryview(rows.data), rows.offsets.tolist()
+            return [view[off[i] : off[i + 1]] for i in index]
 
-        reason_b, target_b = text(observation_reason), text(target_name)
-        get_cutouts: Callable[[int], Cutouts | None]
         if cutouts is None:
-            def get_cutouts(i: int) -> Cutouts | None:
-                return None
+            cut_list: list[Cutouts | None] = [None] * len(g)
         elif callable(cutouts):
-            get_cutouts = cutouts
+            cut_list = [cutouts(i) for i in g]
         else:
             if len(cutouts) != n:
                 raise ValueError(f"cutouts has {len(cutouts)} entries for {n} sources; give one (or None) per source")
-            seq = cutouts
+            cut_list = [cutouts[i] for i in g]
 
-            def get_cutouts(i: int) -> Cutouts | None:
-                return seq[i]
+        for kind, prefix_value, prefix_null in self._layout:
+            if kind == "id":
+                idv, idn = encode_long(src_ids[good])
+                cols.append([bytes(r[:k]) for r, k in zip(idv, idn.tolist(), strict=True)])
+            elif kind == "diaSource":
+                if prefix_value:
+                    cols.append(prefix_value)
+                cols.append(slices(src_rows, g))
+            elif kind == "diaObject":
+                oi = obj_index[good].tolist()
+                if obj_rows is None:
+                    cols.append(prefix_null)
+                    continue
+                view, off = memoryview(obj_rows.data), obj_rows.offsets.tolist()
+                cols.append([prefix_value if j >= 0 else prefix_null for j in oi])
+                cols.append([view[off[j] : off[j + 1]] if j >= 0 else empty for j in oi])
+            elif kind in ("prvDiaSources", "prvDiaForcedSources"):
+                h = prv if kind == "prvDiaSources" else frc
+                if h is None:
+                    cols.append(prefix_null)  # no history: null (see docs/alerts.md)
+                    continue
+                lo, hi = h.lo[good], h.hi[good]
+                has = (hi > lo).tolist()
+                cv, cn = encode_long((hi - lo).astype(np.int64))
+                view, off = memoryview(h.rows.data), h.rows.offsets.tolist()
+                lo_l, hi_l = lo.tolist(), hi.tolist()
+                cols.append([prefix_value + bytes(r[:k]) if y else prefix_null
+                             for r, k, y in zip(cv, cn.tolist(), has, strict=True)])
+                cols.append([view[off[a] : off[b]] if y else empty for a, b, y in zip(lo_l, hi_l, has, strict=True)])
+                cols.append([b"\x00" if y else empty for y in has])
+            elif kind in ("observation_reason", "target_name"):
+                value = observation_reason if kind == "observation_reason" else target_name
+                if value is None:
+                    cols.append(prefix_null)
+                else:
+                    raw = value.encode()
+                    cols.append(prefix_value + _varint(len(raw)) + raw)
+            elif kind in _CUTOUT_ATTR:
+                attr = _CUTOUT_ATTR[kind]
+                datas = [getattr(c, attr) if c is not None else None for c in cut_list]
+                cols.append([prefix_null if d is None else prefix_value + _varint(len(d)) for d in datas])
+                cols.append([empty if d is None else d for d in datas])
+            else:  # a nullable field nightshift does not fill (ssSource, mpc_orbits, ...)
+                cols.append(prefix_null)
+        # Merge runs of constants, then join per alert.
+        merged: list[list[bytes | memoryview] | bytes] = []
+        for c in cols:
+            if isinstance(c, bytes) and merged and isinstance(merged[-1], bytes):
+                merged[-1] = merged[-1] + c
+            else:
+                merged.append(c)
+        m = len(g)
+        per_alert = [[c] * m if isinstance(c, bytes) else c for c in merged]
+        join = empty.join
+        return [join(parts) for parts in zip(*per_alert, strict=True)]
 
-        out: list[bytes] = []
-        layout = self._layout
-        for i in range(n):
-            if bad[i]:
-                continue
-            parts: list[bytes | memoryview] = []
-            cut = None
-            cut_loaded = False
-            for kind, prefix_value, prefix_null in layout:
-                if kind == "id":
-                    parts.append(id_bytes[i])
-                elif kind == "diaSource":
-                    parts.append(prefix_value)
-                    parts.append(s_view[s_off[i] : s_off[i + 1]])
-                elif kind == "diaObject":
-                    j = oi[i]
-                    if j >= 0 and o_view is not None:
-                        parts.append(prefix_value)
-                        parts.append(o_view[o_off[j] : o_off[j + 1]])
-                    else:
-                        parts.append(prefix_null)
-                elif kind in ("prvDiaSources", "prvDiaForcedSources"):
-                    hh = hist[0 if kind == "prvDiaSources" else 1]
-                    if hh is None or hh[3][i] == hh[2][i]:
-                        parts.append(prefix_null)  # no history: null (see docs/alerts.md)
-                    else:
-                        view, off, lo, hi, cb = hh
-                        parts.append(prefix_value)
-                        parts.append(cb[i])
-                        parts.append(view[off[lo[i]] : off[hi[i]]])
-                        parts.append(b"\x00")
-                elif kind in ("observation_reason", "target_name"):
-                    value = reason_b if kind == "observation_reason" else target_b
-                    parts.append(prefix_value + value if value else prefix_null)
-                elif kind.startswith("cutout"):
-                    if not cut_loaded:
-                        cut, cut_loaded = get_cutouts(i), True
-                    data = getattr(cut, _CUTOUT_ATTR[kind]) if cut is not None else None
-                    if data is None:
-                        parts.append(prefix_null)
-                    else:
-                        parts.append(prefix_value)
-                        parts.append(_varint(len(data)))
-                        parts.append(data)
-                else:  # a nullable field nightshift does not fill (ssSource, mpc_orbits, ...)
-                    parts.append(prefix_null)
-            out.append(b"".join(parts))
-        return out
+
+def _cached_rows(
+    cache: EncodedCache, enc: RecordEncoder, table: pa.Table, idx: NDArray[np.intp], ids: list[int], kind: str
+) -> tuple[EncodedRows, RowProblems]:
+    """Rows ``idx`` of ``table``: cached bytes where present, the others encoded (and cached if good)."""
+    got = cache.get_many(kind, ids)
+    missing = np.fromiter(map(_is_none, got), dtype=bool, count=len(got))
+    k = idx.size
+    bad = np.zeros(k, bool)
+    field = np.full(k, None, dtype=object)
+    reason = np.full(k, None, dtype=object)
+    if missing.any():
+        pos = np.flatnonzero(missing)
+        sub = table.take(pa.array(idx[pos]))
+        fresh = enc.encode(sub)
+        p = enc.problems(sub)
+        bad[pos], field[pos], reason[pos] = p.bad, p.field, p.reason
+        sub_ids = [ids[i] for i in pos.tolist()]
+        cache.put_many(kind, sub_ids, fresh, ~p.bad)
+        for j, i in enumerate(pos.tolist()):
+            got[i] = fresh.row(j)
+    pieces: list[bytes] = got  # type: ignore[assignment]  # no None is left
+    lengths = np.fromiter((len(b) for b in pieces), dtype=np.int64, count=k)
+    offsets = np.zeros(k + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    return EncodedRows(b"".join(pieces), offsets), RowProblems(bad, field, reason)
+
+
+def _is_none(x: object) -> bool:
+    return x is None
 
 
 _CUTOUT_ATTR = {"cutoutDifference": "difference", "cutoutScience": "science", "cutoutTemplate": "template"}
