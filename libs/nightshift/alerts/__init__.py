@@ -18,13 +18,17 @@ from ._cutouts import CutoutWriter, LocalWcs, write_cutout
 from ._encoder import EncodedRows, RecordEncoder, RowProblems, as_arrow
 from ._errors import AlertError, AlertSchemaError, ArchiveError, CutoutError, PublishError
 from ._packet import HISTORY_DAYS, AlertBatch, AlertEncoder, BadAlert, Cutouts, EncodedCache, frame, unframe
+from ._publisher import DLQ_TOPIC, PRODUCER_DEFAULTS, AlertPublisher, PublishReport, VisitDetectorCount, alert_topic
 from ._schema import AlertSchema, latest_version, shipped_versions
 
 __all__ = [
+    "DLQ_TOPIC",
+    "PRODUCER_DEFAULTS",
     "HISTORY_DAYS",
     "AlertBatch",
     "AlertEncoder",
     "AlertError",
+    "AlertPublisher",
     "AlertSchema",
     "AlertSchemaError",
     "ArchiveError",
@@ -36,8 +40,11 @@ __all__ = [
     "EncodedRows",
     "LocalWcs",
     "PublishError",
+    "PublishReport",
     "RecordEncoder",
     "RowProblems",
+    "VisitDetectorCount",
+    "alert_topic",
     "as_arrow",
     "frame",
     "latest_version",

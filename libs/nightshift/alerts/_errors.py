@@ -14,6 +14,8 @@ while the other alerts of the detector are published.
 
 from __future__ import annotations
 
+from typing import Any
+
 from .._exceptions import NightshiftError
 
 __all__ = ["AlertError", "AlertSchemaError", "ArchiveError", "CutoutError", "PublishError"]
@@ -38,10 +40,19 @@ class CutoutError(AlertError, ValueError):
 
 
 class PublishError(AlertError):
-    """The broker did not acknowledge every alert of a batch (after the bounded retries)."""
+    """The broker did not acknowledge every alert of a batch (after the bounded retries).
+
+    ``report`` holds the :class:`~nightshift.alerts.PublishReport` (counts per
+    visit and detector, the alerts that failed) when the failure happened
+    after sending began.
+    """
 
     error_type = "alert_publish"
     retriable = True
+
+    def __init__(self, message: str, report: Any = None) -> None:
+        super().__init__(message)
+        self.report = report
 
 
 class ArchiveError(AlertError):
