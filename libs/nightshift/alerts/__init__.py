@@ -14,6 +14,7 @@ Example
 >>> batch.framed()  # Confluent-framed, schema id 1101  # doctest: +SKIP
 """
 
+from ._archive import AlertArchive, ArchivedFile, container_file
 from ._cutouts import CutoutWriter, LocalWcs, write_cutout
 from ._encoder import EncodedRows, RecordEncoder, RowProblems, as_arrow
 from ._errors import AlertError, AlertSchemaError, ArchiveError, CutoutError, PublishError
@@ -25,6 +26,7 @@ __all__ = [
     "DLQ_TOPIC",
     "PRODUCER_DEFAULTS",
     "HISTORY_DAYS",
+    "AlertArchive",
     "AlertBatch",
     "AlertEncoder",
     "AlertError",
@@ -32,6 +34,7 @@ __all__ = [
     "AlertSchema",
     "AlertSchemaError",
     "ArchiveError",
+    "ArchivedFile",
     "BadAlert",
     "CutoutError",
     "CutoutWriter",
@@ -46,6 +49,7 @@ __all__ = [
     "VisitDetectorCount",
     "alert_topic",
     "as_arrow",
+    "container_file",
     "frame",
     "latest_version",
     "shipped_versions",
