@@ -11,7 +11,14 @@ from pipe_support import COLLECTIONS, INSTRUMENT, make_repo
 from nightshift.butler import DatasetType
 from nightshift.butler._butler import Butler
 from nightshift.pipe import (
-    Input, Output, Pipeline, PipelineTask, PipelineTaskConnections, PreflightError, PrerequisiteInput, Struct,
+    Input,
+    Output,
+    Pipeline,
+    PipelineTask,
+    PipelineTaskConnections,
+    PreflightError,
+    PrerequisiteInput,
+    Struct,
     UnknownDatasetTypeError,
     build_quantum_graph,
 )
@@ -43,6 +50,10 @@ def test_graph_has_one_quantum_per_data_grouping(repo: Butler) -> None:
     assert all(d < i for i, ds in enumerate(deps) for d in ds)
     assert len(deps[visit.index]) == 4
     assert len(deps[graph.quanta_for("survey_summary")[0].index]) == 3
+    # each step has its own grouping, so its own parallelism (REQ-0007): the 12 per-detector quanta
+    # depend on nothing, each visit's summary waits for its 4 detectors, the survey for the 3 visits
+    assert all(not deps[c.index] for c in graph.quanta_for("calibrate"))
+    assert [s.data_id for s in graph.quanta_for("survey_summary")] == [{"instrument": INSTRUMENT}]
     assert graph.metadata["pipeline"]["tasks"]["calibrate"]["class"].endswith("CalibrateTask")
     assert graph.explanation is None
 
