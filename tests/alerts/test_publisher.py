@@ -12,9 +12,11 @@ import numpy as np
 import pyarrow as pa
 import pytest
 from confluent_kafka import Consumer
+from pydantic import SecretStr
 
 from nightshift.alerts import AlertEncoder, AlertPublisher, Cutouts, LocalWcs, PublishError, unframe, write_cutout
 from nightshift.apdb import SkyField
+from nightshift.events import KafkaSettings
 
 pytestmark = pytest.mark.integration
 
@@ -87,9 +89,24 @@ def test_a_visit_is_published_acknowledged_and_decodable(kafka_bootstrap: str, u
 
 
 def test_a_broker_that_is_down_is_a_clear_error() -> None:
-    pub = AlertPublisher({"bootstrap.servers": "127.0.0.1:9", "socket.connection.setup.timeout.ms": 1000}, timeout=3)
-    with pytest.raises(PublishError, match=r"Kafka at 127\.0\.0\.1:9 did not answer"):
+    pub = AlertPublisher(KafkaSettings(bootstrap_servers="127.0.0.1:9"), timeout=3)
+    with pytest.raises(PublishError, match=r"no Kafka broker answered at 127\.0\.0\.1:9"):
         pub.publish(visit_batch())
+
+
+def test_publishing_over_sasl_scram(kafka_sasl: KafkaSettings, unique_name: str) -> None:
+    batch = visit_batch()
+    topic = f"alerts-{unique_name}"
+    with AlertPublisher(kafka_sasl, topic=topic, partitions=2) as pub:
+        report = pub.publish(batch)
+    assert report.acknowledged == report.expected == len(batch)
+
+
+def test_wrong_sasl_password_is_refused_without_showing_it(kafka_sasl: KafkaSettings) -> None:
+    wrong = kafka_sasl.model_copy(update={"sasl_password": SecretStr("not-the-password")})
+    with pytest.raises(PublishError, match="refused the SASL login") as info:
+        AlertPublisher(wrong, timeout=10).start()
+    assert "not-the-password" not in str(info.value)
 
 
 def test_a_registry_that_is_down_fails_before_anything_is_sent(kafka_bootstrap: str, unique_name: str) -> None:
@@ -109,7 +126,7 @@ def test_undelivered_alerts_are_counted_not_lost(kafka_bootstrap: str, unique_na
     admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
     admin.create_topics([NewTopic(topic, 1, 1, config={"max.message.bytes": "1000"})])[topic].result(30)
     batch = visit_batch()
-    with AlertPublisher({"bootstrap.servers": kafka_bootstrap, "delivery.timeout.ms": 5000}, topic=topic,
+    with AlertPublisher(kafka_bootstrap, producer_config={"delivery.timeout.ms": 5000}, topic=topic,
                         create_topics=False, timeout=10) as pub, pytest.raises(PublishError) as info:
         pub.publish(batch)
     report = info.value.report

@@ -167,7 +167,7 @@ class RecordEncoder:
         """Required fields ``table`` has no column for."""
         return [n for n in self.required if n not in table.column_names]
 
-    def _columns(self, table: pa.Table) -> list[pa.Array | None]:
+    def _columns(self, table: pa.Table) -> list[pa.Array[Any] | None]:
         missing = self.missing_required(table)
         if missing:
             raise AlertSchemaError(
@@ -233,17 +233,17 @@ class RecordEncoder:
         return EncodedRows(b"".join(pieces), offsets)
 
     @staticmethod
-    def _prepare(f: _Field, col: pa.Array | None, n: int) -> tuple[Any, NDArray[np.bool_] | None]:
+    def _prepare(f: _Field, col: pa.Array[Any] | None, n: int) -> tuple[Any, NDArray[np.bool_] | None]:
         """(values, null mask) of one column as numpy (strings: (offsets, data) of UTF-8)."""
         if col is None:
             return None, np.ones(n, dtype=bool)
         nulls = col.is_null().to_numpy(zero_copy_only=False) if col.null_count else None
         k = f.kind
         if k in ("string", "bytes"):
-            arr = col.cast(pa.large_binary())
+            arr: Any = col.cast(pa.large_binary())
             if arr.null_count:
-                arr = pc.fill_null(arr, b"")
-            buffers = arr.buffers()
+                arr = arr.fill_null(b"")
+            buffers: list[Any] = arr.buffers()
             offsets = np.frombuffer(buffers[1], dtype=np.int64)[arr.offset : arr.offset + n + 1]
             data = np.frombuffer(buffers[2], dtype=np.uint8) if buffers[2] is not None else np.zeros(0, np.uint8)
             return (offsets, data), nulls
@@ -364,7 +364,8 @@ class RecordEncoder:
         lengths += fixed
         if keep is None:
             return matrix.tobytes(), lengths
-        mask = pa.Array.from_buffers(pa.bool_(), m * width, [None, pa.py_buffer(np.packbits(keep, bitorder="little"))])
+        bits: Any = np.packbits(keep, bitorder="little")
+        mask: Any = pa.Array.from_buffers(pa.bool_(), m * width, [None, pa.py_buffer(bits)])
         kept = pc.filter(pa.array(matrix.reshape(-1)), mask)
-        buf = kept.buffers()[1]
+        buf: Any = kept.buffers()[1]
         return buf.to_pybytes()[kept.offset : kept.offset + len(kept)], lengths

@@ -21,7 +21,6 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 from numpy.typing import NDArray
 
 from ._encoder import EncodedRows, RecordEncoder, RowProblems, as_arrow, encode_long
@@ -134,7 +133,13 @@ def _key_index(sorted_keys: NDArray[np.int64], keys: NDArray[np.int64]) -> tuple
 
 def _ids(table: pa.Table, name: str) -> NDArray[np.int64]:
     col = table.column(name)
-    return np.asarray(col.fill_null(-1).to_numpy(zero_copy_only=False), dtype=np.int64)
+    return np.asarray(_filled(col, -1), dtype=np.int64)
+
+
+def _filled(col: Any, value: float) -> NDArray[Any]:
+    """A column as numpy with its nulls replaced by ``value``."""
+    out: NDArray[Any] = col.fill_null(value).to_numpy(zero_copy_only=False)
+    return out
 
 
 def _concat(tables: Sequence[pa.Table | None]) -> pa.Table | None:
@@ -297,7 +302,7 @@ class AlertEncoder:
                 pre_obj, pre_src, pre_forced = preload.objects, preload.sources, preload.forced_sources
         src_ids = _ids(src, "diaSourceId")
         obj_of = _ids(src, "diaObjectId") if "diaObjectId" in src.column_names else np.full(n, -1, np.int64)
-        times = np.asarray(src.column("midpointMjdTai").fill_null(np.nan).to_numpy(zero_copy_only=False), np.float64)
+        times = np.asarray(_filled(src.column("midpointMjdTai"), np.nan), np.float64)
         visits = _ids(src, "visit") if "visit" in src.column_names else np.full(n, -1, np.int64)
         detectors = _ids(src, "detector") if "detector" in src.column_names else np.full(n, -1, np.int64)
 
@@ -323,7 +328,7 @@ class AlertEncoder:
             i, found = _key_index(uniq, obj_of)
             wanted = np.unique(i[found])
             take = first[wanted]
-            used = obj_table.take(pa.array(take))
+            used = obj_table.take(take)
             obj_rows = self.object.encode(used)
             obj_problems = self.object.problems(used)
             obj_ids_used = uniq[wanted]
@@ -386,7 +391,7 @@ class AlertEncoder:
         if table is None or table.num_rows == 0:
             return None
         h_obj = _ids(table, "diaObjectId")
-        h_t = np.asarray(table.column("midpointMjdTai").fill_null(np.nan).to_numpy(zero_copy_only=False), np.float64)
+        h_t = np.asarray(_filled(table.column("midpointMjdTai"), np.nan), np.float64)
         h_id = _ids(table, id_name)
         # The latest alert time per object bounds its history (objects with several new sources share it).
         order = np.argsort(obj_of, kind="stable")
@@ -405,7 +410,7 @@ class AlertEncoder:
         idx = idx[np.lexsort((h_t[idx], h_obj[idx]))]
         kind = "diaSource" if id_name == "diaSourceId" else "diaForcedSource"
         if self.cache is None:
-            used = table.take(pa.array(idx))
+            used = table.take(idx)
             rows = enc.encode(used)
             problems = enc.problems(used)
         else:
@@ -522,7 +527,7 @@ def _cached_rows(
     reason = np.full(k, None, dtype=object)
     if missing.any():
         pos = np.flatnonzero(missing)
-        sub = table.take(pa.array(idx[pos]))
+        sub = table.take(idx[pos])
         fresh = enc.encode(sub)
         p = enc.problems(sub)
         bad[pos], field[pos], reason[pos] = p.bad, p.field, p.reason
@@ -605,5 +610,3 @@ def _layout(schema: AlertSchema) -> tuple[tuple[str, bytes, bytes], ...]:
         out.append((kind, value_p, null_p))
     return tuple(out)
 
-
-_ = pc  # pyarrow.compute is imported for its kernels (fill_null on chunked arrays)

@@ -24,6 +24,8 @@ import numpy as np
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
+from ..events import KafkaConnectionError as _KafkaConnectionError
+from ..events import KafkaSettings, check_connection, kafka_settings
 from ._errors import PublishError
 from ._packet import AlertBatch, BadAlert
 
@@ -99,9 +101,13 @@ class AlertPublisher:
 
     Parameters
     ----------
-    config : mapping or str
-        librdkafka settings including ``bootstrap.servers`` (SASL/SCRAM keys
-        included), or just ``host:port``.
+    kafka : KafkaSettings or str
+        Brokers and authentication (SASL/SCRAM, TLS); a ``host:port`` string
+        takes the rest from the ``NIGHTSHIFT_KAFKA_*`` environment.
+    producer_config : mapping, optional
+        librdkafka producer properties over :data:`PRODUCER_DEFAULTS`
+        (``compression.type``, ``linger.ms``, ...); idempotence and ``acks=all``
+        cannot be turned off.
     topic : str, optional
         Default ``lsst-alerts-v{MAJOR}`` of each batch's schema.
     partitions, replication : int
@@ -121,8 +127,9 @@ class AlertPublisher:
 
     def __init__(
         self,
-        config: Mapping[str, Any] | str,
+        kafka: KafkaSettings | str,
         *,
+        producer_config: Mapping[str, Any] | None = None,
         topic: str | None = None,
         partitions: int = 45,
         replication: int = 1,
@@ -132,11 +139,12 @@ class AlertPublisher:
         create_topics: bool = True,
         timeout: float = 60.0,
     ) -> None:
-        base = {"bootstrap.servers": config} if isinstance(config, str) else dict(config)
-        if "bootstrap.servers" not in base:
-            raise ValueError("the Kafka config needs 'bootstrap.servers' (host:port of the brokers)")
-        self._config = {**PRODUCER_DEFAULTS, **base, "enable.idempotence": True, "acks": "all"}
-        self.bootstrap = str(base["bootstrap.servers"])
+        self.settings = kafka_settings(kafka)
+        self._config: dict[str, Any] = {
+            **PRODUCER_DEFAULTS, **(producer_config or {}), **self.settings.librdkafka_config(),
+            "enable.idempotence": True, "acks": "all",
+        }
+        self.bootstrap = self.settings.describe()  # for messages: never the password
         self.topic = topic
         self.partitions = partitions
         self.replication = replication
@@ -155,14 +163,10 @@ class AlertPublisher:
         """Connect: check the broker answers (and the registry, if given); fail fast, naming the address."""
         if self._producer is not None:
             return self
-        admin = AdminClient(self._admin_config())
         try:
-            admin.list_topics(timeout=min(self.timeout, 15.0))
-        except KafkaException as exc:
-            raise PublishError(
-                f"Kafka at {self.bootstrap} did not answer ({exc.args[0]}); is the broker up, and are "
-                "bootstrap.servers and the SASL settings right?"
-            ) from exc
+            check_connection(self.settings, timeout=min(self.timeout, 15.0))
+        except _KafkaConnectionError as exc:  # includes a refused login (KafkaAuthenticationError)
+            raise PublishError(f"cannot publish alerts: {exc}") from exc
         self._producer = Producer(self._config)
         return self
 
@@ -181,8 +185,7 @@ class AlertPublisher:
         self.close()
 
     def _admin_config(self) -> dict[str, Any]:
-        keep = ("bootstrap.servers", "security.protocol", "ssl.", "sasl.", "client.id")
-        return {k: v for k, v in self._config.items() if k.startswith(keep)}
+        return dict(self.settings.librdkafka_config())
 
     def ensure_topics(self, *topics: str) -> None:
         """Create ``topics`` (``partitions`` each) unless they exist."""
