@@ -21,6 +21,8 @@ from ._errors import AlertError, AlertSchemaError, ArchiveError, CutoutError, Pu
 from ._packet import HISTORY_DAYS, AlertBatch, AlertEncoder, BadAlert, Cutouts, EncodedCache, frame, unframe
 from ._publisher import DLQ_TOPIC, PRODUCER_DEFAULTS, AlertPublisher, PublishReport, VisitDetectorCount, alert_topic
 from ._schema import AlertSchema, latest_version, shipped_versions
+from ._stream import AlertStream, simulated_cutouts
+from ._tools import alert_json, cutouts_png, decode_alert, read_alert_file, summary_line, write_alert_files
 
 __all__ = [
     "DLQ_TOPIC",
@@ -33,6 +35,7 @@ __all__ = [
     "AlertPublisher",
     "AlertSchema",
     "AlertSchemaError",
+    "AlertStream",
     "ArchiveError",
     "ArchivedFile",
     "BadAlert",
@@ -47,12 +50,19 @@ __all__ = [
     "RecordEncoder",
     "RowProblems",
     "VisitDetectorCount",
+    "alert_json",
     "alert_topic",
     "as_arrow",
     "container_file",
+    "cutouts_png",
+    "decode_alert",
     "frame",
     "latest_version",
+    "read_alert_file",
     "shipped_versions",
+    "simulated_cutouts",
+    "summary_line",
     "unframe",
+    "write_alert_files",
     "write_cutout",
 ]

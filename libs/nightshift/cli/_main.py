@@ -4,6 +4,7 @@ import logging
 
 import click
 
+from ._alerts import alerts
 from ._apdb import apdb
 from ._butler import butler
 from ._dev import dev
@@ -27,6 +28,7 @@ def cli(log_level: str) -> None:
 cli.add_command(dev)
 cli.add_command(pipeline)
 cli.add_command(apdb)
+cli.add_command(alerts)
 cli.add_command(butler)
 
 
