@@ -520,7 +520,9 @@ def _cached_rows(
 ) -> tuple[EncodedRows, RowProblems]:
     """Rows ``idx`` of ``table``: cached bytes where present, the others encoded (and cached if good)."""
     got = cache.get_many(kind, ids)
-    missing = np.fromiter(map(_is_none, got), dtype=bool, count=len(got))
+    missing = (
+        np.fromiter(map(_is_none, got), dtype=bool, count=len(got)) if None in got else np.zeros(len(got), bool)
+    )
     k = idx.size
     bad = np.zeros(k, bool)
     field = np.full(k, None, dtype=object)
