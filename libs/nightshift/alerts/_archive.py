@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import os
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,7 +55,9 @@ def _avro_bytes(b: bytes) -> bytes:
     return _long(len(b)) + b
 
 
-def container_file(schema: AlertSchema, bodies: list[bytes], codec: str = "null") -> tuple[bytes, list[int], list[int]]:
+def container_file(
+    schema: AlertSchema, bodies: Sequence[bytes | memoryview], codec: str = "null"
+) -> tuple[bytes, list[int], list[int]]:
     """An Avro object container file of ``bodies``, one block per alert.
 
     Returns
@@ -170,7 +172,8 @@ class AlertArchive:
         pairs = np.stack([batch.visits, batch.detectors], axis=1) if len(batch) else np.zeros((0, 2), np.int64)
         for visit, detector in np.unique(pairs, axis=0).tolist():
             rows = np.flatnonzero((batch.visits == visit) & (batch.detectors == detector)).tolist()
-            data, offsets, lengths = container_file(batch.schema, [batch.payloads[i] for i in rows], self.codec)
+            bodies = batch.bodies()
+            data, offsets, lengths = container_file(batch.schema, [bodies[i] for i in rows], self.codec)
             key = f"{self._dir(batch.schema, visit)}/detector={detector:03d}.avro"
             index = {
                 "schema_id": batch.schema.schema_id,

@@ -93,8 +93,9 @@ class AlertBatch:
     ----------
     schema : AlertSchema
         The schema the bodies follow.
-    payloads : list of bytes
-        Avro bodies (no framing), one per good alert.
+    messages : list of bytes
+        One per good alert, ready for Kafka: the Confluent framing (byte 0, the
+        4-byte schema id) then the Avro body. :attr:`payloads` are the bodies.
     dia_source_ids, visits, detectors : numpy arrays
         Per good alert.
     midpoints : numpy array
@@ -104,7 +105,7 @@ class AlertBatch:
     """
 
     schema: AlertSchema
-    payloads: list[bytes]
+    messages: list[bytes]
     dia_source_ids: NDArray[np.int64]
     visits: NDArray[np.int64]
     detectors: NDArray[np.int64]
@@ -112,16 +113,25 @@ class AlertBatch:
     bad: list[BadAlert] = field(default_factory=list)
 
     def __len__(self) -> int:
-        return len(self.payloads)
+        return len(self.messages)
+
+    @property
+    def payloads(self) -> list[bytes]:
+        """The Avro bodies (copies of :attr:`messages` without their 5-byte framing)."""
+        return [m[5:] for m in self.messages]
+
+    def bodies(self) -> list[memoryview]:
+        """The Avro bodies as views into :attr:`messages` (no copy)."""
+        return [memoryview(m)[5:] for m in self.messages]
 
     def framed(self) -> list[bytes]:
-        """Every payload in the Confluent wire format with :attr:`AlertSchema.schema_id`."""
-        head = _MAGIC + self.schema.schema_id.to_bytes(4, "big")
-        return [head + p for p in self.payloads]
+        """Every alert in the Confluent wire format (:attr:`messages`)."""
+        return self.messages
 
     @property
     def nbytes(self) -> int:
-        return sum(len(p) for p in self.payloads)
+        """Bytes of the Avro bodies."""
+        return sum(len(m) for m in self.messages) - 5 * len(self.messages)
 
 
 def _key_index(sorted_keys: NDArray[np.int64], keys: NDArray[np.int64]) -> tuple[NDArray[np.intp], NDArray[np.bool_]]:
@@ -373,10 +383,10 @@ class AlertEncoder:
 
             report(h.first_bad >= 0, history_problem)
 
-        payloads = self._assemble(n, bad_mask, src_rows, src_ids, obj_rows, obj_index, prv, frc, cutouts,
+        messages = self._assemble(n, bad_mask, src_rows, src_ids, obj_rows, obj_index, prv, frc, cutouts,
                                   observation_reason, target_name)
         good = ~bad_mask
-        return AlertBatch(self.schema, payloads, src_ids[good], visits[good], detectors[good], times[good], bad)
+        return AlertBatch(self.schema, messages, src_ids[good], visits[good], detectors[good], times[good], bad)
 
     def _history(
         self,
@@ -439,11 +449,12 @@ class AlertEncoder:
         observation_reason: str | None,
         target_name: str | None,
     ) -> list[bytes]:
-        """Join each good alert from ~15 byte slices, one column of slices per schema field."""
+        """Join each good alert, framed, from ~15 byte slices, one column of slices per schema field."""
         good = np.flatnonzero(~bad)
         g = good.tolist()
         empty = b""
-        cols: list[list[bytes | memoryview] | bytes] = []  # a list per alert, or one constant for all
+        # A list per alert, or one constant for all; first the Confluent framing.
+        cols: list[list[bytes | memoryview] | bytes] = [_MAGIC + self.schema.schema_id.to_bytes(4, "big")]
 
         def slices(rows: EncodedRows, index: list[int]) -> list[bytes | memoryview]:
             view, off = memoryview(rows.data), rows.offsets.tolist()
