@@ -20,7 +20,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
@@ -331,12 +330,10 @@ class AlertPublisher:
         while True:
             try:
                 producer.produce(topic, value=value, key=key, on_delivery=callback, headers=headers)
+                producer.poll(0)  # serve the acknowledgements that have arrived
                 return
             except BufferError:  # the local queue is full: let deliveries drain it
                 producer.poll(0.05)
             except KafkaException as exc:
                 raise PublishError(f"could not queue an alert for {topic} on {self.bootstrap}: {exc}") from exc
-        producer.poll(0)
 
-
-_ = np  # numpy arrays are passed through AlertBatch

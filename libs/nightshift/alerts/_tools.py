@@ -6,6 +6,7 @@ import base64
 import io
 import json
 import math
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -144,8 +145,6 @@ def read_alert_file(path: str | Path) -> Iterator[tuple[AlertSchema, dict[str, A
     if raw[:4] == b"Obj\x01":
         reader = fastavro.reader(io.BytesIO(raw))
         name = str(reader.writer_schema.get("name", "")) if isinstance(reader.writer_schema, dict) else ""
-        import re
-
         m = re.search(r"v(\d+)_(\d+)", name)
         schema = AlertSchema.load((int(m.group(1)), int(m.group(2)))) if m else AlertSchema.load()
         for rec in reader:
