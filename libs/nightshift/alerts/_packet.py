@@ -509,7 +509,10 @@ class AlertEncoder:
             elif kind in _CUTOUT_ATTR:
                 attr = _CUTOUT_ATTR[kind]
                 datas = [getattr(c, attr) if c is not None else None for c in cut_list]
-                cols.append([prefix_null if d is None else prefix_value + _varint(len(d)) for d in datas])
+                sizes = np.fromiter((0 if d is None else len(d) for d in datas), dtype=np.int64, count=len(datas))
+                lv, ln = encode_long(sizes)
+                heads = [prefix_value + bytes(r[:k]) for r, k in zip(lv, ln.tolist(), strict=True)] if datas else []
+                cols.append([prefix_null if d is None else h for d, h in zip(datas, heads, strict=True)])
                 cols.append([empty if d is None else d for d in datas])
             else:  # a nullable field nightshift does not fill (ssSource, mpc_orbits, ...)
                 cols.append(prefix_null)
@@ -549,7 +552,7 @@ def _cached_rows(
         for j, i in enumerate(pos.tolist()):
             got[i] = fresh.row(j)
     pieces: list[bytes] = got  # type: ignore[assignment]  # no None is left
-    lengths = np.fromiter((len(b) for b in pieces), dtype=np.int64, count=k)
+    lengths = np.fromiter(map(len, pieces), dtype=np.int64, count=k)
     offsets = np.zeros(k + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
     return EncodedRows(b"".join(pieces), offsets), RowProblems(bad, field, reason)
