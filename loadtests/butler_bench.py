@@ -211,7 +211,7 @@ def bench_export(n: int) -> dict[str, Any]:
             out: dict[str, Any] = {"n": n}
             for mode in ("copy", "symlink"):
                 t0 = time.perf_counter()
-                with b.export_subset(Path(tmp) / mode, ["bench_metric"], transfer=mode) as new:  # type: ignore[arg-type]
+                with b.export_subset(Path(tmp) / mode, ["bench_metric"], transfer=mode) as new:
                     elapsed = time.perf_counter() - t0
                     if len(new.all_datasets()) != n:
                         raise RuntimeError(f"{mode} export lost datasets")

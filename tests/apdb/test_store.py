@@ -253,7 +253,7 @@ async def test_preload_cuts_histories_to_the_objects_in_the_field(apdb: AsyncApd
     ra[0] += 2.0 / 3600.0
     sources = sources.set_column(sources.column_names.index("ra"), "ra", pa.array(ra))
     await apdb.store(60020.0, objects, sources, forced)
-    region = ConvexPolygon(
+    region = ConvexPolygon.from_radec(
         (RA0 - 0.3, RA0 + 0.3, RA0 + 0.3, RA0 - 0.3), (DEC0 - 0.3, DEC0 - 0.3, DEC0 + 0.3, DEC0 + 0.3)
     )
     pre = await apdb.preload(region, 59990.0)

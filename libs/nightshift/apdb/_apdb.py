@@ -18,13 +18,13 @@ import pyarrow as pa
 from astropy.time import Time
 from numpy.typing import ArrayLike, NDArray
 
+from ..sky import Region, pixel_ranges, pixels_of
 from ._chunks import Chunk, RecordCodec, cut_chunks, select_rows
 from ._codec import StagePlan
 from ._copy import COPY_HEADER, COPY_TRAILER, decode_fixed
 from ._ddl import CHUNK_TABLES, LAYOUT_VERSION, PARTITIONED, RECORD_COLUMN, Layout, q
 from ._errors_map import wrapped
 from ._exceptions import ApdbSchemaError
-from ._region import Region, pixel_ranges, pixels_of
 from ._schema import PIXEL_COLUMN, TableSpec, apdb_tables, last_columns, schema_version
 from ._settings import ApdbSettings
 from ._validate import Columns, TableLike, normalize
@@ -425,8 +425,7 @@ class AsyncApdb:
         plan = _last_plan() if table == "DiaObjectLast" else StagePlan(apdb_tables()[table])
         await conn.execute(plan.stage_ddl(stage))
         await conn.copy_to_table(
-            # asyncpg documents "an object supporting the buffer protocol" as a source; asyncpg-stubs omit it
-            stage, source=memoryview(stream), columns=names, schema_name="pg_temp", format="binary"  # type: ignore[arg-type]
+            stage, source=memoryview(stream), columns=names, schema_name="pg_temp", format="binary"  # type: ignore[arg-type]  # asyncpg takes buffers; its stubs omit them
         )
         return stage
 
@@ -551,7 +550,7 @@ class AsyncApdb:
         """
         layout = await self.layout()
         codec = RecordCodec(apdb_tables()["DiaObject"])
-        ranges = pixel_ranges(region, layout.index_depth, self.settings.max_ranges)
+        ranges = pixel_ranges(region, layout.index_depth, max_ranges=self.settings.max_ranges)
         if len(ranges) == 0:
             return codec.to_arrow(np.empty(0, dtype=codec.dtype))
         lo = "{" + ",".join(str(int(v)) for v in ranges[:, 0]) + "}"

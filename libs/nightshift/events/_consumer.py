@@ -155,7 +155,12 @@ class EventConsumer:
             loop.call_soon_threadsafe(self.assigned.set)
 
         if self._connect_timeout is not None:
-            await self._call(check_connection, self.settings, self._connect_timeout)
+            try:
+                await self._call(check_connection, self.settings, self._connect_timeout)
+            except BaseException:
+                self._thread.shutdown(wait=False)
+                self._stopped.set()
+                raise
         consumer = self._consumer = Consumer(self._config)
         await self._call(lambda: consumer.subscribe(self.topics, on_assign=on_assign))
         try:

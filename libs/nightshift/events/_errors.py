@@ -7,8 +7,10 @@
         │   └── UnknownSchemaError (LookupError)  the wire format names an unknown schema id [to DLQ]
         ├── EventValidationError (ValueError)   decoded, but the content is impossible       [to DLQ]
         ├── DeliveryError                       the broker did not accept a message          [retriable]
-        └── KafkaConnectionError                the brokers cannot be reached               [retriable]
-            └── KafkaAuthenticationError        the brokers refused the client's credentials
+        ├── KafkaConnectionError                the brokers cannot be reached               [retriable]
+        │   └── KafkaAuthenticationError        the brokers refused the client's credentials
+        └── SchemaRegistryError                 (events/_registry.py) a fixed id cannot be registered
+            └── SchemaRegistryUnavailableError  no registry answers at the URL              [retriable]
 """
 
 from __future__ import annotations

@@ -120,8 +120,9 @@ class Service:
         try:
             done, _ = await asyncio.wait([stop_wait, *tasks], return_when=asyncio.FIRST_COMPLETED)
             for task in done:
-                if task is not stop_wait and task.exception() is not None:
-                    raise task.exception()  # type: ignore[misc]
+                exc = task.exception() if task is not stop_wait else None
+                if exc is not None:
+                    raise exc
         finally:
             stop_wait.cancel()
             await self._drain(tasks)
