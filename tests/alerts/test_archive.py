@@ -9,13 +9,13 @@ import fastavro
 import pytest
 from lsst.alert.packet import Schema
 
-from nightshift.alerts import AlertArchive, AlertEncoder, ArchiveError, container_file
+from nightshift.alerts import AlertArchive, AlertBatch, AlertEncoder, ArchiveError, container_file
 from nightshift.apdb import SkyField
 
 pytestmark = pytest.mark.integration
 
 
-def batch():  # type: ignore[no-untyped-def]
+def batch() -> AlertBatch:
     sky = SkyField(centres=1, density=300, sources_per_visit=60, forced_per_visit=60)
     v0, v = sky.visit(0), sky.visit(3)
     return AlertEncoder().build(v.sources, v.objects, preload=(None, v0.sources, v0.forced_sources))

@@ -21,7 +21,9 @@ def planes(rng: np.random.Generator, n: int, psf_dtype: str = "f8") -> tuple[np.
     return img, var, mask, psf
 
 
-def astropy_bytes(img, var, mask, psf, wcs: LocalWcs, rotpa: float) -> bytes:  # type: ignore[no-untyped-def]
+def astropy_bytes(
+    img: np.ndarray, var: np.ndarray, mask: np.ndarray, psf: np.ndarray, wcs: LocalWcs, rotpa: float
+) -> bytes:
     ccd = CCDData(img, unit=u.nJy, uncertainty=VarianceUncertainty(var), mask=mask != 0, wcs=wcs.astropy(), psf=psf)
     ccd.header["ROTPA"] = rotpa
     buf = io.BytesIO()

@@ -120,7 +120,7 @@ def test_a_registry_that_is_down_fails_before_anything_is_sent(kafka_bootstrap: 
 
 def test_undelivered_alerts_are_counted_not_lost(kafka_bootstrap: str, unique_name: str) -> None:
     """A topic the broker refuses (message too large for it): the error says how many of how many."""
-    from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+    from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]  # re-exported, untyped
 
     topic = f"alerts-{unique_name}"
     admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
