@@ -132,3 +132,43 @@ def test_undelivered_alerts_are_counted_not_lost(kafka_bootstrap: str, unique_na
     report = info.value.report
     assert report.acknowledged == 0 and report.expected == len(batch) == len(report.failed)
     assert f"acknowledged 0 of {len(batch)} alerts" in str(info.value)
+
+
+def test_brokers_decode_through_the_schema_registry(
+    kafka_bootstrap: str, schema_registry_url: str, unique_name: str
+) -> None:
+    """The way Fink reads Rubin's stream: DeserializingConsumer + AvroDeserializer against the registry."""
+    from confluent_kafka import DeserializingConsumer
+    from confluent_kafka.schema_registry import SchemaRegistryClient
+    from confluent_kafka.schema_registry.avro import AvroDeserializer
+
+    batch = visit_batch()
+    topic = f"alerts-{unique_name}"
+    with AlertPublisher(kafka_bootstrap, topic=topic, partitions=2, registry_url=schema_registry_url) as pub:
+        pub.publish(batch)
+    got = {}
+    with SchemaRegistryClient({"url": schema_registry_url}) as registry:
+        consumer = DeserializingConsumer({
+            "bootstrap.servers": kafka_bootstrap, "group.id": f"fink-{unique_name}", "auto.offset.reset": "earliest",
+            "value.deserializer": AvroDeserializer(registry),
+        })
+        consumer.subscribe([topic])
+        deadline = time.monotonic() + 120  # guard against a hung test only
+        try:
+            while len(got) < len(batch) and time.monotonic() < deadline:
+                m = consumer.poll(0.5)
+                if m is not None and m.error() is None:
+                    got[m.value()["diaSourceId"]] = m.value()
+        finally:
+            consumer.close()
+    assert set(got) == set(batch.dia_source_ids.tolist())
+    expected = {r["diaSourceId"]: r for r in
+                (fastavro.schemaless_reader(io.BytesIO(p), batch.schema.parsed) for p in batch.payloads)}
+    assert got == expected
+
+
+def test_an_unregistered_schema_id_is_refused(kafka_bootstrap: str, schema_registry_url: str) -> None:
+    pub = AlertPublisher(kafka_bootstrap, registry_url=schema_registry_url)
+    pub.check_registry(1101)  # Rubin's id of 11.1 resolves
+    with pytest.raises(PublishError, match="does not know schema id 9999"):
+        pub.check_registry(9999)
