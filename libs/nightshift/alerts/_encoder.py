@@ -165,7 +165,8 @@ class RecordEncoder:
 
     def missing_required(self, table: pa.Table) -> list[str]:
         """Required fields ``table`` has no column for."""
-        return [n for n in self.required if n not in table.column_names]
+        names = set(table.column_names)
+        return [n for n in self.required if n not in names]
 
     def _columns(self, table: pa.Table) -> list[pa.Array[Any] | None]:
         missing = self.missing_required(table)
@@ -247,15 +248,16 @@ class RecordEncoder:
             offsets = np.frombuffer(buffers[1], dtype=np.int64)[arr.offset : arr.offset + n + 1]
             data = np.frombuffer(buffers[2], dtype=np.uint8) if buffers[2] is not None else np.zeros(0, np.uint8)
             return (offsets, data), nulls
+        filled = col.fill_null(False if k == "boolean" else 0) if col.null_count else col
         if k == "boolean":
-            return col.fill_null(False).to_numpy(zero_copy_only=False).astype(np.uint8), nulls
+            return filled.to_numpy(zero_copy_only=False).astype(np.uint8), nulls
         if k in ("int", "long"):
             if not (pa.types.is_integer(col.type) or pa.types.is_boolean(col.type)):
                 raise AlertSchemaError(f"column {f.name!r} is {col.type}, the alert schema wants an integer ({k})")
-            return col.fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64), nulls
+            return filled.to_numpy(zero_copy_only=False).astype(np.int64), nulls
         if not (pa.types.is_floating(col.type) or pa.types.is_integer(col.type)):
             raise AlertSchemaError(f"column {f.name!r} is {col.type}, the alert schema wants a number ({k})")
-        v = col.fill_null(0).to_numpy(zero_copy_only=False)
+        v = filled.to_numpy(zero_copy_only=False)
         if k == "double":
             return np.ascontiguousarray(v, dtype="<f8"), nulls
         with np.errstate(over="ignore", invalid="ignore"):
