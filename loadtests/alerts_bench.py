@@ -17,7 +17,7 @@ Cutouts: microseconds per cutout, nightshift's template writer against astropy's
 broker (acks=all, idempotent), time from the first encode to the last
 acknowledgement, p50/p95 over ``--repeats``, MB/s and the compression ratio
 (alert bytes / bytes librdkafka sent), per codec; and one detector's share
-(53 alerts) p50/p95. Prints one JSON object, then a one-line summary.
+(53 alerts, with the preload of its own objects) p50/p95. Prints one JSON object, then a one-line summary.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from typing import Any
 import fastavro
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from nightshift.alerts import AlertEncoder, AlertPublisher, Cutouts, CutoutWriter, EncodedCache, LocalWcs
 from nightshift.apdb import simulate_visit
@@ -160,10 +161,13 @@ def bench_publish(data: dict[str, Any], bootstrap: str, codec: str, repeats: int
         time.sleep(0.3)  # one more statistics callback
         pub._producer.poll(0.2)  # type: ignore[union-attr]
         tx = (sent[-1] if sent else 0) - tx0
+        # A detector task preloads its own footprint (as Rubin's do): the history of its objects.
         det = data["new"].slice(0, 53)
+        mine = pa.array(det.column("diaObjectId").to_numpy())
+        det_pre = (None, *(t.filter(pc.is_in(t["diaObjectId"], mine)) for t in pre[1:]))
         for _ in range(20):
             t0 = time.perf_counter()
-            b = enc.build(det, data["objects"], preload=pre, cutouts=data["cutouts"][:53])
+            b = enc.build(det, data["objects"], preload=det_pre, cutouts=data["cutouts"][:53])
             pub.publish(b)
             per_detector.append(time.perf_counter() - t0)
     _delete_topic(bootstrap, topic)
