@@ -5,6 +5,7 @@ import logging
 
 import click
 
+from ._alerts import alerts
 from ._apdb import apdb
 from ._butler import butler
 from ._pipeline import pipeline
@@ -69,6 +70,7 @@ def cli(log_level: str) -> None:
 
 cli.add_command(pipeline)
 cli.add_command(apdb)
+cli.add_command(alerts)
 cli.add_command(butler)
 
 
