@@ -36,3 +36,20 @@ def write_decam(path: Path, exposure: str = "229388", **ext_overrides: Any) -> P
                                                                                    **ext_overrides))
     fits.HDUList([primary, ext]).writeto(path)
     return path
+
+
+def sim_raws(directory: Path, n_exposures: int = 1, detectors: tuple[int, ...] = (0, 1, 2, 3),
+             instrument: str = "TestCam", first_seq: int = 1, **obs_fields: Any) -> list[Path]:
+    """Bias-level simulated raws (real headers, trivial pixels) for ingest tests."""
+    from nightshift.obs import get_instrument
+    from nightshift.obs.sim import Observation, write_raw
+
+    camera = get_instrument(instrument, detector_size=16 if instrument == "LSSTCam-sim" else 8).camera
+    fields: dict[str, Any] = {"ra": 150.0, "dec": 2.0, "sky_angle": 10.0}
+    fields.update(obs_fields)
+    out = []
+    for i in range(n_exposures):
+        seq = first_seq + i
+        obs = Observation(instrument, 20261206, seq, f"2026-12-07T02:{seq % 60:02d}:00", **fields)
+        out.extend(write_raw(directory, obs, camera, d) for d in detectors)
+    return out

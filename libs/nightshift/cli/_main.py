@@ -7,6 +7,7 @@ import click
 from ._apdb import apdb
 from ._butler import butler
 from ._dev import dev
+from ._obs import ingest_raws_cmd  # noqa: F401 - adds ingest-raws, register-instrument to `butler`
 from ._pipeline import pipeline
 
 

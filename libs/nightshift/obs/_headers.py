@@ -1,7 +1,7 @@
 """Reading raw headers only: 2880-byte header blocks, never the pixels, from a local file or an S3 object.
 
 Each header-and-data unit is located from its mandatory keywords, its header
-is parsed with astropy (``Header.fromstring``), and the file size is checked
+is parsed (:func:`parse_cards`), and the file size is checked
 against where the last unit's data must end, so a truncated file is caught
 without reading a pixel. A file whose primary HDU holds no pixels but whose
 image extensions do (DECam) gives one raw per extension, its header the
@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
-
-from astropy.io import fits
 
 from ._exceptions import RawHeaderError
 
@@ -85,35 +84,89 @@ def _opener(source: str, s3_client: Any = None) -> tuple[Callable[[int, int], by
     return (lambda offset, n: os.pread(fd, n, offset)), size, lambda: os.close(fd)
 
 
-def _read_unit(read: Callable[[int, int], bytes], offset: int, source: str, first: bool) -> tuple[bytes, int]:
-    """Header bytes of the unit at ``offset`` and the offset of the next unit."""
+_STRING = re.compile(r"'((?:[^']|'')*)'")
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([EeDd][+-]?\d+)?$")
+
+
+def _card_value(text: str) -> Any:
+    """Value of the part of a card after ``= `` (FITS fixed or free format)."""
+    text = text.strip()
+    if text.startswith("'"):
+        m = _STRING.match(text)
+        return m.group(1).replace("''", "'").rstrip() if m else text.strip("'").rstrip()
+    value = text.split("/", 1)[0].strip()
+    if value == "T":
+        return True
+    if value == "F":
+        return False
+    if not value:
+        return None
+    if _NUMBER.match(value):
+        if "." in value or "e" in value.lower() or "d" in value.lower():
+            return float(value.replace("D", "E").replace("d", "e"))
+        return int(value)
+    return value
+
+
+def parse_cards(raw: bytes) -> dict[str, Any]:
+    """Keyword -> value of a FITS header (first occurrence wins; COMMENT/HISTORY/blank skipped).
+
+    A small parser instead of ``astropy.io.fits.Header.fromstring``: ingest
+    parses thousands of headers and astropy's per-card machinery dominated
+    its time. ``HIERARCH`` keywords and ``CONTINUE`` long strings are understood.
+    """
+    text = raw.decode("ascii", errors="replace")
+    out: dict[str, Any] = {}
+    last: str | None = None
+    for i in range(0, len(text), 80):
+        card = text[i : i + 80]
+        key = card[:8].rstrip()
+        if key == "END":
+            break
+        if key == "CONTINUE" and last is not None and isinstance(out[last], str) and out[last].endswith("&"):
+            more = _card_value(card[8:])
+            out[last] = out[last][:-1] + (more if isinstance(more, str) else "")
+            continue
+        if key == "HIERARCH" and "=" in card:
+            name, _, rest = card[9:].partition("=")
+            key, value_text = name.strip(), rest
+        elif card[8:10] == "= ":
+            value_text = card[10:]
+        else:
+            continue
+        if key and key not in out:
+            out[key] = _card_value(value_text)
+            last = key
+    return out
+
+
+def _read_unit(read: Callable[[int, int], bytes], offset: int, source: str,
+               first: bool) -> tuple[bytes, dict[str, Any], int]:
+    """Header bytes and keywords of the unit at ``offset``, and the offset of the next unit."""
     chunks: list[bytes] = []
     pos = offset
     chunk = 4 * _BLOCK
     while True:
         data = read(pos, chunk)
+        if first and not chunks and not data.startswith(b"SIMPLE  ="):
+            raise RawHeaderError(f"{source}: not a FITS file (does not start with SIMPLE)")
         if len(data) < _BLOCK:
             raise RawHeaderError(f"{source}: truncated FITS header at byte {pos} (no END card)")
         data = data[: len(data) - len(data) % _BLOCK]
-        if first and not chunks and not data.startswith(b"SIMPLE  ="):
-            raise RawHeaderError(f"{source}: not a FITS file (does not start with SIMPLE)")
         for b in range(0, len(data), _BLOCK):
             block = data[b : b + _BLOCK]
             chunks.append(block)
             text = block.decode("ascii", errors="replace")
             if any(text[i : i + 8] == "END     " for i in range(0, _BLOCK, 80)):
                 raw = b"".join(chunks)
-                try:
-                    hdr = fits.Header.fromstring(raw.decode("ascii"))
-                except (ValueError, UnicodeDecodeError) as exc:
-                    raise RawHeaderError(f"{source}: corrupt FITS header at byte {offset}: {exc}") from exc
-                return raw, offset + len(raw) + _data_size(hdr, source)
+                cards = parse_cards(raw)
+                return raw, cards, offset + len(raw) + _data_size(cards, source)
             if len(chunks) > _MAX_HEADER_BLOCKS:
                 raise RawHeaderError(f"{source}: FITS header at byte {offset} has no END card")
         pos += len(data)
 
 
-def _data_size(hdr: fits.Header, source: str) -> int:
+def _data_size(hdr: dict[str, Any], source: str) -> int:
     try:
         naxis = int(hdr.get("NAXIS", 0))
         if naxis == 0:
@@ -128,8 +181,8 @@ def _data_size(hdr: fits.Header, source: str) -> int:
     return -(-nbytes // _BLOCK) * _BLOCK
 
 
-def _as_dict(hdr: fits.Header) -> dict[str, Any]:
-    return {k: v for k, v in hdr.items() if k not in _SKIP_KEYS and not isinstance(v, fits.card.Undefined)}
+def _as_dict(hdr: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in hdr.items() if k not in _SKIP_KEYS and v is not None}
 
 
 def read_raw_headers(source: str, s3_client: Any = None) -> list[RawHeader]:
@@ -149,13 +202,13 @@ def read_raw_headers(source: str, s3_client: Any = None) -> list[RawHeader]:
     """
     read, size, close = _opener(source, s3_client)
     try:
-        units: list[fits.Header] = []
+        units: list[dict[str, Any]] = []
         digest = hashlib.sha256()
         offset = 0
         while offset < size:
-            raw, nxt = _read_unit(read, offset, source, first=not units)
+            raw, cards, nxt = _read_unit(read, offset, source, first=not units)
             digest.update(raw)
-            units.append(fits.Header.fromstring(raw.decode("ascii")))
+            units.append(cards)
             if nxt > size:
                 raise RawHeaderError(
                     f"{source}: truncated: HDU {len(units) - 1} needs data up to byte {nxt}, the file has {size}")

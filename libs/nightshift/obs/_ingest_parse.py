@@ -107,7 +107,8 @@ def parse_file(source: str, search_path: Sequence[str] = ()) -> ParsedFile:
             out.raws.append(ParsedRaw(
                 source=source, hdu=raw.hdu, digest=raw.digest, size=raw.size, instrument=instrument.name,
                 data_id=data_id, observation_type=records["exposure"]["observation_type"], records=records,
-                corners=_wcs_corners(raw.header) if "visit" in records else None, layout_region=layout,
+                corners=None if "visit" not in records or instrument.layout_regions
+                else _wcs_corners(raw.header), layout_region=layout,
                 corrections=raw.corrections,
             ))
     except ObsError as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 from ._camera import PhysicalFilter
@@ -76,7 +77,11 @@ def get_instrument(name: str, **kwargs: int) -> Instrument:
     """
     if name in _CUSTOM and not kwargs:
         return _CUSTOM[name]
-    factory = _FACTORIES.get(name)
-    if factory is None:
+    if name not in _FACTORIES:
         raise UnknownInstrumentError(f"unknown instrument {name!r}; known: {', '.join(known_instruments())}")
-    return factory(**kwargs)
+    return _build(name, tuple(sorted(kwargs.items())))
+
+
+@functools.lru_cache(maxsize=32)
+def _build(name: str, kwargs: tuple[tuple[str, int], ...]) -> Instrument:
+    return _FACTORIES[name](**dict(kwargs))

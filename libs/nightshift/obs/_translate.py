@@ -13,7 +13,9 @@ read (DMS-MWBT-REQ-0050).
 from __future__ import annotations
 
 import importlib.resources
+import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +39,10 @@ PROPERTIES = frozenset({
     "tracking_radec", "boresight_rotation_angle", "boresight_airmass", "observing_day", "observing_day_offset",
     "exposure_group", "altaz_begin",
 })
-_QUICK = frozenset({"instrument", "exposure_id", "detector_num", "observation_id"})
+
+
+#: INSTRUME value -> the translator that last recognised it (tried first).
+_BY_INSTRUME: dict[str, type[MetadataTranslator]] = {}
 
 
 def find_translator(header: Mapping[str, Any], filename: str | None = None) -> type[MetadataTranslator]:
@@ -48,8 +53,13 @@ def find_translator(header: Mapping[str, Any], filename: str | None = None) -> t
     UnknownInstrumentError
         No registered translator recognises the header.
     """
+    hint = str(header.get("INSTRUME", ""))
+    known = _BY_INSTRUME.get(hint)
+    if known is not None and known.can_translate(header, filename=filename):
+        return known
     try:
         cls: type[MetadataTranslator] = MetadataTranslator.determine_translator(header, filename=filename)
+        _BY_INSTRUME[hint] = cls
     except ValueError:
         raise UnknownInstrumentError(
             f"{filename or 'header'}: no header translator recognises this instrument "
@@ -114,14 +124,54 @@ def translate(raw: RawHeader, translator: type[MetadataTranslator],
         return ObservationInfo(raw.header, translator_class=translator, pedantic=True, subset=set(properties),
                                filename=raw.source)
     except KeyError as exc:
-        raise RawHeaderError(
-            f"{raw.source}[{raw.hdu}]: header keyword {exc.args[0]!r} is missing "
-            f"({translator.name} translator needs it)") from exc
+        missing = _missing_key(exc)
+        what = f"header keyword {missing!r} is missing" if missing else f"header cannot be translated: {exc}"
+        raise RawHeaderError(f"{raw.source}[{raw.hdu}]: {what} ({translator.name} translator)") from exc
     except (ValueError, TypeError) as exc:
         raise RawHeaderError(f"{raw.source}[{raw.hdu}]: header cannot be translated by {translator.name}: {exc}") \
             from exc
 
 
-def quick_translate(raw: RawHeader, translator: type[MetadataTranslator]) -> ObservationInfo:
-    """Only instrument, exposure, detector and observation id (to find a cached exposure)."""
-    return translate(raw, translator, _QUICK)
+def _missing_key(exc: KeyError) -> str | None:
+    """The header keyword a translator's KeyError is about (ObservationInfo wraps the original)."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, KeyError) and cause.args and isinstance(cause.args[0], str):
+            text = cause.args[0]
+            if " " not in text:
+                return text
+            found = re.match(r"Could not find \[?'?([^\]' ]+)'?\]? in header", text)
+            if found:
+                return found.group(1)
+        cause = cause.__cause__ or cause.__context__
+    return None
+
+
+@dataclass(frozen=True)
+class QuickInfo:
+    """The few properties that identify a raw, read without building an ``ObservationInfo``."""
+
+    instrument: str
+    exposure_id: int | None
+    detector_num: int | None
+    observation_id: str
+
+
+def quick_translate(raw: RawHeader, translator: type[MetadataTranslator]) -> QuickInfo:
+    """Instrument, exposure, detector and observation id straight from the translator (to find a cached exposure).
+
+    Raises
+    ------
+    RawHeaderError
+        As :func:`translate`.
+    """
+    t = translator(raw.header, filename=raw.source)
+    try:
+        return QuickInfo(str(t.to_instrument()), t.to_exposure_id(), t.to_detector_num(), str(t.to_observation_id()))
+    except KeyError as exc:
+        missing = _missing_key(exc)
+        what = f"header keyword {missing!r} is missing" if missing else f"header cannot be translated: {exc}"
+        raise RawHeaderError(f"{raw.source}[{raw.hdu}]: {what} ({translator.name} translator)") from exc
+    except (ValueError, TypeError) as exc:
+        raise RawHeaderError(f"{raw.source}[{raw.hdu}]: header cannot be translated by {translator.name}: {exc}") \
+            from exc

@@ -57,9 +57,16 @@ class SimCamTranslator(FitsTranslator):
         "science_program": ("PROGRAM", {"default": ""}),
         "observing_day": "DAYOBS",
         "observation_counter": "SEQNUM",
-        "exposure_group": ("GROUPID", {"default": None}),
-        "boresight_airmass": ("AIRMASS", {"default": None}),
     }
+
+    @cache_translation
+    def to_exposure_group(self) -> str:
+        return str(self._header.get("GROUPID", self._header["OBSID"]))
+
+    @cache_translation
+    def to_boresight_airmass(self) -> float | None:
+        value = self._header.get("AIRMASS")
+        return float(value) if value is not None else None
 
     @cache_translation
     def to_datetime_begin(self) -> Time:
