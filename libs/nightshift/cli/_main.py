@@ -9,6 +9,7 @@ from ._butler import butler
 from ._dev import dev
 from ._obs import ingest_raws_cmd  # noqa: F401 - adds ingest-raws, register-instrument to `butler`
 from ._pipeline import pipeline
+from ._sim import sim
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -29,6 +30,7 @@ cli.add_command(dev)
 cli.add_command(pipeline)
 cli.add_command(apdb)
 cli.add_command(butler)
+cli.add_command(sim)
 
 
 def _register_optional() -> None:

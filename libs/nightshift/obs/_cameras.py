@@ -82,7 +82,7 @@ def lsstcam_like(detector_size: int = 4096, name: str = "LSSTCam-sim") -> Camera
                         x_mm=(rj - 2) * 127.0 + (sj - 1) * 42.25, y_mm=(ri - 2) * 127.0 + (si - 1) * 42.25,
                         rotation=0.0,
                         amplifiers=_amplifiers(detector_size, detector_size, 8, 2, seed=det_id, gain=1.6,
-                                               read_noise=6.0, saturation=100_000.0, bias=20_000.0),
+                                               read_noise=6.0, saturation=40_000.0, bias=20_000.0),
                     )
             raft_index += 1
     return Camera(name=name, detectors=dets, plate_scale=20.0)
@@ -103,7 +103,7 @@ def small_test_camera(detector_size: int = 256, name: str = "TestCam") -> Camera
                 id=det_id, name=f"D{det_id}", purpose="SCIENCE", width=detector_size, height=detector_size,
                 pixel_size=pixel, x_mm=(i - 0.5) * (side + 1.0), y_mm=(j - 0.5) * (side + 1.0), rotation=0.0,
                 amplifiers=_amplifiers(detector_size, detector_size, 2, 1, seed=100 + det_id, gain=2.0,
-                                       read_noise=5.0, saturation=60_000.0, bias=1_000.0, overscan=8),
+                                       read_noise=5.0, saturation=40_000.0, bias=1_000.0, overscan=8),
             )
     return Camera(name=name, detectors=dets, plate_scale=20.0)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,7 +62,7 @@ class Observation:
         """``<instrument>_<day_obs>_<seq_num:06d>``."""
         return f"{self.instrument}_{self.day_obs}_{self.seq_num:06d}"
 
-    @property
+    @functools.cached_property
     def mjd(self) -> float:
         """TAI MJD of the middle of the exposure."""
         from astropy.time import Time
