@@ -20,6 +20,7 @@ PACKAGES = [
     "nightshift.butler.external",
     "nightshift.sky",
     "nightshift.obs",
+    "nightshift.obs.sim",
 ]
 
 

@@ -82,7 +82,8 @@ def test_bad_files_are_reported_with_path_and_reason_and_the_rest_go_on(butler: 
     fits.setval(unknown, "INSTRUME", value="MysteryCam")
     (nokey,) = sim_raws(tmp_path / "nokey", detectors=(3,), first_seq=8)
     fits.delval(nokey, "EXPID")
-    report = ingest_raws(butler, [*good, corrupt, truncated, outside, unknown, nokey], processes=1)
+    (nofilter,) = sim_raws(tmp_path / "nofilter", detectors=(3,), first_seq=9, physical_filter="u_24")
+    report = ingest_raws(butler, [*good, corrupt, truncated, outside, unknown, nokey, nofilter], processes=1)
     assert len(report.ingested) == 2
     reasons = dict(report.skipped)
     assert "not a FITS file" in reasons[str(corrupt)]
@@ -90,6 +91,7 @@ def test_bad_files_are_reported_with_path_and_reason_and_the_rest_go_on(butler: 
     assert "no detector 7" in reasons[str(outside)]
     assert "MysteryCam" in reasons[str(unknown)] and "no header translator" in reasons[str(unknown)]
     assert "'EXPID'" in reasons[str(nokey)] and "missing" in reasons[str(nokey)]
+    assert "TestCam has no physical filter 'u_24'" in reasons[str(nofilter)]
     assert all(reason.startswith(path) for path, reason in report.skipped)
 
 
