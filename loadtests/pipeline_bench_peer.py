@@ -74,7 +74,7 @@ class NoopDetectorTask(PipelineTask):
     ConfigClass = NoopDetectorConfig
     _DefaultName = "noop_detector"
 
-    def run(self, raw: Any) -> Struct:  # type: ignore[override]
+    def run(self, raw: Any) -> Struct:
         return Struct(out={})
 
 
@@ -94,7 +94,7 @@ class NoopVisitTask(PipelineTask):
     ConfigClass = NoopVisitConfig
     _DefaultName = "noop_visit"
 
-    def run(self, upstream: list[Any]) -> Struct:  # type: ignore[override]
+    def run(self, upstream: list[Any]) -> Struct:
         return Struct(out={})
 
 
@@ -114,7 +114,7 @@ class NoopGlobalTask(PipelineTask):
     ConfigClass = NoopGlobalConfig
     _DefaultName = "noop_global"
 
-    def run(self, upstream: list[Any]) -> Struct:  # type: ignore[override]
+    def run(self, upstream: list[Any]) -> Struct:
         return Struct(out={})
 
 
@@ -373,7 +373,9 @@ def run_all(sizes: list[str], exec_io_size: str, mp_size: str, processes: int, b
         if "build_s" in res:
             rate = res["build_s"] / res["quanta"]
         doc["results"].append(res)
-    runs = () if build_only else (("inprocess_butler", exec_io_size, 1, True), ("multiprocess", mp_size, processes, False))
+    runs = () if build_only else (
+        ("inprocess_butler", exec_io_size, 1, True), ("multiprocess", mp_size, processes, False)
+    )
     for key, size, procs, io in runs:
         v, d = _parse(size)
         with tempfile.TemporaryDirectory() as tmp:

@@ -23,6 +23,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,7 @@ def _pct(samples: list[float]) -> dict[str, float]:
     return {"p50_ms": round(statistics.median(samples) * 1e3, 3), "p95_ms": round(p95 * 1e3, 3), "n": len(samples)}
 
 
-def _time_many(fn, repeat: int) -> dict[str, float]:  # type: ignore[no-untyped-def]
+def _time_many(fn: Callable[[int], object], repeat: int) -> dict[str, float]:
     for i in range(min(5, repeat)):
         fn(i)
     out = []
@@ -95,7 +96,8 @@ def bench_one(root: str, n: int, repeat: int, pg_url: str | None = None, schema:
     result["query_datasets"] = _time_many(q_datasets, repeat)
 
     def q_data_ids(i: int) -> None:
-        list(reg.queryDataIds(["visit", "detector"], where="instrument = 'Cam' AND visit.zenith_angle < z AND detector = d",
+        list(reg.queryDataIds(["visit", "detector"],
+                              where="instrument = 'Cam' AND visit.zenith_angle < z AND detector = d",
                               bind={"z": 10.0, "d": rng.randrange(min(N_DETECTORS, n))},
                               datasets="calexp", collections="run"))
 

@@ -1,6 +1,7 @@
 """Session fixtures that start (or reuse) the real local stack.
 
-Integration tests ask for ``kafka_bootstrap``, ``pg_dsn`` or ``s3_endpoint``;
+Integration tests ask for ``kafka_bootstrap`` (or ``kafka_sasl``, the broker's
+SASL/SCRAM-SHA-512 listener), ``pg_dsn``, ``s3_endpoint`` or ``schema_registry_url``;
 only the servers a test session needs are started. If a server cannot start,
 the tests that need it *fail* with the reason: they never skip and never fall
 back to an in-process fake.
@@ -14,7 +15,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from nightshift.devstack import StackError, up
+from nightshift.devstack import StackError, StackSettings, up
+from nightshift.devstack._kafka import no_sasl_listener_hint
+from nightshift.devstack._process import port_open
+from nightshift.events import KafkaSettings
 
 
 def _start(name: str) -> dict[str, str]:
@@ -33,6 +37,21 @@ def kafka_bootstrap() -> str:
 
 
 @pytest.fixture(scope="session")
+def kafka_sasl() -> KafkaSettings:
+    """Client settings for the same broker's SASL_PLAINTEXT listener, SCRAM-SHA-512, with the stack's user."""
+    env = _start("kafka")
+    settings = KafkaSettings(
+        bootstrap_servers=env["KAFKA_SASL_BOOTSTRAP"], security_protocol="SASL_PLAINTEXT",
+        sasl_mechanism=env["KAFKA_SASL_MECHANISM"], sasl_username=env["KAFKA_SASL_USERNAME"],
+        sasl_password=env["KAFKA_SASL_PASSWORD"],
+    )
+    s = StackSettings()
+    if not port_open(s.host, s.kafka_sasl_port):
+        pytest.fail(no_sasl_listener_hint(s), pytrace=False)
+    return settings
+
+
+@pytest.fixture(scope="session")
 def pg_dsn() -> str:
     """DSN of the real PostgreSQL server's ``nightshift`` database."""
     return _start("postgres")["PG_DSN"]
@@ -42,6 +61,12 @@ def pg_dsn() -> str:
 def s3_endpoint() -> str:
     """URL of the real S3 server (S3Proxy); credentials are exported to the environment."""
     return _start("s3")["S3_ENDPOINT"]
+
+
+@pytest.fixture(scope="session")
+def schema_registry_url() -> str:
+    """Confluent-compatible URL of the real schema registry (Apicurio), with every schema under its fixed id."""
+    return _start("registry")["SCHEMA_REGISTRY_URL"]
 
 
 @pytest.fixture

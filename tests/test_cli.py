@@ -22,6 +22,9 @@ def test_dev_env_prints_exportable_lines() -> None:
     assert lines["KAFKA_BOOTSTRAP"] == f"127.0.0.1:{s.kafka_port}"
     assert lines["PG_DSN"] == f"postgresql://nightshift@127.0.0.1:{s.pg_port}/nightshift"
     assert lines["S3_ENDPOINT"] == f"http://127.0.0.1:{s.s3_port}"
+    assert lines["SCHEMA_REGISTRY_URL"] == f"http://127.0.0.1:{s.registry_port}/apis/ccompat/v7"
+    assert lines["KAFKA_SASL_BOOTSTRAP"] == f"127.0.0.1:{s.kafka_sasl_port}"
+    assert lines["KAFKA_SASL_USERNAME"] and lines["KAFKA_SASL_PASSWORD"]
     assert "AWS_SECRET_ACCESS_KEY" in lines  # for eval in a shell; `dev up` never prints it
 
 

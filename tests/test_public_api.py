@@ -21,6 +21,7 @@ PACKAGES = [
     "nightshift.sky",
     "nightshift.obs",
     "nightshift.obs.sim",
+    "nightshift.efd",
 ]
 
 

@@ -23,7 +23,7 @@ from nightshift.apdb._ddl import CHUNK_TABLES, RECORD_COLUMN, q
 async def main(args: argparse.Namespace) -> None:
     sky = SkyField(centres=args.centres, density=5200.0, sources_per_visit=10_000, forced_per_visit=10_000)
     v = sky.visit(args.visit)
-    async with AsyncApdb(ApdbSettings(schema_name=args.schema)) as apdb:  # type: ignore[call-arg]
+    async with AsyncApdb(ApdbSettings(schema_name=args.schema)) as apdb:
         layout = await apdb.layout()
         t = time.perf_counter()
         p = apdb._prepare(layout, v.mjd, v.objects, v.sources, v.forced_sources)

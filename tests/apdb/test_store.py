@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
 
 import asyncpg
 import numpy as np
@@ -20,6 +26,7 @@ from nightshift.apdb import (
     AsyncApdb,
     Circle,
     ConvexPolygon,
+    SkyField,
     apdb_tables,
     prune,
     random_positions,
@@ -27,7 +34,6 @@ from nightshift.apdb import (
     simulate_visit,
     stats,
 )
-
 
 pytestmark = pytest.mark.integration
 
@@ -67,7 +73,9 @@ def to_astropy(t: pa.Table) -> Table:
         col = t[name]
         if col.null_count:
             fill = "" if pa.types.is_string(col.type) else (False if pa.types.is_boolean(col.type) else 0)
-            out[name] = MaskedColumn(col.fill_null(fill).to_numpy(zero_copy_only=False), mask=col.is_null().to_numpy(zero_copy_only=False))
+            out[name] = MaskedColumn(
+                col.fill_null(fill).to_numpy(zero_copy_only=False), mask=col.is_null().to_numpy(zero_copy_only=False)
+            )
         else:
             out[name] = col.to_numpy(zero_copy_only=False)
     return out
@@ -104,7 +112,9 @@ async def test_missing_schema_is_a_schema_error(pg_dsn: str, unique_name: str) -
 
 
 @pytest.mark.parametrize("part_rows", [2500, 64])
-async def test_store_then_read_back_every_column(apdb: AsyncApdb, monkeypatch: pytest.MonkeyPatch, part_rows: int) -> None:
+async def test_store_then_read_back_every_column(
+    apdb: AsyncApdb, monkeypatch: pytest.MonkeyPatch, part_rows: int
+) -> None:
     monkeypatch.setattr("nightshift.apdb._apdb._PART_ROWS", part_rows)  # 64: the COPY streams go in 6 parts
     objects, sources, forced = visit(400, 1001, 60000.2)
     result = await apdb.store(Time(60000.2, format="mjd", scale="tai"), objects, sources, forced)
@@ -146,7 +156,12 @@ async def test_astropy_and_numpy_inputs(apdb: AsyncApdb) -> None:
     await apdb.store(60001.0, to_astropy(objects), to_astropy(sources), forced)
     got = await apdb.get_dia_sources(objects["diaObjectId"].to_numpy(), 0.0)
     assert_same(got, sources, "diaSourceId")
-    arr = np.zeros(3, dtype=[("diaObjectId", "i8"), ("ra", "f8"), ("dec", "f8")] + [(f"{b}_psfFluxNdata", "i4") for b in "ugrizy"] + [("nDiaSources", "i4")])
+    arr = np.zeros(
+        3,
+        dtype=[("diaObjectId", "i8"), ("ra", "f8"), ("dec", "f8")]
+        + [(f"{b}_psfFluxNdata", "i4") for b in "ugrizy"]
+        + [("nDiaSources", "i4")],
+    )
     arr["diaObjectId"] = [900, 901, 902]
     arr["ra"], arr["dec"] = RA0, DEC0
     result = await apdb.store(60002.0, arr)
@@ -173,7 +188,9 @@ async def test_replay_leaves_one_copy(apdb: AsyncApdb, monkeypatch: pytest.Monke
 
 
 @pytest.mark.parametrize("part_rows", [2500, 64])
-async def test_partial_replay_adds_only_new_rows(apdb: AsyncApdb, monkeypatch: pytest.MonkeyPatch, part_rows: int) -> None:
+async def test_partial_replay_adds_only_new_rows(
+    apdb: AsyncApdb, monkeypatch: pytest.MonkeyPatch, part_rows: int
+) -> None:
     monkeypatch.setattr("nightshift.apdb._apdb._PART_ROWS", part_rows)
     objects, sources, forced = visit(200, 12, 60011.0)
     await apdb.store(60011.0, objects.slice(0, 100), sources.slice(0, 100), forced.slice(0, 100))
@@ -184,7 +201,9 @@ async def test_partial_replay_adds_only_new_rows(apdb: AsyncApdb, monkeypatch: p
 
 
 @pytest.mark.parametrize("part_rows", [2500, 64])
-async def test_concurrent_writers_of_one_visit_store_one_copy(apdb: AsyncApdb, apdb_settings: ApdbSettings, monkeypatch: pytest.MonkeyPatch, part_rows: int) -> None:
+async def test_concurrent_writers_of_one_visit_store_one_copy(
+    apdb: AsyncApdb, apdb_settings: ApdbSettings, monkeypatch: pytest.MonkeyPatch, part_rows: int
+) -> None:
     monkeypatch.setattr("nightshift.apdb._apdb._PART_ROWS", part_rows)
     objects, sources, forced = visit(2000, 13, 60012.0)
     async with AsyncApdb(apdb_settings) as other:
@@ -196,7 +215,8 @@ async def test_concurrent_writers_of_one_visit_store_one_copy(apdb: AsyncApdb, a
     assert await count(apdb, "DiaSource") == 2000
     assert await count(apdb, "DiaObjectLast") == 2000
     async with apdb.pool.acquire() as conn:
-        assert await conn.fetchval(f'SELECT sum("nRows") FROM "{apdb.settings.schema_name}"."DiaForcedSourceChunk"') == 2000
+        table = f'"{apdb.settings.schema_name}"."DiaForcedSourceChunk"'
+        assert await conn.fetchval(f'SELECT sum("nRows") FROM {table}') == 2000
 
 
 async def test_new_object_versions_and_history_window(apdb: AsyncApdb) -> None:
@@ -233,7 +253,9 @@ async def test_preload_cuts_histories_to_the_objects_in_the_field(apdb: AsyncApd
     ra[0] += 2.0 / 3600.0
     sources = sources.set_column(sources.column_names.index("ra"), "ra", pa.array(ra))
     await apdb.store(60020.0, objects, sources, forced)
-    region = ConvexPolygon((RA0 - 0.3, RA0 + 0.3, RA0 + 0.3, RA0 - 0.3), (DEC0 - 0.3, DEC0 - 0.3, DEC0 + 0.3, DEC0 + 0.3))
+    region = ConvexPolygon.from_radec(
+        (RA0 - 0.3, RA0 + 0.3, RA0 + 0.3, RA0 - 0.3), (DEC0 - 0.3, DEC0 - 0.3, DEC0 + 0.3, DEC0 + 0.3)
+    )
     pre = await apdb.preload(region, 59990.0)
     inside = region.contains(objects["ra"].to_numpy(), objects["dec"].to_numpy())
     assert pre.objects.num_rows == inside.sum() > 0
@@ -286,7 +308,8 @@ async def test_missing_required_and_unknown_columns(apdb: AsyncApdb) -> None:
     assert info.value.rows == (10,)
     nulls = pc.if_else(pa.array([i == 4 for i in range(10)]), pa.scalar(None, pa.int64()), sources["visit"])
     with pytest.raises(ApdbValidationError, match="'visit' is NULL.*\\[4\\]"):
-        await apdb.store(60031.0, objects, sources.set_column(sources.column_names.index("visit"), "visit", nulls), forced)
+        with_nulls = sources.set_column(sources.column_names.index("visit"), "visit", nulls)
+        await apdb.store(60031.0, objects, with_nulls, forced)
     assert await count(apdb, "DiaSource") == 0
 
 
@@ -303,17 +326,7 @@ async def test_lost_connection_rolls_back_the_visit_and_a_retry_succeeds(apdb: A
         await tx.start()
         await blocker.execute(f'SELECT 1 FROM "{schema}"."DiaObjectLast" WHERE "diaObjectId" = 1 FOR UPDATE')
         task = asyncio.create_task(apdb.store(60041.0, o2, s2, f2))
-        pid = None
-        for _ in range(200):
-            pid = await monitor.fetchval(
-                "SELECT pid FROM pg_stat_activity WHERE application_name = 'nightshift-apdb' "
-                "AND wait_event_type = 'Lock' AND query LIKE $1",
-                f'%"{schema}"."DiaObjectLast"%',
-            )
-            if pid is not None:
-                break
-            await asyncio.sleep(0.05)
-        assert pid is not None, "the store never reached the DiaObjectLast upsert"
+        pid = await wait_for_lock_wait(monitor, schema, task)
         # The visit's sources are written but not committed; now the connection dies.
         assert await monitor.fetchval("SELECT pg_terminate_backend($1)", pid)
         with pytest.raises(ApdbConnectionError) as info:
@@ -378,21 +391,96 @@ async def test_another_client_reads_the_stored_visit_for_the_next_field(
     assert set(pre.sources["visit"].to_pylist()) == {81}
 
 
+PEER = Path(__file__).with_name("apdb_peer.py")
+
+
+async def test_writer_and_reader_processes_round_trip_for_the_next_field(
+    apdb: AsyncApdb, apdb_settings: ApdbSettings, pg_dsn: str
+) -> None:
+    """REQ-0028 behaviour: a writer process stores visit N; a reader process, already connected and
+    waiting, then preloads the field of visit N+1 and gets exactly N's rows that fall in it.
+
+    The time limit (25 s) is met by loadtests/apdb_bench.py, not asserted here.
+    """
+    env = {**os.environ, "NIGHTSHIFT_APDB_DSN": pg_dsn, "NIGHTSHIFT_APDB_SCHEMA_NAME": apdb_settings.schema_name}
+    deadlock_guard = 120.0
+
+    async def start(role: str, i: int) -> asyncio.subprocess.Process:
+        return await asyncio.create_subprocess_exec(
+            sys.executable, str(PEER), role, str(i), env=env,
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+
+    async def last_json(proc: asyncio.subprocess.Process, send: bytes = b"") -> dict[str, Any]:
+        out, err = await asyncio.wait_for(proc.communicate(send), deadlock_guard)
+        assert proc.returncode == 0, err.decode()
+        result: dict[str, Any] = json.loads(out.decode().splitlines()[-1])
+        return result
+
+    reader = await start("preload", 1)
+    try:
+        assert reader.stdout is not None and reader.stderr is not None
+        ready = await asyncio.wait_for(reader.stdout.readline(), deadlock_guard)
+        assert json.loads(ready or b"null") == {"ready": True}, (await reader.stderr.read()).decode()
+        written = await last_json(await start("write", 0))
+        got = await last_json(reader, b"go\n")  # told to go only once the writer's store has returned
+    finally:
+        if reader.returncode is None:
+            reader.kill()
+            await reader.wait()
+
+    sky = SkyField()
+    v = sky.visit(0)
+    assert written["stored"] == {"visit": v.visit, "dia_objects": v.objects.num_rows,
+                                 "dia_sources": v.sources.num_rows}
+    field = sky.region(1)
+    inside = field.contains(v.objects["ra"].to_numpy(), v.objects["dec"].to_numpy())
+    expected_objects = set(np.asarray(v.objects["diaObjectId"])[inside].tolist())
+    expected_sources = {s for s, o in zip(v.sources["diaSourceId"].to_pylist(), v.sources["diaObjectId"].to_pylist(),
+                                          strict=True) if o in expected_objects}
+    assert 0 < len(expected_objects) < v.objects.num_rows  # the fields overlap, and only partly
+    assert set(got["object_ids"]) == expected_objects
+    assert sorted(got["source_ids"]) == sorted(expected_sources)
+    assert got["source_visits"] == [v.visit]
+    assert set(got["forced_object_ids"]) <= expected_objects
+async def wait_for_lock_wait(monitor: asyncpg.Connection, schema: str, task: asyncio.Task[object]) -> int:
+    """The backend pid of the store ``task`` once it waits on a lock of DiaObjectLast (its last step)."""
+    deadline = time.monotonic() + 120  # a deadlock guard only: the store stays blocked on the lock
+    while not task.done() and time.monotonic() < deadline:
+        pid = await monitor.fetchval(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = 'nightshift-apdb' "
+            "AND wait_event_type = 'Lock' AND query LIKE $1",
+            f'%"{schema}"."DiaObjectLast"%',
+        )
+        if pid is not None:
+            return int(pid)
+        await asyncio.sleep(0.05)  # poll interval, not synchronization: the condition is re-checked
+    ended = f" (it ended: {task.exception() if not task.cancelled() else 'cancelled'!r})" if task.done() else ""
+    raise AssertionError("the store never reached the DiaObjectLast upsert" + ended)
+
+
 async def test_cancelled_store_rolls_back_and_the_pool_stays_usable(apdb: AsyncApdb, pg_dsn: str) -> None:
     schema = apdb.settings.schema_name
     o1, s1, f1 = visit(100, 91, 60060.0)
     await apdb.store(60060.0, o1, s1, f1)
     o2, s2, f2 = visit(100, 92, 60061.0, seed=3)
     blocker = await asyncpg.connect(pg_dsn)
+    monitor = await asyncpg.connect(pg_dsn)
     try:
         tx = blocker.transaction()
         await tx.start()
         await blocker.execute(f'SELECT 1 FROM "{schema}"."DiaObjectLast" WHERE "diaObjectId" = 1 FOR UPDATE')
-        with pytest.raises(TimeoutError):
-            await asyncio.wait_for(apdb.store(60061.0, o2, s2, f2), timeout=1.0)
+        task = asyncio.create_task(apdb.store(60061.0, o2, s2, f2))
+        # cancel it once it has written the visit's sources and waits on the lock (not before it wrote anything)
+        await wait_for_lock_wait(monitor, schema, task)
+        assert await monitor.fetchval(  # the sources are written, not committed: invisible to others
+            f'SELECT count(*) FROM "{schema}"."DiaSource" WHERE visit = 92') == 0
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
         await tx.rollback()
     finally:
         await blocker.close()
+        await monitor.close()
     assert await count(apdb, "DiaSource", "visit = 92") == 0
     assert (await apdb.store(60061.0, o2, s2, f2)).dia_sources == 100
     assert await count(apdb, "DiaSource") == 200

@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 from pipe_support import COLLECTIONS, INSTRUMENT, make_repo
 
-from nightshift.butler import DatasetType
+from nightshift.butler import DatasetRef, DatasetType
 from nightshift.butler._butler import Butler
+from nightshift.butler.registry import Registry
 from nightshift.pipe import (
-    Input, Output, Pipeline, PipelineTask, PipelineTaskConnections, PreflightError, PrerequisiteInput, Struct,
+    Input,
+    Output,
+    Pipeline,
+    PipelineTask,
+    PipelineTaskConnections,
+    PreflightError,
+    PrerequisiteInput,
+    Struct,
     UnknownDatasetTypeError,
     build_quantum_graph,
 )
@@ -43,6 +53,10 @@ def test_graph_has_one_quantum_per_data_grouping(repo: Butler) -> None:
     assert all(d < i for i, ds in enumerate(deps) for d in ds)
     assert len(deps[visit.index]) == 4
     assert len(deps[graph.quanta_for("survey_summary")[0].index]) == 3
+    # each step has its own grouping, so its own parallelism (REQ-0007): the 12 per-detector quanta
+    # depend on nothing, each visit's summary waits for its 4 detectors, the survey for the 3 visits
+    assert all(not deps[c.index] for c in graph.quanta_for("calibrate"))
+    assert [s.data_id for s in graph.quanta_for("survey_summary")] == [{"instrument": INSTRUMENT}]
     assert graph.metadata["pipeline"]["tasks"]["calibrate"]["class"].endswith("CalibrateTask")
     assert graph.explanation is None
 
@@ -129,7 +143,7 @@ class PerBandVisitTask(PipelineTask):
 
     ConnectionsClass = TractConnections
 
-    def run(self, raws: list[np.ndarray]) -> Struct:  # type: ignore[override]
+    def run(self, raws: list[np.ndarray]) -> Struct:
         return Struct(out={"n": len(raws)})
 
 
@@ -152,7 +166,9 @@ class FlatTask(PipelineTask):
     ConnectionsClass = FlatConnections
 
 
-def _neighbour_bias(registry, dataset_type, collections, data_id):  # type: ignore[no-untyped-def]
+def _neighbour_bias(
+    registry: Registry, dataset_type: DatasetType, collections: Sequence[str], data_id: dict[str, Any]
+) -> list[DatasetRef]:
     """A custom prerequisite lookup: the bias of the next detector (stands in for a spatial shard lookup)."""
     ref = registry.find_dataset("bias", {"instrument": data_id["instrument"], "detector": data_id["detector"] + 1},
                                 collections)

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import click
 
 from .._exceptions import NightshiftError
 from ..pipe import QuantumGraph, QuantumReport, QuantumStatus
 from ..pipe._script import build_graph, load_pipeline, make_executor, show_config, show_graph
+
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 _overrides = [
     click.option("-c", "--config", "overrides", multiple=True, metavar="LABEL:FIELD=VALUE",
@@ -28,10 +32,10 @@ _query = [
 ]
 
 
-def _with(options: list):  # type: ignore[no-untyped-def,type-arg]
+def _with(options: list[Callable[[Any], Any]]) -> Callable[[_F], _F]:
     """Decorate a command with a list of click options."""
 
-    def deco(func):  # type: ignore[no-untyped-def]
+    def deco(func: _F) -> _F:
         for opt in reversed(options):
             func = opt(func)
         return func
@@ -149,15 +153,13 @@ def run_cmd(repo: str, graph_file: str | None, pipeline_file: str | None, overri
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from ..pipe import configure_logging
-
-    configure_logging(log_level)
+    # the framework sets up the standard logging of each phase (REQ-0025): pre-flight and run get the level
     try:
         if graph_file:
             graph = QuantumGraph.load(graph_file)
         elif pipeline_file and collections and run:
             pipe = load_pipeline(pipeline_file, overrides, override_files)
-            graph = build_graph(repo, pipe, collections=collections, run=run, where=where)
+            graph = build_graph(repo, pipe, collections=collections, run=run, where=where, log_level=log_level)
         else:
             raise click.UsageError("give --graph FILE, or --pipeline FILE with -i and -o")
     except NightshiftError as exc:

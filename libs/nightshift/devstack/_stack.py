@@ -5,10 +5,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from types import ModuleType
 
-from . import _kafka, _postgres, _s3
+from . import _kafka, _postgres, _registry, _s3
 from ._settings import StackSettings
 
-COMPONENTS: dict[str, ModuleType] = {"kafka": _kafka, "postgres": _postgres, "s3": _s3}
+COMPONENTS: dict[str, ModuleType] = {"kafka": _kafka, "postgres": _postgres, "s3": _s3, "registry": _registry}
 
 
 @dataclass(frozen=True)

@@ -90,10 +90,10 @@ def lsstcam_like(detector_size: int = 4096, name: str = "LSSTCam-sim") -> Camera
 
 @functools.lru_cache(maxsize=8)
 def small_test_camera(detector_size: int = 256, name: str = "TestCam") -> Camera:
-    """A small camera for tests: 2x2 detectors, 2 amplifiers each, 1 mm apart."""
+    """A small camera for tests: 2x2 detectors of 2.56 mm (51" on the sky), 2 amplifiers each, 1 mm apart."""
     if detector_size < 4 or detector_size % 2:
         raise ValueError(f"detector_size must be an even number >= 4, not {detector_size}")
-    pixel = 0.010
+    pixel = 0.010 * 256 / detector_size  # the focal plane keeps its size (and the sky its extent) at any size
     side = detector_size * pixel
     dets = {}
     for j in range(2):

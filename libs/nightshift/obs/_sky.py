@@ -49,11 +49,26 @@ def convex_hull_region(points: Sequence[tuple[float, float]]) -> list[tuple[floa
         for i in sweep:
             while len(hull) >= start + 2:
                 a, b = xy[hull[-2]], xy[hull[-1]]
-                if (b[0] - a[0]) * (xy[i][1] - a[1]) - (b[1] - a[1]) * (xy[i][0] - a[0]) > 1e-15:
+                cross = (b[0] - a[0]) * (xy[i][1] - a[1]) - (b[1] - a[1]) * (xy[i][0] - a[0])
+                # Nearly collinear vertices (within 1e-6 of the edge length: far below an arcsecond) are
+                # dropped: the registry wants a strictly convex polygon.
+                if cross > 1e-6 * np.hypot(*(b - a)) * np.hypot(*(xy[i] - a)):
                     break
                 hull.pop()
             hull.append(int(i))
         hull.pop()
+    # The sweep's end points are kept even when they lie (within rounding) on an edge: drop every
+    # vertex whose turn is nearly straight, so the polygon is strictly convex.
+    changed = True
+    while changed and len(hull) > 3:
+        changed = False
+        for k in range(len(hull)):
+            p0, p1, p2 = xy[hull[k - 1]], xy[hull[k]], xy[hull[(k + 1) % len(hull)]]
+            cross = (p1[0] - p0[0]) * (p2[1] - p0[1]) - (p1[1] - p0[1]) * (p2[0] - p0[0])
+            if cross <= 1e-6 * np.hypot(*(p1 - p0)) * np.hypot(*(p2 - p0)):
+                del hull[k]
+                changed = True
+                break
     if len(hull) < 3:
         raise ValueError("points are collinear; cannot form a region")
     # Back to the sphere (ra, dec) from the plane.

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import getpass
 import logging
+import os
 import socket
 import time
 from collections import defaultdict
@@ -36,6 +37,7 @@ from ..butler import DatasetRef, DatasetType
 from ..butler.registry import MissingDatasetTypeError, RegistryError
 from ._exceptions import PipelineDefinitionError, PreflightError, UnknownDatasetTypeError
 from ._graph import METADATA_CONNECTION, Quantum, QuantumGraph
+from ._logging import LogFormat, pipeline_logging
 from ._pipeline import CONFIG_SUFFIX, Pipeline, ResolvedConnection, TaskNode
 
 __all__ = ["DiscoveryRegistry", "build_quantum_graph"]
@@ -111,6 +113,9 @@ def build_quantum_graph(
     outputs: Sequence[str] = (),
     output_where: str = "",
     steps: Sequence[str] = (),
+    log_level: int | str | None = None,
+    log_format: LogFormat = "text",
+    log_file: str | os.PathLike[str] | None = None,
 ) -> QuantumGraph:
     """Build the quantum graph of a pipeline over the data a query selects.
 
@@ -133,6 +138,13 @@ def build_quantum_graph(
         Restricts the desired outputs' data IDs (with ``outputs``).
     steps : sequence of str
         Plan only the tasks of these steps (their upstream outputs must exist).
+    log_level : int or str, optional
+        Standard logging of the pre-flight phase at this level (REQ-0025),
+        undone when the graph is built; None leaves logging as it is.
+    log_format : {"text", "json"}
+        Line format of that logging.
+    log_file : path, optional
+        Append log lines to this file instead of stderr.
 
     Returns
     -------
@@ -148,6 +160,24 @@ def build_quantum_graph(
     PreflightError
         If a registry query fails or a dataset type disagrees with its registered definition.
     """
+    with pipeline_logging(log_level, fmt=log_format, file=log_file):
+        return _build_quantum_graph(registry, pipeline, collections=collections, run=run, where=where, bind=bind,
+                                    data_id=data_id, outputs=outputs, output_where=output_where, steps=steps)
+
+
+def _build_quantum_graph(
+    registry: DiscoveryRegistry,
+    pipeline: Pipeline | Sequence[TaskNode],
+    *,
+    collections: str | Sequence[str],
+    run: str,
+    where: str,
+    bind: Mapping[str, Any] | None,
+    data_id: Mapping[str, int | str] | None,
+    outputs: Sequence[str],
+    output_where: str,
+    steps: Sequence[str],
+) -> QuantumGraph:
     t0 = time.perf_counter()
     if isinstance(pipeline, Pipeline):
         nodes = pipeline.resolve(known_dimensions=registry.universe.names)

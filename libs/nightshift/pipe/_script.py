@@ -44,16 +44,16 @@ def show_config(pipe: Pipeline, label: str | None = None) -> str:
 
 def build_graph(repo: str | os.PathLike[str], pipe: Pipeline, *, collections: Sequence[str], run: str,
                 where: str = "", outputs: Sequence[str] = (), output_where: str = "",
-                steps: Sequence[str] = ()) -> QuantumGraph:
-    """Pre-flight against the repository's registry."""
-    from ..butler.registry import Registry
-
+                steps: Sequence[str] = (), log_level: str | None = None) -> QuantumGraph:
+    """Pre-flight against the repository's registry (standard logging at ``log_level``, if given)."""
     from ..butler._butler import Butler
+    from ..butler.registry import Registry
 
     with Butler(repo) as butler:
         registry: Registry = butler.registry
         return build_quantum_graph(registry, pipe, collections=list(collections), run=run, where=where,
-                                   outputs=list(outputs), output_where=output_where, steps=list(steps))
+                                   outputs=list(outputs), output_where=output_where, steps=list(steps),
+                                   log_level=log_level)
 
 
 def show_graph(graph: QuantumGraph, *, list_quanta: bool = False) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 from collections.abc import Iterable, Mapping, Sequence
+from typing import Literal, overload
 
 import sqlalchemy as sa
 
@@ -16,8 +17,8 @@ from .._registry_exceptions import (
     MissingCollectionError,
 )
 from ._collections import CollectionRecord, CollectionType
-from ._timespan import Timespan
 from ._registry_base import RegistryBase, data_id_key
+from ._timespan import Timespan
 
 __all__ = ["CollectionsMixin"]
 
@@ -62,7 +63,13 @@ class CollectionsMixin(RegistryBase):
         """Create a RUN collection (where datasets are written)."""
         return self.register_collection(name, CollectionType.RUN, doc)
 
-    def _collection_record(self, name: str, *, missing_ok: bool = False) -> CollectionRecord:
+    @overload
+    def _collection_record(self, name: str, *, missing_ok: Literal[False] = False) -> CollectionRecord: ...
+
+    @overload
+    def _collection_record(self, name: str, *, missing_ok: bool) -> CollectionRecord | None: ...
+
+    def _collection_record(self, name: str, *, missing_ok: bool = False) -> CollectionRecord | None:
         rec = self._collections.get(name)
         if rec is not None:
             return rec
@@ -71,7 +78,7 @@ class CollectionsMixin(RegistryBase):
             row = conn.execute(sa.select(t).where(t.c.name == name)).first()
         if row is None:
             if missing_ok:
-                return None  # type: ignore[return-value]
+                return None
             raise MissingCollectionError(f"collection {name!r} does not exist; create it first")
         rec = CollectionRecord(row.collection_id, row.name, CollectionType(row.type), row.doc)
         self._collections[name] = rec
@@ -155,9 +162,10 @@ class CollectionsMixin(RegistryBase):
         if not collections:
             raise MissingCollectionError("no collections given to search; pass collections=[...]")
         cached = [self._collections.get(name) for name in collections]
-        if all(c is not None and c.type != CollectionType.CHAINED for c in cached):
+        leaves = [c for c in cached if c is not None and c.type != CollectionType.CHAINED]
+        if len(leaves) == len(cached):
             # fast path: leaf collections never change type, so their cached records are final
-            return list({c.name: c for c in cached}.values())  # type: ignore[union-attr]
+            return list({c.name: c for c in leaves}.values())
         out: list[CollectionRecord] = []
         seen: set[str] = set()
         with self._db.reading() as conn:

@@ -16,20 +16,35 @@ import logging
 import os
 import tempfile
 import time
+import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ParamSpec, TypedDict, TypeVar
 
 from .._graph import QuantumGraph
-from .._logging import configure_logging
+from .._logging import LogFormat, configure_logging, pipeline_logging
 from .._report import ExecutionReport, QuantumReport, QuantumStatus
 from .._runner import ButlerSpec, QuantumButlerFactory, QuantumRunner, initialize_run
 
 __all__ = ["Executor", "ProgressCallback", "WorkerSetup", "run_quantum_in_worker"]
 
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
+
 _log = logging.getLogger("nightshift.pipe.executor")
 ProgressCallback = Callable[[QuantumReport], None]
+
+
+class ExecutorOptions(TypedDict, total=False):
+    """The keyword options of :class:`Executor` that every executor passes on to it."""
+
+    memoize: bool
+    progress: ProgressCallback | None
+    log_level: str | None
+    deferred_timeout: float
+    stage_dir: str | os.PathLike[str] | None
 
 
 @dataclass(frozen=True)
@@ -41,6 +56,9 @@ class WorkerSetup:
     memoize: bool = True
     log_level: str | None = None
     deferred_timeout: float = 300.0
+    log_format: LogFormat = "text"
+    log_file: str | None = None
+    execution_id: str | None = None
 
 
 _RUNNERS: dict[WorkerSetup, QuantumRunner] = {}
@@ -49,13 +67,14 @@ _RUNNERS: dict[WorkerSetup, QuantumRunner] = {}
 def _runner_for(setup: WorkerSetup) -> QuantumRunner:
     runner = _RUNNERS.get(setup)
     if runner is None:
-        if setup.log_level:
-            configure_logging(setup.log_level)
+        if setup.log_level:  # a worker process of the framework: its logging is the framework's to set
+            configure_logging(setup.log_level, fmt=setup.log_format, file=setup.log_file)
         for old in _RUNNERS.values():
             old.close()
         _RUNNERS.clear()
         runner = _RUNNERS[setup] = QuantumRunner(QuantumGraph.load(setup.graph_path), setup.butler,
-                                                 memoize=setup.memoize, deferred_timeout=setup.deferred_timeout)
+                                                 memoize=setup.memoize, deferred_timeout=setup.deferred_timeout,
+                                                 execution_id=setup.execution_id)
     return runner
 
 
@@ -88,8 +107,13 @@ class Executor(ABC):
     progress : callable, optional
         Called with each finished quantum's :class:`QuantumReport`.
     log_level : str, optional
-        Configure standard logging at this level in this process and in
-        workers (REQ-0025); None leaves logging as it is.
+        Standard logging at this level during :meth:`run`, in this process
+        (restored afterwards) and in worker processes (REQ-0025); None leaves
+        logging as it is. Constructing the executor changes nothing.
+    log_format : {"text", "json"}
+        Line format of that logging.
+    log_file : str or os.PathLike, optional
+        Append log lines to this file (workers too) instead of stderr.
     deferred_timeout : float
         Seconds a quantum waits for a deferred input made by a quantum running in parallel.
     stage_dir : str or os.PathLike, optional
@@ -103,7 +127,8 @@ class Executor(ABC):
 
     def __init__(self, repo: str | os.PathLike[str] | None = None, *, memoize: bool = True,
                  progress: ProgressCallback | None = None, log_level: str | None = None,
-                 deferred_timeout: float = 300.0, stage_dir: str | os.PathLike[str] | None = None) -> None:
+                 deferred_timeout: float = 300.0, stage_dir: str | os.PathLike[str] | None = None,
+                 log_format: LogFormat = "text", log_file: str | os.PathLike[str] | None = None) -> None:
         if stage_dir is not None and repo is None:
             raise ValueError("stage_dir needs a repository to stage from and to")
         self.repo = None if repo is None else os.fspath(repo)
@@ -111,9 +136,11 @@ class Executor(ABC):
         self.deferred_timeout = deferred_timeout
         self.memoize = memoize
         self.progress = progress
+        if log_format not in ("text", "json"):
+            raise ValueError(f"log_format must be 'text' or 'json', got {log_format!r}")
         self.log_level = log_level
-        if log_level:
-            configure_logging(log_level)
+        self.log_format: LogFormat = log_format
+        self.log_file = None if log_file is None else os.path.abspath(log_file)
 
     @property
     def max_in_flight(self) -> int:
@@ -143,16 +170,18 @@ class Executor(ABC):
             Status, timing and error of every quantum; call
             :meth:`ExecutionReport.raise_for_failures` to turn failures into an exception.
         """
-        if not len(graph):
-            _log.warning("empty quantum graph: nothing to run (%s)", graph.explanation or "no explanation recorded")
-            return ExecutionReport([], executor=self.name)
-        if self.stage_dir is not None and self.repo is not None:
-            return run_staged(self, graph, self.repo, self.stage_dir, graph_path)
-        return self._run(graph, self.repo, graph_path)
+        with pipeline_logging(self.log_level, fmt=self.log_format, file=self.log_file):
+            if not len(graph):
+                _log.warning("empty quantum graph: nothing to run (%s)", graph.explanation or "no explanation recorded")
+                return ExecutionReport([], executor=self.name)
+            if self.stage_dir is not None and self.repo is not None:
+                return run_staged(self, graph, self.repo, self.stage_dir, graph_path)
+            return self._run(graph, self.repo, graph_path)
 
     def _run(self, graph: QuantumGraph, repo: str | None,
              graph_path: str | os.PathLike[str] | None) -> ExecutionReport:
         t0 = time.perf_counter()
+        execution_id = uuid.uuid4().hex  # recorded in the provenance of every quantum this run writes
         spec = ButlerSpec.for_graph(repo, graph) if repo is not None else None
         if spec is not None:
             factory = QuantumButlerFactory(spec)
@@ -162,10 +191,12 @@ class Executor(ABC):
                 factory.close()
         with contextlib.ExitStack() as stack:
             path = os.fspath(graph_path) if graph_path is not None else self._graph_file(graph, stack)
-            setup = WorkerSetup(path, spec, self.memoize, self.log_level, self.deferred_timeout)
+            setup = WorkerSetup(path, spec, self.memoize, self.log_level, self.deferred_timeout,
+                                log_format=self.log_format, log_file=self.log_file, execution_id=execution_id)
             pool = stack.enter_context(self._pool(graph, setup))
             reports = self._walk(graph, pool, setup)
-        report = ExecutionReport(reports, executor=self.name, wall_seconds=time.perf_counter() - t0)
+        report = ExecutionReport(reports, executor=self.name, wall_seconds=time.perf_counter() - t0,
+                                 execution_id=execution_id)
         _log.info("run finished: %s in %.2f s", report.counts(), report.wall_seconds)
         return report
 
@@ -293,8 +324,8 @@ def run_staged(executor: Executor, graph: QuantumGraph, repo: str, stage_dir: st
 class _Immediate(cf.Executor):
     """A concurrent.futures executor that runs each call at once in this thread."""
 
-    def submit(self, fn, /, *args, **kwargs):  # type: ignore[no-untyped-def,override]
-        fut: cf.Future = cf.Future()
+    def submit(self, fn: Callable[_P, _T], /, *args: _P.args, **kwargs: _P.kwargs) -> cf.Future[_T]:
+        fut: cf.Future[_T] = cf.Future()
         try:
             fut.set_result(fn(*args, **kwargs))
         except BaseException as exc:  # noqa: BLE001

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Union
 
 __all__ = [
     "BinaryOp", "Identifier", "InList", "Literal", "Node", "Point", "RangeLiteral", "TimeLiteral", "TupleNode",
@@ -95,10 +95,10 @@ class InList:
     pos: int
 
 
-Node = Union[Literal, TimeLiteral, Identifier, RangeLiteral, Point, TupleNode, UnaryOp, BinaryOp, InList]
+Node = Literal | TimeLiteral | Identifier | RangeLiteral | Point | TupleNode | UnaryOp | BinaryOp | InList
 
 
-def walk(node: Node):  # type: ignore[no-untyped-def]
+def walk(node: Node) -> Iterator[Node]:
     """Yield ``node`` and all its descendants (pre-order)."""
     yield node
     if isinstance(node, UnaryOp):
