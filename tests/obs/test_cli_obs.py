@@ -39,3 +39,24 @@ def test_register_instrument_then_ingest_another_camera(tmp_path: Path) -> None:
     result = runner.invoke(cli, ["butler", "ingest-raws", str(tmp_path / "repo"), str(src), "-j", "1"])
     assert result.exit_code == 0, result.output
     assert "registered instrument" not in result.output and "ingested 1 raw(s)" in result.output
+
+
+def test_sim_commands_make_a_night_calibrations_and_templates(tmp_path: Path) -> None:
+    from nightshift.sky import point_pixel
+
+    runner = CliRunner()
+    night = runner.invoke(cli, ["sim", "night", str(tmp_path / "night"), "--visits", "2", "--instrument", "TestCam",
+                                "--detectors", "0..1,3", "--detector-size", "32", "--seed", "4", "--no-progress"])
+    assert night.exit_code == 0, night.output
+    assert "wrote 6 raws" in night.output and "2 nextVisit payloads" in night.output
+    assert len(list((tmp_path / "night" / "raw").rglob("*.fits"))) == 6
+    Butler.create(tmp_path / "repo").close()
+    calibs = runner.invoke(cli, ["sim", "calibs", str(tmp_path / "repo"), "--instrument", "TestCam", "--detectors",
+                                 "0..3", "--detector-size", "32", "--filters", "g_6,r_57"])
+    assert calibs.exit_code == 0, calibs.output
+    assert "certified 12 master calibrations in TestCam/calib" in calibs.output
+    tract = point_pixel(150.0, 2.0, 3)
+    templates = runner.invoke(cli, ["sim", "templates", str(tmp_path / "repo"), "--patch-levels", "4",
+                                    "--patch", f"{tract}/0", "--band", "g", "--pixel-scale", "4"])
+    assert templates.exit_code == 0, templates.output
+    assert "wrote 1 template_coadd datasets" in templates.output
