@@ -20,6 +20,8 @@ PACKAGES = [
     "nightshift.butler.external",
     "nightshift.sky",
     "nightshift.alerts",
+    "nightshift.obs",
+    "nightshift.obs.sim",
     "nightshift.efd",
 ]
 

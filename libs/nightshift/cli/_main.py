@@ -8,7 +8,9 @@ import click
 from ._alerts import alerts
 from ._apdb import apdb
 from ._butler import butler
+from ._obs import ingest_raws_cmd  # noqa: F401 - adds ingest-raws, register-instrument to `butler`
 from ._pipeline import pipeline
+from ._sim import sim
 
 #: Commands of the development package ``nightshift_dev`` (this repository's checkout, not the library),
 #: imported only when one of them is listed or run.
@@ -72,6 +74,7 @@ cli.add_command(pipeline)
 cli.add_command(apdb)
 cli.add_command(alerts)
 cli.add_command(butler)
+cli.add_command(sim)
 
 
 def main() -> None:
