@@ -19,6 +19,7 @@ PACKAGES = [
     "nightshift.butler.formatters",
     "nightshift.butler.external",
     "nightshift.sky",
+    "nightshift.ap",
 ]
 
 
