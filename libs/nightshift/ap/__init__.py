@@ -7,6 +7,8 @@ photometry (:func:`forced_photometry`) and alert cutouts
 (:func:`make_cutouts`). See ``docs/science.md``.
 """
 
+from ._astrometry import AstrometryConfig, AstrometryResult, fit_astrometry
+from ._characterize import CharacterizeConfig, CharacterizeResult, characterize, njy_per_count, zero_point
 from ._exceptions import (
     ApError,
     ApInputError,
@@ -20,13 +22,19 @@ from ._exceptions import (
 from ._geometry import Amplifier, AmplifierGeometry, Detector, DetectorGeometry, as_box
 from ._isr import IsrConfig, IsrResult, coarse_background, find_cosmic_rays, interpolate_masked, run_isr
 from ._masks import MaskPlane
+from ._measure import PsfPhotometry, gaussian_centroid, psf_photometry, stamps, weighted_moments
+from ._psf import PsfModel, fit_psf, gaussian_kernel
 
 __all__ = [
     "Amplifier",
     "AmplifierGeometry",
     "ApError",
     "ApInputError",
+    "AstrometryConfig",
     "AstrometryFitError",
+    "AstrometryResult",
+    "CharacterizeConfig",
+    "CharacterizeResult",
     "Detector",
     "DetectorGeometry",
     "FitError",
@@ -37,9 +45,21 @@ __all__ = [
     "PhotometryError",
     "PsfFitError",
     "PsfMatchError",
+    "PsfModel",
+    "PsfPhotometry",
     "as_box",
+    "characterize",
     "coarse_background",
     "find_cosmic_rays",
+    "fit_astrometry",
+    "fit_psf",
+    "gaussian_centroid",
+    "gaussian_kernel",
     "interpolate_masked",
+    "njy_per_count",
+    "psf_photometry",
     "run_isr",
+    "stamps",
+    "weighted_moments",
+    "zero_point",
 ]
