@@ -188,10 +188,12 @@ def plot(result: dict[str, Any], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(8, 4.5))
     bulk = result["bulk"]
     if bulk:
-        ax.plot([b["dia_sources_total"] / 1e6 for b in bulk], [b["store_s"] for b in bulk], ".", ms=3, alpha=0.5, label="store (bulk phase)")
+        ax.plot([b["dia_sources_total"] / 1e6 for b in bulk], [b["store_s"] for b in bulk], ".",
+                ms=3, alpha=0.5, label="store (bulk phase)")
     v = result["visits"]
     x = [r["dia_sources_total"] / 1e6 for r in v]
-    for key, label in (("store_s", "store"), ("preload_s", "field preload"), ("round_trip_s", "round trip (2 processes)")):
+    series = (("store_s", "store"), ("preload_s", "field preload"), ("round_trip_s", "round trip (2 processes)"))
+    for key, label in series:
         ax.plot(x, [r[key] for r in v], "o-", ms=3, label=label)
     ax.set_xlabel("DiaSource rows in the APDB (millions)")
     ax.set_ylabel("seconds per visit")

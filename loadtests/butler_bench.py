@@ -81,8 +81,10 @@ def bench_small(b: Butler, n: int) -> dict[str, Any]:
     t0 = time.perf_counter()
     batch = 100
     for start in range(n, 2 * n, batch):
-        b.put_many([(payload(i), {"instrument": "Bench", "detector": i}) for i in range(start, min(start + batch, 2 * n))],
-                   "bench_metric")
+        b.put_many(
+            [(payload(i), {"instrument": "Bench", "detector": i}) for i in range(start, min(start + batch, 2 * n))],
+            "bench_metric",
+        )
     t_put_many = time.perf_counter() - t0
     return {"n": n, "put_per_s": rate(n, t_put), "put_many_batch100_per_s": rate(n, t_put_many),
             "get_by_ref_per_s": rate(n, t_get_ref), "get_by_data_id_per_s": rate(n, t_get_did)}
@@ -141,7 +143,9 @@ with tempfile.TemporaryDirectory() as tmp:
     b = Butler.from_config(tmp, writeable=True, run="bench")
     b.registry.insertDimensionData("instrument", {"name": "Bench", "detector_max": 10**6, "visit_max": 10**6,
                                                   "exposure_max": 10**6})
-    b.registry.insertDimensionData("detector", *[{"instrument": "Bench", "id": i, "full_name": str(i)} for i in range(n)])
+    b.registry.insertDimensionData(
+        "detector", *[{"instrument": "Bench", "id": i, "full_name": str(i)} for i in range(n)]
+    )
     b.registry.registerDatasetType(DatasetType("bench_metric", ("instrument", "detector"), "StructuredDataDict",
                                                universe=b.dimensions))
     t0 = time.perf_counter()
@@ -259,7 +263,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.out:
         args.out.write_text(json.dumps(results, indent=2))
     p = results["posix"]
-    line = (f"posix: small put {p['small']['put_per_s']}/s (batched {p['small']['put_many_batch100_per_s']}/s) get-by-ref {p['small']['get_by_ref_per_s']}/s; "
+    line = (f"posix: small put {p['small']['put_per_s']}/s (batched {p['small']['put_many_batch100_per_s']}/s) "
+            f"get-by-ref {p['small']['get_by_ref_per_s']}/s; "
             f"4k² put {p['large']['put_mb_per_s']} MB/s get {p['large']['get_mb_per_s']} MB/s; "
             f"cutout {p['large']['cutout_50x50_p50_ms']} ms vs full {p['large']['full_read_p50_ms']} ms")
     if "export_posix" in results:

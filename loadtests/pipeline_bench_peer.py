@@ -373,7 +373,9 @@ def run_all(sizes: list[str], exec_io_size: str, mp_size: str, processes: int, b
         if "build_s" in res:
             rate = res["build_s"] / res["quanta"]
         doc["results"].append(res)
-    runs = () if build_only else (("inprocess_butler", exec_io_size, 1, True), ("multiprocess", mp_size, processes, False))
+    runs = () if build_only else (
+        ("inprocess_butler", exec_io_size, 1, True), ("multiprocess", mp_size, processes, False)
+    )
     for key, size, procs, io in runs:
         v, d = _parse(size)
         with tempfile.TemporaryDirectory() as tmp:

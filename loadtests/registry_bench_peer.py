@@ -95,7 +95,8 @@ def bench_one(root: str, n: int, repeat: int, pg_url: str | None = None, schema:
     result["query_datasets"] = _time_many(q_datasets, repeat)
 
     def q_data_ids(i: int) -> None:
-        list(reg.queryDataIds(["visit", "detector"], where="instrument = 'Cam' AND visit.zenith_angle < z AND detector = d",
+        list(reg.queryDataIds(["visit", "detector"],
+                              where="instrument = 'Cam' AND visit.zenith_angle < z AND detector = d",
                               bind={"z": 10.0, "d": rng.randrange(min(N_DETECTORS, n))},
                               datasets="calexp", collections="run"))
 

@@ -7,6 +7,10 @@ like in one consumer group; :class:`nightshift.pipe.KafkaExecutor` submits to
 them::
 
     NIGHTSHIFT_KAFKA_BOOTSTRAP=127.0.0.1:19092 python -m nightshift_services.runner
+
+Kafka authentication comes from the same environment (``NIGHTSHIFT_KAFKA_SECURITY_PROTOCOL``,
+``NIGHTSHIFT_KAFKA_SASL_USERNAME``, ``NIGHTSHIFT_KAFKA_SASL_PASSWORD``, ...; see
+:class:`nightshift.events.KafkaSettings`).
 """
 
 from __future__ import annotations
@@ -39,13 +43,13 @@ async def main(settings: RunnerSettings | None = None, ready: Callable[[], Await
     settings = settings or RunnerSettings()
     setup_logging(settings.service_name, settings.log_level, settings.log_format)
     topics = QuantumTopics.with_prefix(settings.topic_prefix)
-    await asyncio.to_thread(ensure_fleet_topics, settings.kafka_bootstrap, topics)
+    await asyncio.to_thread(ensure_fleet_topics, settings.kafka, topics)
 
     def consumers(producer: AsyncProducer) -> list[EventConsumer]:
         handler = QuantumEventHandler(producer, topics, deferred_timeout=settings.deferred_timeout_s,
                                       max_attempts=settings.max_attempts)
         return [EventConsumer(
-            settings.kafka_bootstrap, settings.consumer_group or "nightshift-runner", [topics.planned], handler,
+            settings.kafka, settings.consumer_group or "nightshift-runner", [topics.planned], handler,
             # quanta run one at a time on the handler's thread; concurrency > 1 overlaps the answers'
             # acknowledgements with the next quantum
             producer, max_batch=settings.max_batch, concurrency=settings.concurrency, subjects=topics.subjects(),

@@ -1,6 +1,7 @@
 """Session fixtures that start (or reuse) the real local stack.
 
-Integration tests ask for ``kafka_bootstrap``, ``pg_dsn`` or ``s3_endpoint``;
+Integration tests ask for ``kafka_bootstrap`` (or ``kafka_sasl``, the broker's
+SASL/SCRAM-SHA-512 listener), ``pg_dsn`` or ``s3_endpoint``;
 only the servers a test session needs are started. If a server cannot start,
 the tests that need it *fail* with the reason: they never skip and never fall
 back to an in-process fake.
@@ -14,7 +15,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from nightshift.devstack import StackError, up
+from nightshift.devstack import StackError, StackSettings, up
+from nightshift.devstack._kafka import no_sasl_listener_hint
+from nightshift.devstack._process import port_open
+from nightshift.events import KafkaSettings
 
 
 def _start(name: str) -> dict[str, str]:
@@ -30,6 +34,21 @@ def _start(name: str) -> dict[str, str]:
 def kafka_bootstrap() -> str:
     """``host:port`` of the real Apache Kafka broker."""
     return _start("kafka")["KAFKA_BOOTSTRAP"]
+
+
+@pytest.fixture(scope="session")
+def kafka_sasl() -> KafkaSettings:
+    """Client settings for the same broker's SASL_PLAINTEXT listener, SCRAM-SHA-512, with the stack's user."""
+    env = _start("kafka")
+    settings = KafkaSettings(
+        bootstrap_servers=env["KAFKA_SASL_BOOTSTRAP"], security_protocol="SASL_PLAINTEXT",
+        sasl_mechanism=env["KAFKA_SASL_MECHANISM"], sasl_username=env["KAFKA_SASL_USERNAME"],
+        sasl_password=env["KAFKA_SASL_PASSWORD"],
+    )
+    s = StackSettings()
+    if not port_open(s.host, s.kafka_sasl_port):
+        pytest.fail(no_sasl_listener_hint(s), pytrace=False)
+    return settings
 
 
 @pytest.fixture(scope="session")

@@ -90,12 +90,14 @@ def test_kafka_data_survives_down_and_up(kafka_bootstrap: str, unique_name: str)
     assert down(names=["kafka"]) == ["kafka"]
     assert up(names=["kafka"])["KAFKA_BOOTSTRAP"] == kafka_bootstrap
 
-    consumer = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": unique_name, "auto.offset.reset": "earliest"})
+    consumer = Consumer(
+        {"bootstrap.servers": kafka_bootstrap, "group.id": unique_name, "auto.offset.reset": "earliest"}
+    )
     consumer.subscribe([topic])
     got: list[bytes] = []
     import time
 
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 120  # a deadlock guard: the loop ends as soon as the 5 messages are read
     while len(got) < 5 and time.monotonic() < deadline:
         got += [m.value() for m in consumer.consume(10, 0.5) if m.error() is None]
     consumer.close()

@@ -12,13 +12,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
+    from .butler import Exposure
     from .butler.registry import Registry
     from .pipe import Pipeline
 
 Echo = Callable[[str], None]
 
 
-def _records(reg) -> None:  # type: ignore[no-untyped-def]
+def _records(reg: Registry) -> None:
     reg.insert_dimension_records("instrument", [{"name": "Cam"}])
     reg.insert_dimension_records("band", [{"name": "r"}])
     reg.insert_dimension_records("physical_filter", [{"instrument": "Cam", "name": "r_01", "band": "r"}])
@@ -30,7 +31,7 @@ def _records(reg) -> None:  # type: ignore[no-untyped-def]
     ])
 
 
-def _exposure(shape: tuple[int, int]):  # type: ignore[no-untyped-def]
+def _exposure(shape: tuple[int, int]) -> Exposure:
     from astropy.io import fits
     from astropy.wcs import WCS
 
@@ -78,7 +79,7 @@ def butler_step(env: dict[str, str], echo: Echo) -> None:
                 found = list(butler.registry.query_datasets(
                     "calexp", collections="demo/run", where="visit.seeing < 0.9 AND detector IN (0, 1)"
                 ))
-                did = {"instrument": "Cam", "visit": 1, "detector": 2}
+                did: dict[str, int | str] = {"instrument": "Cam", "visit": 1, "detector": 2}
                 wcs = butler.get("calexp.wcs", did)
                 cut = butler.get("calexp", did, parameters={"bbox": Box(100, 100, 150, 150)})
                 echo(f"butler    : repository with its registry in PostgreSQL (schema {tag}) and files in S3 "
@@ -147,6 +148,7 @@ def pipeline_step(env: dict[str, str], echo: Echo) -> None:
                 summary = out.get("survey_summary", {"instrument": "Cam"})
                 visit0 = out.find("visit_summary", {"instrument": "Cam", "visit": 0})
                 prov = out.registry.get_provenance(visit0)
+                assert prov is not None  # the run just wrote it
             again = InProcessExecutor(root).run(graph)
             echo(f"pipeline  : 3-step example (per detector -> per visit -> survey): pre-flight built "
                  f"{len(graph)} quanta {graph.counts()} in {build_s:.2f} s; ran them in 2 worker processes "
@@ -194,7 +196,8 @@ async def _apdb_cycle(env: dict[str, str], echo: Echo) -> None:
                 pre = await apdb.preload(sky.region(i + 1), sky.history_start(i + 1))
                 preloads.append(time.perf_counter() - t0)
             replay = await apdb.store(visit.mjd, visit.objects, visit.sources, visit.forced_sources)
-            echo(f"apdb      : 4 visits of {stored.dia_sources} DIA sources (+ objects, forced sources; Rubin apdb.yaml "
+            echo(f"apdb      : 4 visits of {stored.dia_sources} DIA sources "
+                 "(+ objects, forced sources; Rubin apdb.yaml "
                  f"columns) stored by binary COPY in {np.median(stores) * 1000:.0f} ms median; each next field "
                  f"preloaded in {np.median(preloads) * 1000:.0f} ms median ({pre.objects.num_rows} objects, "
                  f"{pre.sources.num_rows} sources, {pre.forced_sources.num_rows} forced sources in the last)")

@@ -60,7 +60,11 @@ def _load(path: Path) -> tuple[float, tuple[float, float], dict[str, dict[str, n
 
 def _pct(values: list[float]) -> dict[str, float]:
     a = np.asarray(values)
-    return {"p50": round(float(np.median(a)), 3), "p95": round(float(np.percentile(a, 95)), 3), "max": round(float(a.max()), 3)}
+    return {
+        "p50": round(float(np.median(a)), 3),
+        "p95": round(float(np.percentile(a, 95)), 3),
+        "max": round(float(a.max()), 3),
+    }
 
 
 def run_dax(args: argparse.Namespace) -> None:

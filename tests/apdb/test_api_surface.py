@@ -28,7 +28,10 @@ def test_error_tree() -> None:
     assert issubclass(ApdbSchemaError, LookupError) and not ApdbSchemaError.retriable
     assert issubclass(ApdbConnectionError, ConnectionError) and ApdbConnectionError.retriable
     assert issubclass(ApdbConnectionError, ApdbTransientError) and ApdbTransientError.retriable
-    codes = [c.error_type for c in (ApdbError, ApdbValidationError, ApdbSchemaError, ApdbTransientError, ApdbConnectionError)]
+    codes = [
+        c.error_type
+        for c in (ApdbError, ApdbValidationError, ApdbSchemaError, ApdbTransientError, ApdbConnectionError)
+    ]
     assert len(set(codes)) == len(codes)
 
 

@@ -16,7 +16,6 @@ from nightshift.apdb import (
 )
 
 
-
 def _in_ranges(pix: np.ndarray, ranges: np.ndarray) -> np.ndarray:
     idx = np.searchsorted(ranges[:, 0], pix, side="right") - 1
     return (idx >= 0) & (pix < ranges[np.clip(idx, 0, None), 1])

@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,6 @@ from nightshift.apdb import (
     simulate_visit,
     stats,
 )
-
 
 pytestmark = pytest.mark.integration
 
@@ -73,7 +73,9 @@ def to_astropy(t: pa.Table) -> Table:
         col = t[name]
         if col.null_count:
             fill = "" if pa.types.is_string(col.type) else (False if pa.types.is_boolean(col.type) else 0)
-            out[name] = MaskedColumn(col.fill_null(fill).to_numpy(zero_copy_only=False), mask=col.is_null().to_numpy(zero_copy_only=False))
+            out[name] = MaskedColumn(
+                col.fill_null(fill).to_numpy(zero_copy_only=False), mask=col.is_null().to_numpy(zero_copy_only=False)
+            )
         else:
             out[name] = col.to_numpy(zero_copy_only=False)
     return out
@@ -110,7 +112,9 @@ async def test_missing_schema_is_a_schema_error(pg_dsn: str, unique_name: str) -
 
 
 @pytest.mark.parametrize("part_rows", [2500, 64])
-async def test_store_then_read_back_every_column(apdb: AsyncApdb, monkeypatch: pytest.MonkeyPatch, part_rows: int) -> None:
+async def test_store_then_read_back_every_column(
+    apdb: AsyncApdb, monkeypatch: pytest.MonkeyPatch, part_rows: int
+) -> None:
     monkeypatch.setattr("nightshift.apdb._apdb._PART_ROWS", part_rows)  # 64: the COPY streams go in 6 parts
     objects, sources, forced = visit(400, 1001, 60000.2)
     result = await apdb.store(Time(60000.2, format="mjd", scale="tai"), objects, sources, forced)
@@ -152,7 +156,12 @@ async def test_astropy_and_numpy_inputs(apdb: AsyncApdb) -> None:
     await apdb.store(60001.0, to_astropy(objects), to_astropy(sources), forced)
     got = await apdb.get_dia_sources(objects["diaObjectId"].to_numpy(), 0.0)
     assert_same(got, sources, "diaSourceId")
-    arr = np.zeros(3, dtype=[("diaObjectId", "i8"), ("ra", "f8"), ("dec", "f8")] + [(f"{b}_psfFluxNdata", "i4") for b in "ugrizy"] + [("nDiaSources", "i4")])
+    arr = np.zeros(
+        3,
+        dtype=[("diaObjectId", "i8"), ("ra", "f8"), ("dec", "f8")]
+        + [(f"{b}_psfFluxNdata", "i4") for b in "ugrizy"]
+        + [("nDiaSources", "i4")],
+    )
     arr["diaObjectId"] = [900, 901, 902]
     arr["ra"], arr["dec"] = RA0, DEC0
     result = await apdb.store(60002.0, arr)
@@ -179,7 +188,9 @@ async def test_replay_leaves_one_copy(apdb: AsyncApdb, monkeypatch: pytest.Monke
 
 
 @pytest.mark.parametrize("part_rows", [2500, 64])
-async def test_partial_replay_adds_only_new_rows(apdb: AsyncApdb, monkeypatch: pytest.MonkeyPatch, part_rows: int) -> None:
+async def test_partial_replay_adds_only_new_rows(
+    apdb: AsyncApdb, monkeypatch: pytest.MonkeyPatch, part_rows: int
+) -> None:
     monkeypatch.setattr("nightshift.apdb._apdb._PART_ROWS", part_rows)
     objects, sources, forced = visit(200, 12, 60011.0)
     await apdb.store(60011.0, objects.slice(0, 100), sources.slice(0, 100), forced.slice(0, 100))
@@ -190,7 +201,9 @@ async def test_partial_replay_adds_only_new_rows(apdb: AsyncApdb, monkeypatch: p
 
 
 @pytest.mark.parametrize("part_rows", [2500, 64])
-async def test_concurrent_writers_of_one_visit_store_one_copy(apdb: AsyncApdb, apdb_settings: ApdbSettings, monkeypatch: pytest.MonkeyPatch, part_rows: int) -> None:
+async def test_concurrent_writers_of_one_visit_store_one_copy(
+    apdb: AsyncApdb, apdb_settings: ApdbSettings, monkeypatch: pytest.MonkeyPatch, part_rows: int
+) -> None:
     monkeypatch.setattr("nightshift.apdb._apdb._PART_ROWS", part_rows)
     objects, sources, forced = visit(2000, 13, 60012.0)
     async with AsyncApdb(apdb_settings) as other:
@@ -202,7 +215,8 @@ async def test_concurrent_writers_of_one_visit_store_one_copy(apdb: AsyncApdb, a
     assert await count(apdb, "DiaSource") == 2000
     assert await count(apdb, "DiaObjectLast") == 2000
     async with apdb.pool.acquire() as conn:
-        assert await conn.fetchval(f'SELECT sum("nRows") FROM "{apdb.settings.schema_name}"."DiaForcedSourceChunk"') == 2000
+        table = f'"{apdb.settings.schema_name}"."DiaForcedSourceChunk"'
+        assert await conn.fetchval(f'SELECT sum("nRows") FROM {table}') == 2000
 
 
 async def test_new_object_versions_and_history_window(apdb: AsyncApdb) -> None:
@@ -239,7 +253,9 @@ async def test_preload_cuts_histories_to_the_objects_in_the_field(apdb: AsyncApd
     ra[0] += 2.0 / 3600.0
     sources = sources.set_column(sources.column_names.index("ra"), "ra", pa.array(ra))
     await apdb.store(60020.0, objects, sources, forced)
-    region = ConvexPolygon((RA0 - 0.3, RA0 + 0.3, RA0 + 0.3, RA0 - 0.3), (DEC0 - 0.3, DEC0 - 0.3, DEC0 + 0.3, DEC0 + 0.3))
+    region = ConvexPolygon(
+        (RA0 - 0.3, RA0 + 0.3, RA0 + 0.3, RA0 - 0.3), (DEC0 - 0.3, DEC0 - 0.3, DEC0 + 0.3, DEC0 + 0.3)
+    )
     pre = await apdb.preload(region, 59990.0)
     inside = region.contains(objects["ra"].to_numpy(), objects["dec"].to_numpy())
     assert pre.objects.num_rows == inside.sum() > 0
@@ -292,7 +308,8 @@ async def test_missing_required_and_unknown_columns(apdb: AsyncApdb) -> None:
     assert info.value.rows == (10,)
     nulls = pc.if_else(pa.array([i == 4 for i in range(10)]), pa.scalar(None, pa.int64()), sources["visit"])
     with pytest.raises(ApdbValidationError, match="'visit' is NULL.*\\[4\\]"):
-        await apdb.store(60031.0, objects, sources.set_column(sources.column_names.index("visit"), "visit", nulls), forced)
+        with_nulls = sources.set_column(sources.column_names.index("visit"), "visit", nulls)
+        await apdb.store(60031.0, objects, with_nulls, forced)
     assert await count(apdb, "DiaSource") == 0
 
 
@@ -309,17 +326,7 @@ async def test_lost_connection_rolls_back_the_visit_and_a_retry_succeeds(apdb: A
         await tx.start()
         await blocker.execute(f'SELECT 1 FROM "{schema}"."DiaObjectLast" WHERE "diaObjectId" = 1 FOR UPDATE')
         task = asyncio.create_task(apdb.store(60041.0, o2, s2, f2))
-        pid = None
-        for _ in range(200):
-            pid = await monitor.fetchval(
-                "SELECT pid FROM pg_stat_activity WHERE application_name = 'nightshift-apdb' "
-                "AND wait_event_type = 'Lock' AND query LIKE $1",
-                f'%"{schema}"."DiaObjectLast"%',
-            )
-            if pid is not None:
-                break
-            await asyncio.sleep(0.05)
-        assert pid is not None, "the store never reached the DiaObjectLast upsert"
+        pid = await wait_for_lock_wait(monitor, schema, task)
         # The visit's sources are written but not committed; now the connection dies.
         assert await monitor.fetchval("SELECT pg_terminate_backend($1)", pid)
         with pytest.raises(ApdbConnectionError) as info:
@@ -435,6 +442,20 @@ async def test_writer_and_reader_processes_round_trip_for_the_next_field(
     assert sorted(got["source_ids"]) == sorted(expected_sources)
     assert got["source_visits"] == [v.visit]
     assert set(got["forced_object_ids"]) <= expected_objects
+async def wait_for_lock_wait(monitor: asyncpg.Connection, schema: str, task: asyncio.Task[object]) -> int:
+    """The backend pid of the store ``task`` once it waits on a lock of DiaObjectLast (its last step)."""
+    deadline = time.monotonic() + 120  # a deadlock guard only: the store stays blocked on the lock
+    while not task.done() and time.monotonic() < deadline:
+        pid = await monitor.fetchval(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = 'nightshift-apdb' "
+            "AND wait_event_type = 'Lock' AND query LIKE $1",
+            f'%"{schema}"."DiaObjectLast"%',
+        )
+        if pid is not None:
+            return int(pid)
+        await asyncio.sleep(0.05)  # poll interval, not synchronization: the condition is re-checked
+    ended = f" (it ended: {task.exception() if not task.cancelled() else 'cancelled'!r})" if task.done() else ""
+    raise AssertionError("the store never reached the DiaObjectLast upsert" + ended)
 
 
 async def test_cancelled_store_rolls_back_and_the_pool_stays_usable(apdb: AsyncApdb, pg_dsn: str) -> None:
@@ -443,15 +464,23 @@ async def test_cancelled_store_rolls_back_and_the_pool_stays_usable(apdb: AsyncA
     await apdb.store(60060.0, o1, s1, f1)
     o2, s2, f2 = visit(100, 92, 60061.0, seed=3)
     blocker = await asyncpg.connect(pg_dsn)
+    monitor = await asyncpg.connect(pg_dsn)
     try:
         tx = blocker.transaction()
         await tx.start()
         await blocker.execute(f'SELECT 1 FROM "{schema}"."DiaObjectLast" WHERE "diaObjectId" = 1 FOR UPDATE')
-        with pytest.raises(TimeoutError):
-            await asyncio.wait_for(apdb.store(60061.0, o2, s2, f2), timeout=1.0)
+        task = asyncio.create_task(apdb.store(60061.0, o2, s2, f2))
+        # cancel it once it has written the visit's sources and waits on the lock (not before it wrote anything)
+        await wait_for_lock_wait(monitor, schema, task)
+        assert await monitor.fetchval(  # the sources are written, not committed: invisible to others
+            f'SELECT count(*) FROM "{schema}"."DiaSource" WHERE visit = 92') == 0
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
         await tx.rollback()
     finally:
         await blocker.close()
+        await monitor.close()
     assert await count(apdb, "DiaSource", "visit = 92") == 0
     assert (await apdb.store(60061.0, o2, s2, f2)).dia_sources == 100
     assert await count(apdb, "DiaSource") == 200

@@ -11,7 +11,6 @@ from click.testing import CliRunner
 from nightshift.apdb import Apdb, ApdbSettings, Circle, random_positions, simulate_visit
 from nightshift.cli import cli
 
-
 pytestmark = pytest.mark.integration
 
 

@@ -11,14 +11,14 @@ from typing import Any
 import numpy as np
 import pytest
 from astropy.table import Table
+from registry_support import populate
+from test_formatters import make_exposure, make_wcs
 
 from nightshift.butler import DatasetType
 from nightshift.butler._butler import Butler
 from nightshift.butler.datastores import DatasetNotFoundError
-from nightshift.butler.formatters import Box, Exposure, FormatterError
+from nightshift.butler.formatters import Box, FormatterError
 from nightshift.butler.registry import ConflictingDefinitionError, DataIdError
-from registry_support import populate
-from test_formatters import make_exposure, make_wcs
 
 CALEXP = DatasetType("calexp", ["instrument", "visit", "detector"], "Exposure")
 METRIC = DatasetType("metric", ["instrument", "visit"], "StructuredDataDict")
@@ -162,7 +162,9 @@ def test_formats_from_repository_config(tmp_path: Path) -> None:
     """REQ-0025/0060: butler.yaml chooses formats and writer options; the same bytes read as another type."""
     cfg = {"cls": "posix", "root": "store", "formatters": {
         "storage_classes": {"AstropyTable": "parquet"},
-        "dataset_types": {"calexp": {"formatter": "fits_exposure", "options": {"compression": "GZIP_2", "quantize_level": 0}}},
+        "dataset_types": {
+            "calexp": {"formatter": "fits_exposure", "options": {"compression": "GZIP_2", "quantize_level": 0}}
+        },
     }}
     Butler.create(tmp_path / "r", datastore=cfg).close()
     with Butler(tmp_path / "r", run=RUN) as b:
@@ -174,9 +176,9 @@ def test_formats_from_repository_config(tmp_path: Path) -> None:
         exp = make_exposure((64, 64))
         b.put(exp, "calexp", DID)
         np.testing.assert_array_equal(b.get("calexp", DID).image, exp.image)
-        from astropy.io import fits
-
         from urllib.parse import unquote, urlparse
+
+        from astropy.io import fits
 
         with fits.open(unquote(urlparse(b.get_uri("calexp", DID)).path)) as hdul:
             assert isinstance(hdul["IMAGE"], fits.CompImageHDU)
@@ -201,7 +203,8 @@ def test_butler_on_s3_and_postgresql(tmp_path: Path, s3_endpoint: str, pg_dsn: s
         ref = b.put(exp, "calexp", DID)
         assert b.get_uri(ref).startswith(f"s3://{unique_name}/repo/")
         np.testing.assert_array_equal(b.get("calexp", DID).image, exp.image)
-        np.testing.assert_array_equal(b.get("calexp", DID, parameters={"bbox": Box(0, 0, 8, 8)}).image, exp.image[:8, :8])
+        cutout = b.get("calexp", DID, parameters={"bbox": Box(0, 0, 8, 8)})
+        np.testing.assert_array_equal(cutout.image, exp.image[:8, :8])
         assert any((tmp_path / "r" / "cache").rglob("*.fits"))
         with pytest.raises(ConflictingDefinitionError):
             b.put(exp, "calexp", DID)
@@ -344,8 +347,8 @@ def test_header_corrections_merge_and_combined_export(butler: Butler, tmp_path: 
     path = butler.export_file(ref, tmp_path / "out", component_overrides={"wcs": wcs_ref},
                               component_updates={"metadata": fix_ref})
     assert path.name == "calexp_detector=2_instrument=Cam_visit=1_u_tester_run.fits"
-    from nightshift.butler.formatters import default_formatter_registry, FormatterSpec
     from nightshift.butler._storage_class import StorageClassFactory
+    from nightshift.butler.formatters import FormatterSpec, default_formatter_registry
 
     back = default_formatter_registry().create(FormatterSpec("fits_exposure")).read(
         path, StorageClassFactory().get("Exposure"))

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from test_butler import RUN, files_under, setup_repo
 
 from nightshift.butler._butler import Butler
 from nightshift.butler.datastores import (
@@ -20,7 +21,6 @@ from nightshift.butler.datastores import (
     PosixBackend,
 )
 from nightshift.butler.registry import DatasetInUseError, MissingDatasetError
-from test_butler import RUN, files_under, setup_repo
 
 TASK = dict(config_hash="sha256:1", code_version="v1")
 
@@ -250,8 +250,9 @@ def test_trash_left_by_a_crash_after_commit_is_purged(butler: Butler, monkeypatc
 
 def test_default_trash_defers_deletion_until_empty() -> None:
     """A datastore without its own ``trash`` deletes at ``empty()``; ``restore()`` leaves it intact."""
-    from nightshift.butler.datastores import Datastore
     from test_datastore_conformance import metric_ref
+
+    from nightshift.butler.datastores import Datastore
 
     class PlainMemory(InMemoryDatastore):
         def trash(self, refs):  # type: ignore[no-untyped-def]

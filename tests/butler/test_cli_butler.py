@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
+from registry_support import populate
 
 from nightshift.butler._butler import Butler
 from nightshift.cli import cli
-from registry_support import populate
 
 RUN = "u/tester/run"
 

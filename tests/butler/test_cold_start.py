@@ -41,5 +41,7 @@ def _setup(repo: Path) -> str:
 def test_heavy_libraries_come_with_the_formatter_that_needs_them(tmp_path: Path) -> None:
     loaded = _loaded_after(_setup(tmp_path / "json"))
     assert sorted(m for m in loaded if m.split(".")[0] in ("astropy", "pyarrow", "fastavro", "boto3")) == []
-    loaded = _loaded_after(_setup(tmp_path / "fits") + "from astropy.table import Table\nb.put(Table({'x': [1]}), 't', instrument='Cam')\n")
+    loaded = _loaded_after(
+        _setup(tmp_path / "fits") + "from astropy.table import Table\nb.put(Table({'x': [1]}), 't', instrument='Cam')\n"
+    )
     assert "astropy.io.fits" in loaded and "pyarrow" not in loaded

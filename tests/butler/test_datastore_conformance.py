@@ -12,10 +12,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import boto3
 import numpy as np
 import pytest
 from astropy.table import Table
+from test_formatters import make_exposure
 
 from nightshift.butler import DatasetRef, DatasetType
 from nightshift.butler._storage_class import StorageClassError
@@ -30,8 +30,7 @@ from nightshift.butler.datastores import (
     PosixBackend,
     S3Backend,
 )
-from nightshift.butler.formatters import Box, Exposure, FormatterError, UnsupportedParameterError
-from test_formatters import make_exposure
+from nightshift.butler.formatters import Box, FormatterError, UnsupportedParameterError
 
 METRIC = DatasetType("metric", ["instrument", "visit"], "StructuredDataDict")
 CALEXP = DatasetType("calexp", ["instrument", "visit", "detector"], "Exposure")
@@ -203,7 +202,7 @@ class FileDatastoreFaults:
         ds.put({"v": 1}, metric_ref())
         before = self.snapshot(ds)  # type: ignore[attr-defined]
         self.fail_record_write(ds, monkeypatch)  # type: ignore[attr-defined]
-        with pytest.raises(Exception):
+        with pytest.raises((OSError, DatastoreError)):
             ds.put({"v": 2}, metric_ref())
         monkeypatch.undo()
         assert ds.get(metric_ref()) == {"v": 1}
@@ -213,7 +212,7 @@ class FileDatastoreFaults:
         ds = factory()
         before = self.snapshot(ds)  # type: ignore[attr-defined]
         self.fail_record_write(ds, monkeypatch)  # type: ignore[attr-defined]
-        with pytest.raises(Exception):
+        with pytest.raises((OSError, DatastoreError)):
             ds.put({"v": 1}, metric_ref())
         monkeypatch.undo()
         assert self.snapshot(ds) == before  # type: ignore[attr-defined]
@@ -223,7 +222,7 @@ class FileDatastoreFaults:
         ds = factory()
         before = self.snapshot(ds)  # type: ignore[attr-defined]
         self.fail_publish(ds, monkeypatch)  # type: ignore[attr-defined]
-        with pytest.raises(Exception):
+        with pytest.raises((OSError, DatastoreError)):
             ds.put(make_exposure((8, 8)), calexp_ref())
         monkeypatch.undo()
         assert self.snapshot(ds) == before  # type: ignore[attr-defined]

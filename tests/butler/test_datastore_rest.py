@@ -9,11 +9,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from registry_support import populate
 
 from nightshift.butler import DatasetType
 from nightshift.butler._butler import Butler
 from nightshift.butler.datastores import DatastoreError, StorageUnavailableError
-from registry_support import populate
 
 
 class _Collector(http.server.BaseHTTPRequestHandler):

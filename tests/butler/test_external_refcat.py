@@ -24,6 +24,7 @@ import pytest
 from astropy.coordinates import Latitude, Longitude, SkyCoord
 from astropy.table import Table
 from cdshealpix.nested import lonlat_to_healpix
+from registry_support import drop_schema
 
 from nightshift.butler import Butler
 from nightshift.butler.datastores import DatasetCorruptError, DatastoreError
@@ -35,7 +36,6 @@ from nightshift.butler.external import (
     load_reference_catalog,
 )
 from nightshift.butler.formatters import FormatterError
-from registry_support import drop_schema
 
 RUN = "refcats/gaia_dr3"
 N_ROWS = 4000

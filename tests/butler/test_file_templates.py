@@ -17,7 +17,9 @@ def ref(**data_id: int | str) -> DatasetRef:
 
 
 def test_configured_template_gives_predictable_path() -> None:
-    t = FileTemplates({"calexp": "{run}/calexp/{instrument}/{visit:08d}/calexp_{instrument}_{visit:08d}_{detector:03d}"})
+    t = FileTemplates(
+        {"calexp": "{run}/calexp/{instrument}/{visit:08d}/calexp_{instrument}_{visit:08d}_{detector:03d}"}
+    )
     assert t.path(ref()) == "HSC/runs/RC2/calexp/HSC/00903334/calexp_HSC_00903334_016"
     # Same inputs, same path, every time (independent of how the data is accessed).
     assert t.path(ref()) == t.path(ref())

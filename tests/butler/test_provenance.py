@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from registry_support import CALEXP, COADD, RAW, all_data_ids, make_registry, populate, registry  # noqa: F401
 
 from nightshift.butler import DatasetType
 from nightshift.butler.registry import DatasetMetadataError, ProvenanceError, Registry
-from registry_support import CALEXP, COADD, RAW, all_data_ids, make_registry, populate, registry  # noqa: F401
 
 CALIB_TASK = dict(config_hash="sha256:c0ffee", code_version="nightshift 0.1.0")
 

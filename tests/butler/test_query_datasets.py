@@ -8,8 +8,8 @@ the real PostgreSQL (a table in a unique schema) and a SQLite file.
 
 from __future__ import annotations
 
+import dataclasses
 import os
-import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +19,7 @@ import pyarrow as pa
 import pytest
 import sqlalchemy as sa
 from astropy.table import Table
+from registry_support import drop_schema, pg_url
 
 from nightshift.butler import Butler, DatasetType
 from nightshift.butler.datastores import DatasetNotFoundError
@@ -28,8 +29,8 @@ from nightshift.butler.external import (
     QueryDefinitionError,
     QueryEnvironmentError,
     QueryExecutionError,
+    run_query,
 )
-from registry_support import drop_schema, pg_url
 
 ENV = "NIGHTSHIFT_TEST_QUERY_DB"
 RUN = "u/tester/queries"
@@ -222,12 +223,24 @@ def test_queries_run_read_only(butler: Butler, query_db: QueryDb) -> None:
             assert conn.exec_driver_sql(f"SELECT nextval('{schema}.counter')").scalar_one() == 1
         engine.dispose()
     else:
-        path = Path(query_db.url.removeprefix("sqlite:///"))
-        stamp = path.stat().st_mtime_ns
         assert list(butler.get("dia_sources_of_visit", instrument="X", visit=14)["n"]) == [1]
-        assert path.stat().st_mtime_ns == stamp
-        with sqlite3.connect(path) as conn:
-            assert conn.execute("SELECT count(*) FROM dia_source").fetchone() == (len(ROWS),)
+    # A SELECT cannot write to SQLite, so a write that a checker bug let through is simulated: the checked
+    # statement is replaced after the check. The database itself must refuse it, on both backends.
+    path = Path(query_db.url.removeprefix("sqlite:///")) if query_db.backend == "sqlite" else None
+    stamp = path.stat().st_mtime_ns if path is not None else None
+    smuggled = QueryDefinition(f"SELECT id FROM {query_db.table}", ENV)
+    object.__setattr__(smuggled, "_checked",
+                       dataclasses.replace(smuggled._checked, text=f"DELETE FROM {query_db.table} RETURNING id"))
+    with pytest.raises(QueryExecutionError, match="read-only transaction|readonly database"):
+        run_query(smuggled, {})
+    engine = sa.create_engine(pg_url(query_db.url) if query_db.backend == "postgresql" else query_db.url)
+    try:
+        with engine.connect() as conn:  # nothing was deleted
+            assert conn.exec_driver_sql(f"SELECT count(*) FROM {query_db.table}").scalar_one() == len(ROWS)
+    finally:
+        engine.dispose()
+    if path is not None:
+        assert path.stat().st_mtime_ns == stamp  # the file was not even touched
 
 
 def test_database_errors_are_reported(butler: Butler, query_db: QueryDb) -> None:

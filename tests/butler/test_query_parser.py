@@ -7,7 +7,15 @@ import pytest
 from nightshift.butler.registry import QueryError, QuerySyntaxError
 from nightshift.butler.registry._queries import parse_where
 from nightshift.butler.registry._queries._ast import (
-    BinaryOp, Identifier, InList, Literal, Point, RangeLiteral, TimeLiteral, TupleNode, UnaryOp,
+    BinaryOp,
+    Identifier,
+    InList,
+    Literal,
+    Point,
+    RangeLiteral,
+    TimeLiteral,
+    TupleNode,
+    UnaryOp,
 )
 
 
@@ -31,7 +39,9 @@ def test_literals_identifiers_and_ranges() -> None:
 
 
 def test_time_point_and_pair() -> None:
-    tree = parse_where("visit.region OVERLAPS POINT(1.5, -2) AND exposure.timespan OVERLAPS (T'2025-01-01', t'2025-01-02')")
+    tree = parse_where(
+        "visit.region OVERLAPS POINT(1.5, -2) AND exposure.timespan OVERLAPS (T'2025-01-01', t'2025-01-02')"
+    )
     assert isinstance(tree.lhs.rhs, Point)
     pair = tree.rhs.rhs
     assert isinstance(pair, TupleNode) and all(isinstance(i, TimeLiteral) for i in pair.items)

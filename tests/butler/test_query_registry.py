@@ -7,12 +7,17 @@ from __future__ import annotations
 
 import pytest
 import sqlalchemy as sa
+from registry_support import SECOND, T0, populated  # noqa: F401 - fixture
 
 from nightshift.butler.registry import (
-    CollectionType, DimensionNameError, ExclusionList, QueryNameError, QuerySyntaxError, QueryTypeError, Registry,
+    DimensionNameError,
+    ExclusionList,
+    QueryNameError,
+    QuerySyntaxError,
+    QueryTypeError,
+    Registry,
 )
 from nightshift.butler.registry._timespan import to_tai_ns
-from registry_support import SECOND, T0, populated  # noqa: F401 - fixture
 
 SEEING = {v: 0.5 + 0.1 * v for v in range(6)}
 
@@ -264,7 +269,9 @@ def test_where_values_are_bound_parameters(populated: Registry) -> None:
 
 def test_region_overlaps_region(populated: Registry) -> None:
     auto = populated.query_data_ids(["visit", "patch"], where="visit IN (0, 5)")
-    explicit = populated.query_data_ids(["visit", "patch"], where="visit IN (0, 5) AND visit.region OVERLAPS patch.region")
+    explicit = populated.query_data_ids(
+        ["visit", "patch"], where="visit IN (0, 5) AND visit.region OVERLAPS patch.region"
+    )
     assert auto == explicit and auto
     assert {d["visit"] for d in auto} == {0, 5}
 

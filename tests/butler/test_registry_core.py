@@ -11,17 +11,36 @@ import uuid
 
 import pytest
 import sqlalchemy as sa
+from registry_support import (  # noqa: F401 - fixtures
+    BIAS,
+    CALEXP,
+    RAW,
+    SECOND,
+    T0,
+    RegistryFactory,
+    all_data_ids,
+    make_registry,
+    populate,
+    registry,
+)
 
 from nightshift.butler import DatasetRef, DatasetType
 from nightshift.butler.registry import (
-    SCHEMA_VERSION, CollectionCycleError, CollectionType, CollectionTypeError, ConflictingDefinitionError,
-    DataIdError, DimensionRecordError, MigrationRequiredError, MissingCollectionError, MissingDatasetTypeError,
-    Registry, RegistryError, RepositoryVersionError, Timespan,
+    SCHEMA_VERSION,
+    CollectionCycleError,
+    CollectionType,
+    CollectionTypeError,
+    ConflictingDefinitionError,
+    DataIdError,
+    DimensionRecordError,
+    MigrationRequiredError,
+    MissingCollectionError,
+    MissingDatasetTypeError,
+    Registry,
+    RegistryError,
+    RepositoryVersionError,
+    Timespan,
 )
-from registry_support import (  # noqa: F401 - fixtures
-    BIAS, CALEXP, RAW, SECOND, T0, RegistryFactory, all_data_ids, make_registry, populate, registry,
-)
-
 
 # ---------------------------------------------------------------- life cycle
 
@@ -85,19 +104,28 @@ def test_older_schema_needs_explicit_migration(make_registry: RegistryFactory) -
     reg.register_run("run")
     reg.register_dataset_type(CALEXP)
     (ref,) = reg.insert_datasets("calexp", [{"instrument": "Cam", "visit": 0, "detector": 0}], "run")
-    # make it look like a schema-1 repository: no data-quality table
+    # make it look like a schema-1 repository: no data-quality table, no quantum.execution_id
     with reg._db.transaction() as conn:
         reg._tables.dataset_quality.drop(conn)
+        table = conn.dialect.identifier_preparer.format_table(reg._tables.quantum)
+        conn.execute(sa.text(f"ALTER TABLE {table} DROP COLUMN execution_id"))
     _set_version(reg, 1)
     with pytest.raises(MigrationRequiredError, match="migrate"):
         make_registry.open(reg)
     schema = next(s for r, s in make_registry._created if r is reg)
     steps = Registry.migrate(reg.url, schema=schema)
-    assert steps == ["1 -> 2: created table dataset_quality (data-quality flags)"]
+    assert steps == ["1 -> 2: created table dataset_quality (data-quality flags)",
+                     "2 -> 3: added column quantum.execution_id (which execution wrote a quantum's outputs)"]
     again = make_registry.open(reg)
     assert again.describe()["schema_version"] == SCHEMA_VERSION
     again.flag_datasets([ref], "bad")
     assert again.get_dataset_flags(ref) == {"bad": None}
+    again.register_dataset_type(BIAS)
+    (bias,) = again.insert_datasets("bias", [{"instrument": "Cam", "detector": 0}], "run")
+    again.record_quantum("isr", config_hash="c", code_version="1", data_id={"instrument": "Cam"},
+                         predicted_inputs=[ref], actual_inputs=None, outputs=[bias], run="run", execution_id="e1")
+    prov = again.get_provenance(bias)
+    assert prov is not None and prov.execution_id == "e1"
     assert Registry.migrate(reg.url, schema=schema) == []
 
 
@@ -249,12 +277,11 @@ def test_bulk_insert_in_batches(registry: Registry) -> None:
 def test_transaction_groups_writes(registry: Registry) -> None:
     populate(registry, n_visits=1, n_detectors=1)
     registry.register_dataset_type(CALEXP)
-    with pytest.raises(RuntimeError):
-        with registry.transaction():
-            registry.register_run("run")
-            registry.insert_datasets("calexp", [{"instrument": "Cam", "visit": 0, "detector": 0}], "run")
-            assert registry.get_collection_type("run") is CollectionType.RUN  # visible inside
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError), registry.transaction():
+        registry.register_run("run")
+        registry.insert_datasets("calexp", [{"instrument": "Cam", "visit": 0, "detector": 0}], "run")
+        assert registry.get_collection_type("run") is CollectionType.RUN  # visible inside
+        raise RuntimeError("boom")
     assert registry.query_collections() == []
     with pytest.raises(MissingCollectionError):
         registry.get_collection_type("run")

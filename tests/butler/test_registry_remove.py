@@ -6,6 +6,8 @@ import uuid
 
 import pytest
 import sqlalchemy as sa
+from registry_support import BIAS, SECOND, T0, make_registry, registry  # noqa: F401
+from test_provenance import _chain
 
 from nightshift.butler.registry import (
     CollectionType,
@@ -14,8 +16,6 @@ from nightshift.butler.registry import (
     Registry,
     Timespan,
 )
-from registry_support import BIAS, SECOND, T0, make_registry, registry  # noqa: F401
-from test_provenance import _chain
 
 
 def _count(reg: Registry, table: sa.Table) -> int:

@@ -6,11 +6,11 @@ REQ-0020, REQ-0021, REQ-0022, REQ-0023, REQ-0059; on SQLite and PostgreSQL.
 from __future__ import annotations
 
 import pytest
+from registry_support import CALEXP, COADD, RegistryFactory, all_data_ids, make_registry, populate, registry  # noqa: F401
 
 from nightshift.butler import DatasetType
 from nightshift.butler.registry import ConflictingDefinitionError, Registry
 from nightshift.sky import HealpixSkyMap, point_pixel
-from registry_support import CALEXP, COADD, RegistryFactory, all_data_ids, make_registry, populate, registry  # noqa: F401
 
 
 def test_several_instruments_in_one_repository(registry: Registry) -> None:

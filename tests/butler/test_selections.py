@@ -16,6 +16,7 @@ import pyarrow as pa
 import pytest
 import yaml
 from astropy.table import Table
+from registry_support import populate
 
 from nightshift.butler import Butler, DatasetType
 from nightshift.butler.external import (
@@ -25,7 +26,6 @@ from nightshift.butler.external import (
     SelectionExpressionError,
     SelectionNotFoundError,
 )
-from registry_support import populate
 
 RUN = "u/tester/sel"
 SRC = DatasetType("src", ["instrument", "visit", "detector"], "AstropyTable")

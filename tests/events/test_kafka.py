@@ -9,7 +9,7 @@ import uuid
 from collections.abc import AsyncIterator
 
 import pytest
-from confluent_kafka import Consumer, Message
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 
 from nightshift.events import (
     AsyncProducer,
@@ -35,18 +35,33 @@ async def producer(kafka_bootstrap: str) -> AsyncIterator[AsyncProducer]:
         yield p
 
 
-def drain(bootstrap: str, topic: str, expect: int, timeout: float = 20.0) -> list[Message]:
-    """Read ``expect`` messages of ``topic`` from the beginning with a plain consumer."""
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"drain-{uuid.uuid4()}", "auto.offset.reset": "earliest"})
-    c.subscribe([topic])
-    out: list[Message] = []
-    deadline = time.monotonic() + timeout
-    while len(out) < expect and time.monotonic() < deadline:
-        for m in c.consume(100, 0.5):
-            if m.error() is None:
+def drain(bootstrap: str, topic: str, deadline_s: float = 120.0) -> list[Message]:
+    """Every message of ``topic`` up to its end offsets now, read from the beginning.
+
+    Partitions are assigned explicitly (no consumer-group rebalance to wait
+    for) and read until each reaches the end offset taken at the start, so the
+    result is complete, not "whatever arrived within a few seconds". The
+    deadline only guards against a hang.
+    """
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"drain-{uuid.uuid4()}", "enable.auto.commit": False})
+    try:
+        partitions = c.list_topics(topic, timeout=30).topics[topic].partitions
+        ends = {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=30)[1] for p in partitions}
+        c.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
+        out: list[Message] = []
+        left = {p for p, end in ends.items() if end > 0}
+        deadline = time.monotonic() + deadline_s
+        while left and time.monotonic() < deadline:
+            for m in c.consume(500, 0.5):
+                if m.error() is not None or m.offset() >= ends[m.partition()]:
+                    continue
                 out.append(m)
-    c.close()
-    return out
+                if m.offset() == ends[m.partition()] - 1:
+                    left.discard(m.partition())
+        assert not left, f"{topic}: partitions {sorted(left)} not read to their end within {deadline_s} s"
+        return out
+    finally:
+        c.close()
 
 
 async def test_send_returns_broker_offsets(kafka_bootstrap: str, producer: AsyncProducer, unique_name: str) -> None:
@@ -56,7 +71,7 @@ async def test_send_returns_broker_offsets(kafka_bootstrap: str, producer: Async
     futures = [await producer.enqueue(topic, encode(stored(i))) for i in range(1, 50)]
     delivered = await asyncio.gather(*futures)
     assert first.offset == 0 and [d.offset for d in delivered] == list(range(1, 50))
-    assert len(drain(kafka_bootstrap, topic, 50)) == 50
+    assert len(drain(kafka_bootstrap, topic)) == 50
 
 
 async def test_send_to_missing_topic_fails_clearly(kafka_bootstrap: str, unique_name: str) -> None:
@@ -68,13 +83,13 @@ async def test_send_to_missing_topic_fails_clearly(kafka_bootstrap: str, unique_
 
 
 async def run_consumer(
-    consumer: EventConsumer, until: "asyncio.Future[None] | None" = None, timeout: float = 30.0
+    consumer: EventConsumer, until: asyncio.Future[None] | None = None, timeout: float = 180.0
 ) -> None:
     task = asyncio.create_task(consumer.run())
     try:
         await asyncio.wait_for(asyncio.shield(until) if until else asyncio.sleep(0), timeout)
     finally:
-        await consumer.close(drain_timeout_s=10)
+        await consumer.close(drain_timeout_s=60)
         await task
 
 
@@ -97,7 +112,7 @@ async def test_every_message_ends_handled_or_in_the_dlq(
     sends = [await producer.enqueue(topic, encode(e), key=marker) for e in good[:20]]
     sends += [await producer.enqueue(topic, p, key=marker) for p in poison]
     sends += [await producer.enqueue(topic, encode(e), key=marker) for e in good[20:]]
-    await asyncio.gather(*sends)
+    ours = await asyncio.gather(*sends)
 
     handled: list[str] = []
     done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -120,7 +135,7 @@ async def test_every_message_ends_handled_or_in_the_dlq(
     await run_consumer(consumer, done)
 
     assert sorted(handled) == sorted(e.event_id for e in good if e.event_id != good[7].event_id)
-    dlq = [m for m in drain(kafka_bootstrap, dlq_topic(topic), 10_000, timeout=10) if m.key() == marker]
+    dlq = [m for m in drain(kafka_bootstrap, dlq_topic(topic)) if m.key() == marker]
     assert len(dlq) == len(poison) + 1
     reasons = {dict(m.headers())["dlq.error_type"].decode() for m in dlq}
     assert reasons == {"decode", "unknown_schema", "invalid_event", "ValueError"}
@@ -131,17 +146,14 @@ async def test_every_message_ends_handled_or_in_the_dlq(
     assert {m.value() for m in dlq} >= set(poison)
     assert consumer.stats.retries == 1
 
-    # Offsets were committed: a new consumer of the same group sees none of these again.
-    seen_again: list[str] = []
-
-    async def record(event: Event, msg: Message) -> None:
-        if msg.key() == marker:
-            seen_again.append(event.event_id)
-
-    again = EventConsumer(kafka_bootstrap, group, [topic], record, producer)
-    task = asyncio.create_task(again.run())
-    await asyncio.wait_for(again.assigned.wait(), 30)
-    await asyncio.sleep(2)
-    await again.close()
-    await task
-    assert seen_again == []
+    # Offsets were committed past every message of this test: a new consumer of the group starts after them.
+    last: dict[int, int] = {}
+    for d in ours:
+        last[d.partition] = max(d.offset, last.get(d.partition, -1))
+    probe = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": group, "enable.auto.commit": False})
+    try:
+        committed = probe.committed([TopicPartition(topic, p) for p in last], timeout=30)
+    finally:
+        probe.close()
+    offsets = {tp.partition: tp.offset for tp in committed}  # the next offset the group will read
+    assert offsets.keys() == last.keys() and all(offsets[p] > o for p, o in last.items()), (offsets, last)

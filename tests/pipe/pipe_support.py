@@ -31,7 +31,10 @@ def insert_dimensions(butler: Butler, n_visits: int, n_detectors: int) -> None:
 
 def make_repo(root: Path, *, n_visits: int = 3, n_detectors: int = 4, with_bias: bool = True,
               with_raws: bool = True, registry_db: str | None = None, registry_schema: str | None = None) -> Butler:
-    """A repository with ``raw`` in RUN ``raw/all`` and ``bias`` in RUN ``calib/bias`` (SQLite unless ``registry_db``)."""
+    """A repository with ``raw`` in RUN ``raw/all`` and ``bias`` in RUN ``calib/bias``.
+
+    The registry is SQLite unless ``registry_db`` names another database.
+    """
     # fsync off: the tests check framework logic, not durability (which the datastore tests cover)
     butler = Butler.create(root, datastore={"cls": "posix", "name": "posix", "root": "datastore", "fsync": False},
                            registry_db=registry_db, registry_schema=registry_schema)

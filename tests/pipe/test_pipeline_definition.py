@@ -7,8 +7,17 @@ from pathlib import Path
 import pytest
 
 from nightshift.pipe import (
-    ConfigOverrideError, Input, Output, Pipeline, PipelineDefinitionError, PipelineTask, PipelineTaskConfig,
-    PipelineTaskConnections, PrerequisiteInput, Struct, parse_override,
+    ConfigOverrideError,
+    Input,
+    Output,
+    Pipeline,
+    PipelineDefinitionError,
+    PipelineTask,
+    PipelineTaskConfig,
+    PipelineTaskConnections,
+    PrerequisiteInput,
+    Struct,
+    parse_override,
 )
 from nightshift.pipe.examples import EXAMPLE_PIPELINE, CalibrateConfig, CalibrateTask, VisitSummaryTask
 

@@ -11,7 +11,14 @@ from pipe_support import COLLECTIONS, INSTRUMENT, make_repo
 from nightshift.butler import DatasetType
 from nightshift.butler._butler import Butler
 from nightshift.pipe import (
-    Input, Output, Pipeline, PipelineTask, PipelineTaskConnections, PreflightError, PrerequisiteInput, Struct,
+    Input,
+    Output,
+    Pipeline,
+    PipelineTask,
+    PipelineTaskConnections,
+    PreflightError,
+    PrerequisiteInput,
+    Struct,
     UnknownDatasetTypeError,
     build_quantum_graph,
 )

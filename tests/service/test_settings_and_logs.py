@@ -16,7 +16,8 @@ def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NIGHTSHIFT_SERVICE_NAME", "planner")
     monkeypatch.setenv("NIGHTSHIFT_HTTP_PORT", "9100")
     s = ServiceSettings()
-    assert (s.kafka_bootstrap, s.service_name, s.http_port, s.http_host) == ("broker-a:9092", "planner", 9100, "127.0.0.1")
+    got = (s.kafka_bootstrap, s.service_name, s.http_port, s.http_host)
+    assert got == ("broker-a:9092", "planner", 9100, "127.0.0.1")
     monkeypatch.setenv("NIGHTSHIFT_KAFKA_BOOTSTRAP", "broker-b:9092")  # the specific name wins
     assert ServiceSettings().kafka_bootstrap == "broker-b:9092"
 

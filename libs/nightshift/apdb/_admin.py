@@ -43,6 +43,7 @@ async def stats(apdb: AsyncApdb, *, exact: bool = False) -> dict[str, Any]:
                     "FROM pg_class WHERE oid = $1::regclass",
                     layout.t(table),
                 )
+                assert row is not None  # the ::regclass cast has already failed if the table is missing
                 rows, size = int(row["rows"]), int(row["bytes"])
             if exact:
                 rows = int(await conn.fetchval(f"SELECT count(*) FROM {layout.t(table)}"))

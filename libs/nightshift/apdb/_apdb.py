@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import asyncpg
 import numpy as np
@@ -28,6 +28,12 @@ from ._region import Region, pixel_ranges, pixels_of
 from ._schema import PIXEL_COLUMN, TableSpec, apdb_tables, last_columns, schema_version
 from ._settings import ApdbSettings
 from ._validate import Columns, TableLike, normalize
+
+if TYPE_CHECKING:
+    from asyncpg.pool import PoolConnectionProxy
+
+    #: A connection, or the pool's proxy of one (what ``pool.acquire()`` gives).
+    _Connection: TypeAlias = asyncpg.Connection | PoolConnectionProxy
 
 __all__ = ["AsyncApdb", "Preload", "StoreResult", "to_mjd_tai"]
 
@@ -96,7 +102,7 @@ class AsyncApdb:
     """
 
     def __init__(self, settings: ApdbSettings | None = None) -> None:
-        self.settings = settings if settings is not None else ApdbSettings()  # type: ignore[call-arg]
+        self.settings = settings if settings is not None else ApdbSettings()
         self._pool: asyncpg.Pool | None = None
         self._layout: Layout | None = None
         self._partitions: set[str] = set()
@@ -414,14 +420,17 @@ class AsyncApdb:
         }
         return _Prepared(layout, visit_mjd, tables)
 
-    async def _stage(self, conn: asyncpg.Connection, table: str, stream: bytes, names: list[str]) -> str:
+    async def _stage(self, conn: _Connection, table: str, stream: bytes, names: list[str]) -> str:
         stage = f"_stage_v2_{table}"
         plan = _last_plan() if table == "DiaObjectLast" else StagePlan(apdb_tables()[table])
         await conn.execute(plan.stage_ddl(stage))
-        await conn.copy_to_table(stage, source=memoryview(stream), columns=names, schema_name="pg_temp", format="binary")
+        await conn.copy_to_table(
+            # asyncpg documents "an object supporting the buffer protocol" as a source; asyncpg-stubs omit it
+            stage, source=memoryview(stream), columns=names, schema_name="pg_temp", format="binary"  # type: ignore[arg-type]
+        )
         return stage
 
-    async def _store_tx(self, conn: asyncpg.Connection, p: _Prepared) -> tuple[int, int, int]:
+    async def _store_tx(self, conn: _Connection, p: _Prepared) -> tuple[int, int, int]:
         cuts: dict[str, asyncio.Future[list[Chunk]]] = {}
         try:
             return await self._store_steps(conn, p, cuts)
@@ -431,7 +440,7 @@ class AsyncApdb:
             await asyncio.gather(*cuts.values(), return_exceptions=True)
 
     async def _store_steps(
-        self, conn: asyncpg.Connection, p: _Prepared, cuts: dict[str, asyncio.Future[list[Chunk]]]
+        self, conn: _Connection, p: _Prepared, cuts: dict[str, asyncio.Future[list[Chunk]]]
     ) -> tuple[int, int, int]:
         layout = p.layout
         specs = apdb_tables()
@@ -625,7 +634,9 @@ class AsyncApdb:
     def _region_cells(self, layout: Layout, region: Region) -> NDArray[np.int64]:
         margin = self.settings.history_margin_arcsec / 3600.0
         ranges = pixel_ranges(region, layout.chunk_depth, max_ranges=1 << 30, margin_deg=margin)
-        return np.concatenate([np.arange(lo, hi, dtype=np.int64) for lo, hi in ranges]) if len(ranges) else np.empty(0, np.int64)
+        if not len(ranges):
+            return np.empty(0, np.int64)
+        return np.concatenate([np.arange(lo, hi, dtype=np.int64) for lo, hi in ranges])
 
     async def _object_cells(self, layout: Layout, ids: NDArray[np.int64]) -> NDArray[np.int64]:
         literal = "{" + ",".join(str(int(i)) for i in ids) + "}"

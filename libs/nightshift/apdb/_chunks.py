@@ -78,7 +78,7 @@ class RecordCodec:
     def to_arrow(self, rec: NDArray[np.void], rows: NDArray[np.intp] | None = None) -> pa.Table:
         """Arrow table of ``rec`` (or of its ``rows``), transposed block by block in cache."""
         cols = _transpose(rec, rows)
-        arrays: list[pa.Array] = []
+        arrays: list[pa.Array[Any]] = []
         for c in self.spec.columns:
             mask = None
             if c.nullable and not c.is_float:
@@ -111,11 +111,12 @@ def _transpose(rec: NDArray[np.void], rows: NDArray[np.intp] | None) -> dict[str
     return out
 
 
-def _strings(values: NDArray[np.bytes_], mask: NDArray[np.bool_] | None) -> pa.Array:
+def _strings(values: NDArray[np.bytes_], mask: NDArray[np.bool_] | None) -> pa.Array[Any]:
     """NUL-padded fixed-width ASCII to an Arrow string array, without a per-row Python step."""
     width = values.dtype.itemsize
     fixed = pa.FixedSizeBinaryArray.from_buffers(
-        pa.binary(width), len(values), [None, pa.py_buffer(values.view(np.uint8))]
+        # numpy's stubs give ndarray the buffer protocol (__buffer__) only for Python >= 3.12
+        pa.binary(width), len(values), [None, pa.py_buffer(values.view(np.uint8))]  # type: ignore[arg-type]
     )
     text = pc.utf8_rtrim(fixed.cast(pa.binary()).cast(pa.string()), characters="\x00")
     if mask is not None:

@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from ._copy import ascii_bytes, encode_fixed, encode_rows, trimmed_lengths
 from ._chunks import RecordCodec
+from ._copy import ascii_bytes, encode_fixed, encode_rows, trimmed_lengths
 from ._ddl import RECORD_COLUMN, q
 from ._schema import PIXEL_COLUMN, ColumnSpec, TableSpec
 from ._validate import Columns
@@ -110,8 +110,8 @@ class StagePlan:
                     null = nan if null is None else (null | nan)
             if null is not None and not c.nullable:  # pragma: no cover - validation rejects these
                 raise ValueError(f"NULL in required column {c.name}")
-            lengths = None if null is None else np.where(null, -1, wire.dtype.itemsize).astype(np.int32)
-            fields.append((wire, lengths))
+            null_lengths = None if null is None else np.where(null, -1, wire.dtype.itemsize).astype(np.int32)
+            fields.append((wire, null_lengths))
         fields.append((pixels[order].astype(">i8"), None))
         return encode_rows(fields)
 

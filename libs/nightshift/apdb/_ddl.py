@@ -63,7 +63,8 @@ class Layout:
             f'PRIMARY KEY ("diaObjectId", "validityStartMjdTai")) PARTITION BY RANGE ("validityStartMjdTai")'
         )
         stmts.append(
-            f"CREATE TABLE {self.t('DiaObjectLast')} ({_columns(obj, last_columns())}, {q(RECORD_COLUMN)} bytea NOT NULL, "
+            f"CREATE TABLE {self.t('DiaObjectLast')} ({_columns(obj, last_columns())}, "
+            f"{q(RECORD_COLUMN)} bytea NOT NULL, "
             f'PRIMARY KEY ("diaObjectId")) WITH (fillfactor = 50)'
         )
         stmts.append(f'CREATE INDEX ON {self.t("DiaObjectLast")} ("{PIXEL_COLUMN}")')
@@ -121,7 +122,8 @@ class Layout:
             lo, hi = w * self.partition_days, (w + 1) * self.partition_days
             name = self.partition_name(table, w)
             stmts.append(
-                f"CREATE TABLE IF NOT EXISTS {self.t(name)} PARTITION OF {self.t(table)} FOR VALUES FROM ({lo}) TO ({hi})"
+                f"CREATE TABLE IF NOT EXISTS {self.t(name)} PARTITION OF {self.t(table)} "
+                f"FOR VALUES FROM ({lo}) TO ({hi})"
             )
             if table in CHUNK_TABLES.values():
                 stmts.append(f'ALTER TABLE {self.t(name)} ALTER COLUMN "data" SET STORAGE EXTERNAL')

@@ -77,7 +77,10 @@ class ApdbConnectionError(ApdbTransientError, ConnectionError):
 
 
 def _check_unique_codes() -> None:
-    codes = [c.error_type for c in (ApdbError, ApdbValidationError, ApdbSchemaError, ApdbTransientError, ApdbConnectionError)]
+    codes = [
+        c.error_type
+        for c in (ApdbError, ApdbValidationError, ApdbSchemaError, ApdbTransientError, ApdbConnectionError)
+    ]
     if len(set(codes)) != len(codes):  # pragma: no cover - import-time guard
         raise RuntimeError(f"duplicate APDB error_type codes: {codes}")
 

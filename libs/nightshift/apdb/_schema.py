@@ -35,7 +35,7 @@ _PG_TYPES = {
     "boolean": "boolean",
     "text": "text",
 }
-_NP_TYPES = {
+_NP_TYPES: dict[str, np.dtype[Any]] = {
     "double": np.dtype("f8"),
     "float": np.dtype("f4"),
     "long": np.dtype("i8"),
@@ -43,7 +43,7 @@ _NP_TYPES = {
     "short": np.dtype("i2"),
     "boolean": np.dtype("?"),
 }
-_ARROW_TYPES = {
+_ARROW_TYPES: dict[str, pa.DataType] = {
     "double": pa.float64(),
     "float": pa.float32(),
     "long": pa.int64(),

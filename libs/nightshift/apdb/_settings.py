@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 

@@ -39,7 +39,7 @@ class Columns:
         )
 
     def to_arrow(self, spec: TableSpec) -> pa.Table:
-        arrays = []
+        arrays: list[pa.Array[Any]] = []
         for col in spec.columns:
             values, mask = self.data[col.name]
             if col.is_string:
@@ -59,8 +59,8 @@ def _raw_columns(data: TableLike) -> tuple[dict[str, tuple[NDArray[Any], NDArray
     if isinstance(data, pa.RecordBatch):
         data = pa.Table.from_batches([data])
     if isinstance(data, pa.Table):
-        for name, col in zip(data.column_names, data.columns, strict=True):
-            col = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+        for name, column in zip(data.column_names, data.columns, strict=True):
+            col = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
             mask = col.is_null().to_numpy(zero_copy_only=False) if col.null_count else None
             if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
                 values = col.to_numpy(zero_copy_only=False)

@@ -19,8 +19,8 @@ if TYPE_CHECKING:
     from ._file_templates import FileTemplate, FileTemplateError, FileTemplates
     from ._storage_class import StorageClass, StorageClassError, StorageClassFactory
     from .datastores import DatasetNotFoundError, DatastoreError
-    from .external import QueryDefinition, Selection, ingest_reference_catalog, load_reference_catalog
     from .dimensions import DimensionRecord, DimensionUniverse
+    from .external import QueryDefinition, Selection, ingest_reference_catalog, load_reference_catalog
     from .formatters import Box, Exposure, FormatterError
     from .registry import CollectionType, DatasetGraph, ExclusionList, Registry, RegistryError, Timespan
 

@@ -20,6 +20,7 @@ directory, so a repository is relocated by moving it (DMS-MWBT-REQ-0001).
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -29,6 +30,7 @@ import yaml
 
 from ._dataset_ref import DatasetRef
 from ._dataset_type import DatasetType
+from ._repository_ops import RepositoryOperations, restore_trash
 from ._storage_class import StorageClassFactory
 from .datastores import (
     DatasetNotFoundError,
@@ -37,7 +39,6 @@ from .datastores import (
     DatastoreTrash,
     datastore_from_config,
 )
-from ._repository_ops import RepositoryOperations, restore_trash
 from .registry import MissingCollectionError, Registry
 
 if TYPE_CHECKING:
@@ -136,7 +137,10 @@ class Butler(RepositoryOperations):
         """
         root = Path(repo).absolute()
         root.mkdir(parents=True, exist_ok=True)
-        config: dict[str, Any] = {"registry": {"db": registry_db, "schema": registry_schema}, "datastore": dict(datastore or DEFAULT_DATASTORE)}
+        config: dict[str, Any] = {
+            "registry": {"db": registry_db, "schema": registry_schema},
+            "datastore": dict(datastore or DEFAULT_DATASTORE),
+        }
         if storage_classes:
             config["storage_classes"] = dict(storage_classes)
         if (root / CONFIG_NAME).exists():
@@ -211,10 +215,8 @@ class Butler(RepositoryOperations):
                 written = ref
         except BaseException:
             if written is not None:  # the commit failed after the file was written
-                try:
+                with contextlib.suppress(Exception):  # the original error matters more
                     self.datastore.remove(written)
-                except Exception:  # noqa: BLE001 - the original error matters more
-                    pass
             raise
         return ref
 
@@ -256,10 +258,8 @@ class Butler(RepositoryOperations):
                 written = refs
         except BaseException:
             for ref in written:
-                try:
+                with contextlib.suppress(Exception):
                     self.datastore.remove(ref)
-                except Exception:  # noqa: BLE001
-                    pass
             raise
         return refs
 
@@ -319,10 +319,8 @@ class Butler(RepositoryOperations):
                 written = ref
         except BaseException:
             if written is not None:
-                try:
+                with contextlib.suppress(Exception):
                     self.datastore.remove(written)
-                except Exception:  # noqa: BLE001
-                    pass
             raise
         return ref
 
@@ -534,4 +532,5 @@ def _as_mapping(value: Any, ref: DatasetRef) -> Mapping[str, Any]:
             raise ValueError(f"component update {ref.dataset_type.name} {dict(ref.data_id)} gave {len(rows)} rows; "
                              "a table used as an update must have exactly one row")
         return {k: v.item() if hasattr(v, "item") else v for k, v in rows[0].items()}
-    return value
+    mapping: Mapping[str, Any] = value  # a mapping or a FITS header
+    return mapping

@@ -27,9 +27,9 @@ import string
 from collections.abc import Mapping
 from typing import Any
 
+from .._exceptions import NightshiftError
 from ._dataset_ref import DatasetRef
 from ._dataset_type import DatasetType
-from .._exceptions import NightshiftError
 
 __all__ = ["DEFAULT_TEMPLATE", "FileTemplate", "FileTemplateError", "FileTemplates", "sanitize_path_component"]
 
@@ -138,7 +138,9 @@ class FileTemplate:
         try:
             path = self.template.format(**values)
         except (ValueError, TypeError) as exc:
-            raise FileTemplateError(f"file template {self.template!r} cannot format {dict(ref.data_id)}: {exc}") from exc
+            raise FileTemplateError(
+                f"file template {self.template!r} cannot format {dict(ref.data_id)}: {exc}"
+            ) from exc
         # Formatted ints with specs cannot introduce separators, but check the result anyway.
         norm = posixpath.normpath(path)
         if norm.startswith("/") or norm == ".." or norm.startswith("../") or "/../" in f"/{norm}/":

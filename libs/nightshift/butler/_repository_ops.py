@@ -9,6 +9,7 @@ from :class:`RepositoryOperations`; ``_butler.py`` keeps the core put/get/find.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import sys
@@ -161,7 +162,7 @@ class RepositoryOperations:
 
     def import_from(
         self,
-        other: Butler,
+        other: RepositoryOperations,
         refs: Sequence[DatasetRef] | None = None,
         *,
         transfer: TransferMode = "copy",
@@ -237,17 +238,15 @@ class RepositoryOperations:
                 self._copy_provenance(other, [src for src, dst in plan if src.id == dst.id])
         except BaseException as exc:
             for ref in done:
-                try:
+                with contextlib.suppress(Exception):
                     self.datastore.remove(ref)
-                except Exception:  # noqa: BLE001
-                    pass
             restore_trash(trash, exc)
             raise
         if trash is not None:
             trash.empty()
         return done
 
-    def _copy_provenance(self, other: Butler, refs: Sequence[DatasetRef]) -> int:
+    def _copy_provenance(self, other: RepositoryOperations, refs: Sequence[DatasetRef]) -> int:
         """Record here the quanta of ``other`` that produced ``refs`` (inside the import's transaction).
 
         A quantum is copied when all its inputs and outputs are in this
@@ -267,7 +266,7 @@ class RepositoryOperations:
             self.registry.record_quantum(
                 prov.task_label, config_hash=prov.config_hash, code_version=prov.code_version,
                 data_id=prov.data_id, predicted_inputs=prov.predicted_inputs, actual_inputs=prov.actual_inputs,
-                outputs=prov.outputs, run=prov.run, quantum_id=prov.quantum_id,
+                outputs=prov.outputs, run=prov.run, quantum_id=prov.quantum_id, execution_id=prov.execution_id,
             )
             copied += 1
         return copied
@@ -277,8 +276,8 @@ class RepositoryOperations:
 
         The local repository has its own SQLite registry and POSIX datastore,
         so the job needs neither the shared database nor the shared storage;
-        dimension records and all dataset types are copied too. Returns it (the caller closes it); write outputs to it and hand them
-        back with :meth:`stage_out`.
+        dimension records and all dataset types are copied too. Returns it (the caller closes it);
+        write outputs to it and hand them back with :meth:`stage_out`.
         """
         local = type(self).create(local_dir)
         try:
@@ -305,7 +304,9 @@ class RepositoryOperations:
         return self.import_from(local, refs, transfer="copy", conflict="error")
 
     @staticmethod
-    def remove_repository(repo: str | os.PathLike[str], known_repositories: Sequence[str | os.PathLike[str]] = ()) -> int:
+    def remove_repository(
+        repo: str | os.PathLike[str], known_repositories: Sequence[str | os.PathLike[str]] = ()
+    ) -> int:
         """Delete a repository, keeping datasets other known repositories still use (REQ-0005, REQ-0006).
 
         A file of ``repo`` that a view in one of ``known_repositories`` links

@@ -164,7 +164,8 @@ class StorageClass:
             raise StorageClassError(
                 f"storage class {self.name!r}: cannot import delegate {self.delegate_name!r}: {exc}"
             ) from exc
-        return cls()
+        delegate: StorageClassDelegate = cls()
+        return delegate
 
     @property
     def is_composite(self) -> bool:

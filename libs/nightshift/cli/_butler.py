@@ -117,7 +117,9 @@ def create_cmd(repo: str, registry_db: str | None, registry_schema: str | None) 
 @click.argument("name")
 @click.argument("storage_class")
 @click.argument("dimensions", nargs=-1, required=True)
-@click.option("--is-calibration", is_flag=True, help="Datasets of this type can be certified in CALIBRATION collections.")
+@click.option(
+    "--is-calibration", is_flag=True, help="Datasets of this type can be certified in CALIBRATION collections."
+)
 @click.option("--metadata", "metadata", multiple=True, metavar="FIELD=TYPE",
               help="Metadata field stored in the registry (TYPE: int, float, str, bool); repeatable.")
 @_errors
@@ -151,7 +153,9 @@ def register_dataset_type_cmd(repo: str, name: str, storage_class: str, dimensio
 @click.option("--find-first/--all", default=True, show_default=True,
               help="With --collections: only the first match per data ID along the search path, or every match.")
 @_errors
-def query_datasets_cmd(repo: str, dataset_type: str, collections: tuple[str, ...], where: str, find_first: bool) -> None:
+def query_datasets_cmd(
+    repo: str, dataset_type: str, collections: tuple[str, ...], where: str, find_first: bool
+) -> None:
     """List datasets of DATASET_TYPE (a name or a glob such as 'calexp*').
 
     \b

@@ -30,7 +30,7 @@ def up_cmd(components: tuple[str, ...]) -> None:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
     for key, value in env.items():
-        if "SECRET" not in key:
+        if "SECRET" not in key and "PASSWORD" not in key:
             click.echo(f"{key}={value}")
 
 

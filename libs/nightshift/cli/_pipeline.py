@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import click
 
 from .._exceptions import NightshiftError
 from ..pipe import QuantumGraph, QuantumReport, QuantumStatus
 from ..pipe._script import build_graph, load_pipeline, make_executor, show_config, show_graph
+
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 _overrides = [
     click.option("-c", "--config", "overrides", multiple=True, metavar="LABEL:FIELD=VALUE",
@@ -28,10 +32,10 @@ _query = [
 ]
 
 
-def _with(options: list):  # type: ignore[no-untyped-def,type-arg]
+def _with(options: list[Callable[[Any], Any]]) -> Callable[[_F], _F]:
     """Decorate a command with a list of click options."""
 
-    def deco(func):  # type: ignore[no-untyped-def]
+    def deco(func: _F) -> _F:
         for opt in reversed(options):
             func = opt(func)
         return func

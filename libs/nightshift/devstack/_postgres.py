@@ -27,7 +27,10 @@ def _pg_bin_dirs() -> list[Path]:
     root = Path("/usr/lib/postgresql")
     if not root.is_dir():
         return []
-    versions = sorted((d for d in root.iterdir() if (d / "bin" / "initdb").is_file()), key=lambda d: int(d.name) if d.name.isdigit() else 0)
+    versions = sorted(
+        (d for d in root.iterdir() if (d / "bin" / "initdb").is_file()),
+        key=lambda d: int(d.name) if d.name.isdigit() else 0,
+    )
     return [d / "bin" for d in reversed(versions)]
 
 
@@ -98,7 +101,9 @@ def start(s: StackSettings, timeout: float = 60.0) -> None:
     p["socket"].mkdir(parents=True, exist_ok=True)
     if not (p["data"] / "PG_VERSION").is_file():
         run_checked(
-            _as_server_user([initdb, "-D", str(p["data"]), "-U", ROLE, "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8"]),
+            _as_server_user(
+                [initdb, "-D", str(p["data"]), "-U", ROLE, "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8"]
+            ),
             what="initialising the PostgreSQL cluster",
         )
     check_port_free("PostgreSQL", s.host, s.pg_port, "NIGHTSHIFT_PG_PORT")
@@ -130,7 +135,10 @@ def _ensure_database(s: StackSettings) -> None:
     p = _paths(s)
     psql = which("psql", _pg_bin_dirs())
     base = [psql, "-h", str(p["socket"]), "-p", str(s.pg_port), "-U", ROLE, "-v", "ON_ERROR_STOP=1", "-tA"]
-    exists = run_checked([*base, "-d", "postgres", "-c", f"SELECT 1 FROM pg_database WHERE datname = '{DB}'"], what="checking the database")
+    exists = run_checked(
+        [*base, "-d", "postgres", "-c", f"SELECT 1 FROM pg_database WHERE datname = '{DB}'"],
+        what="checking the database",
+    )
     if exists.strip() != "1":
         run_checked([*base, "-d", "postgres", "-c", f"CREATE DATABASE {DB}"], what="creating the database")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -10,6 +11,7 @@ import subprocess
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from ._errors import MissingToolError, StackError
 
@@ -139,31 +141,28 @@ def stop_pid(pid_file: Path, timeout: float = 20.0) -> bool:
     if pid is None:
         pid_file.unlink(missing_ok=True)
         return False
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        pass
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and read_pid(pid_file) is not None:
         time.sleep(0.2)
     if read_pid(pid_file) is not None:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
     pid_file.unlink(missing_ok=True)
     return True
 
 
-def run_checked(argv: Sequence[str], what: str, timeout: float = 600, **kwargs: object) -> str:
+def run_checked(argv: Sequence[str], what: str, timeout: float = 600, **kwargs: Any) -> str:
     """Run a set-up command; raise StackError with its output if it fails."""
     try:
         result = subprocess.run(
-            list(argv), capture_output=True, text=True, timeout=timeout, check=False, **kwargs  # type: ignore[call-overload]
+            list(argv), capture_output=True, text=True, timeout=timeout, check=False, **kwargs
         )
     except subprocess.TimeoutExpired as exc:
         raise StackError(f"{what} timed out after {timeout:.0f} s: {' '.join(argv)}") from exc
     if result.returncode != 0:
         output = (result.stdout + result.stderr).strip().splitlines()[-30:]
         raise StackError(f"{what} failed (exit {result.returncode}): {' '.join(argv)}\n" + "\n".join(output))
-    return result.stdout
+    stdout: str = result.stdout  # text=True
+    return stdout

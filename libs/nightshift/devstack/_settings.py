@@ -58,8 +58,10 @@ class StackSettings:
     kafka_controller_port: int = field(
         default_factory=lambda: _env_int("NIGHTSHIFT_KAFKA_CONTROLLER_PORT", 19093)
     )
+    kafka_sasl_port: int = field(default_factory=lambda: _env_int("NIGHTSHIFT_KAFKA_SASL_PORT", 19094))
     pg_port: int = field(default_factory=lambda: _env_int("NIGHTSHIFT_PG_PORT", 15433))
     s3_port: int = field(default_factory=lambda: _env_int("NIGHTSHIFT_S3_PORT", 19000))
+    registry_port: int = field(default_factory=lambda: _env_int("NIGHTSHIFT_REGISTRY_PORT", 18081))
 
     @property
     def state_dir(self) -> Path:

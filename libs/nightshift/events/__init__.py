@@ -4,13 +4,23 @@ and an asyncio producer/consumer over confluent-kafka with dead-letter topics.
 Example
 -------
 >>> from nightshift.events import NextVisit, encode, decode  # doctest: +SKIP
->>> async with AsyncProducer("127.0.0.1:19092") as producer:  # doctest: +SKIP
+>>> async with AsyncProducer(KafkaSettings()) as producer:  # doctest: +SKIP
 ...     await producer.send_event(NextVisit(...))
 """
 
 from ._compat import backward_problems
+from ._connect import check_connection
 from ._consumer import ConsumerStats, EventConsumer, Handler, is_retriable
-from ._errors import DecodeError, DeliveryError, EventError, EventValidationError, SchemaError, UnknownSchemaError
+from ._errors import (
+    DecodeError,
+    DeliveryError,
+    EventError,
+    EventValidationError,
+    KafkaAuthenticationError,
+    KafkaConnectionError,
+    SchemaError,
+    UnknownSchemaError,
+)
 from ._models import (
     EVENT_TYPES,
     DatasetStored,
@@ -24,13 +34,15 @@ from ._models import (
     RawArrived,
     RawIngested,
 )
-from ._producer import AsyncProducer, Delivered
+from ._producer import PRODUCER_DEFAULTS, AsyncProducer, Delivered
 from ._schemas import SchemaCatalog, SchemaVersion, default_catalog, schemas_dir
 from ._serde import decode, encode, schema_id_of
+from ._settings import KafkaSettings, SaslMechanism, SecurityProtocol, kafka_settings
 from ._topics import TOPICS, all_topics, dlq_topic, ensure_topics
 
 __all__ = [
     "EVENT_TYPES",
+    "PRODUCER_DEFAULTS",
     "TOPICS",
     "AsyncProducer",
     "ConsumerStats",
@@ -45,6 +57,9 @@ __all__ = [
     "EventError",
     "EventValidationError",
     "Handler",
+    "KafkaAuthenticationError",
+    "KafkaConnectionError",
+    "KafkaSettings",
     "NextVisit",
     "QuantumCompleted",
     "QuantumFailed",
@@ -54,15 +69,19 @@ __all__ = [
     "SchemaCatalog",
     "SchemaError",
     "SchemaVersion",
+    "SaslMechanism",
+    "SecurityProtocol",
     "UnknownSchemaError",
     "all_topics",
     "backward_problems",
+    "check_connection",
     "decode",
     "default_catalog",
     "dlq_topic",
     "encode",
     "ensure_topics",
     "is_retriable",
+    "kafka_settings",
     "schema_id_of",
     "schemas_dir",
 ]

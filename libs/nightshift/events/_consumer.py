@@ -25,10 +25,12 @@ from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 from prometheus_client import Counter, Histogram
 
 from .._exceptions import NightshiftError
+from ._connect import check_connection
 from ._errors import EventError
 from ._models import EVENT_TYPES, Event
 from ._producer import AsyncProducer
 from ._serde import decode
+from ._settings import KafkaSettings, kafka_settings
 from ._topics import dlq_topic
 
 log = logging.getLogger(__name__)
@@ -70,7 +72,10 @@ class EventConsumer:
 
     Parameters
     ----------
-    bootstrap, group_id : str
+    kafka : KafkaSettings or str
+        Brokers and authentication; a ``host:port`` string takes the rest from
+        the ``NIGHTSHIFT_KAFKA_*`` environment.
+    group_id : str
     topics : sequence of str
         Topics named after event subjects; messages are decoded and validated.
     handler : callable
@@ -83,11 +88,15 @@ class EventConsumer:
         Attempts for a handler that fails with a retriable error.
     subjects : mapping, optional
         Event subject of each topic, for topics not named after their subject.
+    connect_timeout : float or None
+        :meth:`run` first checks that the brokers answer and accept the
+        credentials: a refused login fails at once, unreachable brokers after
+        this many seconds. ``None`` skips the check.
     """
 
     def __init__(
         self,
-        bootstrap: str,
+        kafka: str | KafkaSettings,
         group_id: str,
         topics: Sequence[str],
         handler: Handler,
@@ -100,13 +109,18 @@ class EventConsumer:
         poll_timeout_s: float = 0.5,
         config: Mapping[str, Any] | None = None,
         subjects: Mapping[str, str] | None = None,
+        connect_timeout: float | None = 30.0,
     ) -> None:
         if max_batch < 1 or concurrency < 1 or max_attempts < 1:
             raise ValueError("max_batch, concurrency and max_attempts must be >= 1")
         self.topics = list(topics)
         # Which event subject each topic carries; topics are named after subjects by default.
         self._subjects = dict(subjects) if subjects else {t: t for t in self.topics if t in EVENT_TYPES}
-        self._config = {**CONSUMER_DEFAULTS, "bootstrap.servers": bootstrap, "group.id": group_id, **(config or {})}
+        self.settings = kafka_settings(kafka)
+        self._connect_timeout = connect_timeout
+        self._config = {
+            **CONSUMER_DEFAULTS, **self.settings.librdkafka_config(), "group.id": group_id, **(config or {}),
+        }
         self._handler = handler
         self._producer = producer
         self._max_batch = max_batch
@@ -140,8 +154,10 @@ class EventConsumer:
         def on_assign(consumer: Consumer, partitions: list[TopicPartition]) -> None:
             loop.call_soon_threadsafe(self.assigned.set)
 
-        self._consumer = Consumer(self._config)
-        await self._call(lambda: self._consumer.subscribe(self.topics, on_assign=on_assign))  # type: ignore[union-attr]
+        if self._connect_timeout is not None:
+            await self._call(check_connection, self.settings, self._connect_timeout)
+        consumer = self._consumer = Consumer(self._config)
+        await self._call(lambda: consumer.subscribe(self.topics, on_assign=on_assign))
         try:
             while not self._stopping.is_set():
                 messages: list[Message] = await self._call(self._fetch)
@@ -178,20 +194,26 @@ class EventConsumer:
                     log.warning("consumer error on %s: %s", msg.topic(), err.str())
                 continue
             tasks.append(asyncio.create_task(self._process_one(msg)))
-            key = (msg.topic(), msg.partition())
-            to_commit[key] = max(to_commit.get(key, -1), msg.offset())
+            topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
+            assert topic is not None and partition is not None and offset is not None  # set when error() is None
+            key = (topic, partition)
+            to_commit[key] = max(to_commit.get(key, -1), offset)
         # If any message could be neither handled nor dead-lettered, this raises and
         # nothing is committed: the batch is redelivered after a restart.
         await asyncio.gather(*tasks)
         if to_commit:
             offsets = [TopicPartition(t, p, o + 1) for (t, p), o in to_commit.items()]
-            await self._call(lambda: self._consumer.commit(offsets=offsets, asynchronous=False))  # type: ignore[union-attr]
+            consumer = self._consumer
+            assert consumer is not None  # run() clears it only after its last batch
+            await self._call(lambda: consumer.commit(offsets=offsets, asynchronous=False))
 
     async def _process_one(self, msg: Message) -> None:
         topic = msg.topic()
+        assert topic is not None  # a consumed message without an error has its topic
         async with self._semaphore:
             try:
-                event = decode(msg.value(), expected_subject=self._subjects.get(topic))
+                # a tombstone (no value) is "0 bytes, too short" to the decoder, a DecodeError like any bad body
+                event = decode(msg.value() or b"", expected_subject=self._subjects.get(topic))
             except EventError as exc:
                 await self._dead_letter(msg, exc, attempts=0)
                 return
@@ -219,18 +241,23 @@ class EventConsumer:
 
     async def _dead_letter(self, msg: Message, exc: BaseException, attempts: int) -> None:
         error_type = getattr(exc, "error_type", type(exc).__name__)
-        headers: list[tuple[str, bytes | str]] = list(msg.headers() or [])
+        topic = msg.topic()
+        assert topic is not None  # a consumed message without an error has its topic
+        received = msg.headers() or []  # a list of pairs on a consumed message (the dict form is for producing)
+        headers: list[tuple[str, bytes | str | None]] = (
+            list(received.items()) if isinstance(received, dict) else list(received)
+        )
         headers += [
             ("dlq.error_type", str(error_type)),
             ("dlq.error_message", str(exc)[:4000]),
             ("dlq.exception", type(exc).__qualname__),
-            ("dlq.source_topic", msg.topic()),
+            ("dlq.source_topic", topic),
             ("dlq.source_partition", str(msg.partition())),
             ("dlq.source_offset", str(msg.offset())),
             ("dlq.attempts", str(attempts)),
             ("dlq.failed_at", datetime.now(UTC).isoformat()),
         ]
-        await self._producer.send(dlq_topic(msg.topic()), msg.value() or b"", key=msg.key(), headers=headers)
+        await self._producer.send(dlq_topic(topic), msg.value() or b"", key=msg.key(), headers=headers)
         self.stats.dead_lettered += 1
         self.stats.dlq_reasons.append(f"{error_type}: {exc}")
         EVENTS.labels(msg.topic(), "dead_lettered").inc()

@@ -6,7 +6,9 @@
         ├── DecodeError (ValueError)            bytes are not an event of a known schema   [to DLQ]
         │   └── UnknownSchemaError (LookupError)  the wire format names an unknown schema id [to DLQ]
         ├── EventValidationError (ValueError)   decoded, but the content is impossible       [to DLQ]
-        └── DeliveryError                       the broker did not accept a message          [retriable]
+        ├── DeliveryError                       the broker did not accept a message          [retriable]
+        └── KafkaConnectionError                the brokers cannot be reached               [retriable]
+            └── KafkaAuthenticationError        the brokers refused the client's credentials
 """
 
 from __future__ import annotations
@@ -49,3 +51,20 @@ class DeliveryError(EventError):
 
     error_type = "delivery"
     retriable = True
+
+
+class KafkaConnectionError(EventError, ConnectionError):
+    """No broker of the bootstrap list answered (wrong address, broker down, TLS mismatch)."""
+
+    error_type = "kafka_connection"
+    retriable = True
+
+
+class KafkaAuthenticationError(KafkaConnectionError):
+    """The brokers refused the client's SASL credentials or TLS certificate.
+
+    Retrying cannot help; the message names the user and mechanism, never the password.
+    """
+
+    error_type = "kafka_authentication"
+    retriable = False

@@ -11,13 +11,15 @@ from typing import Any
 
 from confluent_kafka import KafkaError, Message, Producer
 
+from ._connect import check_connection
 from ._errors import DeliveryError
 from ._models import Event
 from ._serde import encode
+from ._settings import KafkaSettings, kafka_settings
 
 log = logging.getLogger(__name__)
 
-Headers = Sequence[tuple[str, bytes | str]]
+Headers = Sequence[tuple[str, bytes | str | None]]
 
 #: librdkafka settings for at-least-once delivery without duplicates from retries.
 PRODUCER_DEFAULTS: dict[str, Any] = {
@@ -48,14 +50,24 @@ class AsyncProducer:
 
     Parameters
     ----------
-    bootstrap : str
-        ``host:port`` of the brokers.
+    kafka : KafkaSettings or str
+        Brokers and authentication; a ``host:port`` string takes the rest from
+        the ``NIGHTSHIFT_KAFKA_*`` environment.
     config : mapping, optional
         Extra librdkafka settings; they override :data:`PRODUCER_DEFAULTS`.
+    connect_timeout : float or None
+        :meth:`start` checks that the brokers answer and accept the credentials
+        (:func:`check_connection`): a refused login fails at once, unreachable
+        brokers after this many seconds. ``None`` skips the check.
     """
 
-    def __init__(self, bootstrap: str, config: Mapping[str, Any] | None = None) -> None:
-        self._config = {**PRODUCER_DEFAULTS, "bootstrap.servers": bootstrap, **(config or {})}
+    def __init__(
+        self, kafka: str | KafkaSettings, config: Mapping[str, Any] | None = None, *,
+        connect_timeout: float | None = 30.0,
+    ) -> None:
+        self.settings = kafka_settings(kafka)
+        self._connect_timeout = connect_timeout
+        self._config = {**PRODUCER_DEFAULTS, **self.settings.librdkafka_config(), **(config or {})}
         if self._config.get("enable.idempotence") and str(self._config.get("acks")) not in ("all", "-1"):
             raise ValueError("enable.idempotence requires acks=all; remove the acks override")
         self._producer: Producer | None = None
@@ -64,8 +76,12 @@ class AsyncProducer:
         self._poller: threading.Thread | None = None
 
     async def start(self) -> AsyncProducer:
+        """Check the connection (see ``connect_timeout``) and start the delivery-report thread."""
         if self._producer is not None:
             return self
+        if self._connect_timeout is not None:
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(None, check_connection, self.settings, self._connect_timeout)
         self._loop = asyncio.get_running_loop()
         self._producer = Producer(self._config)
         self._stop.clear()
@@ -91,12 +107,15 @@ class AsyncProducer:
         def resolve() -> None:
             if future.done():
                 return
+            topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
             if err is not None:
                 future.set_exception(
-                    DeliveryError(f"broker did not accept message for {msg.topic()!r}: {err.str()} ({err.name()})")
+                    DeliveryError(f"broker did not accept message for {topic!r}: {err.str()} ({err.name()})")
                 )
+            elif topic is None or partition is None or offset is None:  # librdkafka sets all three on delivery
+                future.set_exception(DeliveryError(f"delivery report without topic, partition or offset: {msg!r}"))
             else:
-                future.set_result(Delivered(msg.topic(), msg.partition(), msg.offset()))
+                future.set_result(Delivered(topic, partition, offset))
 
         future.get_loop().call_soon_threadsafe(resolve)
 

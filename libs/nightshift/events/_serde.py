@@ -45,7 +45,9 @@ def encode(event: Event, catalog: SchemaCatalog | None = None) -> bytes:
 def schema_id_of(data: bytes) -> int:
     """The schema id in the wire-format header of ``data``."""
     if data is None or len(data) < _HEADER.size:
-        raise DecodeError(f"message of {0 if data is None else len(data)} bytes is too short for the Confluent wire format")
+        raise DecodeError(
+            f"message of {0 if data is None else len(data)} bytes is too short for the Confluent wire format"
+        )
     magic, schema_id = _HEADER.unpack_from(data)
     if magic != MAGIC:
         raise DecodeError(f"magic byte is {magic}, not {MAGIC}: not a Confluent wire-format Avro message")
@@ -66,13 +68,17 @@ def decode(data: bytes, expected_subject: str | None = None, catalog: SchemaCata
     cat = catalog or default_catalog()
     writer = cat.by_id(schema_id_of(data))
     if expected_subject is not None and writer.subject != expected_subject:
-        raise DecodeError(f"message carries a {writer.subject!r} event (schema id {writer.id}), expected {expected_subject!r}")
+        raise DecodeError(
+            f"message carries a {writer.subject!r} event (schema id {writer.id}), expected {expected_subject!r}"
+        )
     reader = cat.latest(writer.subject)
     body = io.BytesIO(data[_HEADER.size :])
     try:
         record = fastavro.schemaless_reader(body, writer.parsed, reader.parsed if reader.id != writer.id else None)
     except Exception as exc:  # fastavro raises EOFError, ValueError, UnicodeDecodeError...
-        raise DecodeError(f"Avro body of a {writer.subject!r} event (schema id {writer.id}) is corrupt: {exc!r}") from exc
+        raise DecodeError(
+            f"Avro body of a {writer.subject!r} event (schema id {writer.id}) is corrupt: {exc!r}"
+        ) from exc
     if body.tell() != len(data) - _HEADER.size:
         raise DecodeError(
             f"{len(data) - _HEADER.size - body.tell()} trailing bytes after a {writer.subject!r} event: corrupt message"

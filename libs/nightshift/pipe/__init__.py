@@ -13,16 +13,36 @@
 Public names are re-exported from private ``_module.py`` files.
 """
 
+from .._lazy import lazy_exports as _lazy_exports
 from ._config import (
-    ConfigOverride, PipelineTaskConfig, TaskConfig, apply_overrides, config_hash, load_override_file, parse_override,
+    ConfigOverride,
+    PipelineTaskConfig,
+    TaskConfig,
+    apply_overrides,
+    config_hash,
+    load_override_file,
+    parse_override,
 )
 from ._connections import (
-    Connection, InitInput, InitOutput, Input, Output, PipelineTaskConnections, PrerequisiteInput,
+    Connection,
+    InitInput,
+    InitOutput,
+    Input,
+    Output,
+    PipelineTaskConnections,
+    PrerequisiteInput,
 )
 from ._context import QuantumContext
 from ._exceptions import (
-    ConfigOverrideError, ExecutionFailedError, GraphFormatError, OutputExistsError, PipelineDefinitionError,
-    PipelineError, PreflightError, QuantumExecutionError, UnknownDatasetTypeError,
+    ConfigOverrideError,
+    ExecutionFailedError,
+    GraphFormatError,
+    OutputExistsError,
+    PipelineDefinitionError,
+    PipelineError,
+    PreflightError,
+    QuantumExecutionError,
+    UnknownDatasetTypeError,
 )
 from ._graph import Quantum, QuantumGraph
 from ._graph_io import FORMAT_VERSION
@@ -34,7 +54,6 @@ from ._report import ExecutionReport, QuantumReport, QuantumStatus
 from ._runner import ButlerSpec, QuantumButlerFactory, QuantumRunner, initialize_run
 from ._task import PipelineTask, Struct, Task
 from .executors import DaskExecutor, Executor, InProcessExecutor, MultiProcessExecutor
-from .._lazy import lazy_exports as _lazy_exports
 
 # the Kafka runner fleet imports confluent-kafka and the event schemas: only when used
 __getattr__, __dir__ = _lazy_exports(__name__, {"KafkaExecutor": ".executors._kafka"})

@@ -315,7 +315,7 @@ class _LazyQuantum(Quantum):
             target.setdefault(names[links.conns[k]], []).append(links.table[links.refs[k]])
         self._source = None
 
-    @property  # type: ignore[override]
+    @property
     def inputs(self) -> dict[str, list[DatasetRef]]:
         self._load()
         return self._inputs
@@ -325,7 +325,7 @@ class _LazyQuantum(Quantum):
         self._load()
         self._inputs = value
 
-    @property  # type: ignore[override]
+    @property
     def outputs(self) -> dict[str, list[DatasetRef]]:
         self._load()
         return self._outputs

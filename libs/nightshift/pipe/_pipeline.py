@@ -33,7 +33,14 @@ from typing import Any
 import yaml
 
 from ..butler import DatasetType
-from ._config import ConfigOverride, PipelineTaskConfig, apply_overrides, config_hash, load_override_file, parse_override
+from ._config import (
+    ConfigOverride,
+    PipelineTaskConfig,
+    apply_overrides,
+    config_hash,
+    load_override_file,
+    parse_override,
+)
 from ._connections import Connection, ConnectionKind, PrerequisiteLookup
 from ._exceptions import ConfigOverrideError, PipelineDefinitionError
 from ._task import PipelineTask, code_version_of
@@ -327,7 +334,9 @@ class Pipeline:
             raise PipelineDefinitionError("a pipeline document must be a mapping")
         unknown = set(data) - {"description", "tasks", "steps", "history"}
         if unknown:
-            raise PipelineDefinitionError(f"unknown pipeline keys {sorted(unknown)} (allowed: description, tasks, steps)")
+            raise PipelineDefinitionError(
+                f"unknown pipeline keys {sorted(unknown)} (allowed: description, tasks, steps)"
+            )
         pipe = cls(str(data.get("description", "")))
         tasks = data.get("tasks") or {}
         if not isinstance(tasks, Mapping):
@@ -508,7 +517,9 @@ class Pipeline:
 
     @staticmethod
     def _toposort(nodes: Mapping[str, TaskNode]) -> list[str]:
-        producer = {c.dataset_type.name: label for label, n in nodes.items() for c in n.of_kind("output", "init_output")}
+        producer = {
+            c.dataset_type.name: label for label, n in nodes.items() for c in n.of_kind("output", "init_output")
+        }
         deps: dict[str, set[str]] = {}
         for label, node in nodes.items():
             deps[label] = {producer[c.dataset_type.name] for c in node.of_kind("input", "init_input")
@@ -552,14 +563,16 @@ class Pipeline:
             return
         index = {s.label: i for i, s in enumerate(self._steps)}
         dims = {s.label: s.dimensions for s in self._steps}
-        producer = {c.dataset_type.name: label for label, n in nodes.items() for c in n.of_kind("output", "init_output")}
+        producer = {
+            c.dataset_type.name: label for label, n in nodes.items() for c in n.of_kind("output", "init_output")
+        }
         for label in order:
             node = nodes[label]
             step = node.step or ""
             if not set(dims[step]) <= set(node.dimensions):
                 raise PipelineDefinitionError(
-                    f"task {label!r} (quantum dimensions {list(node.dimensions)}) cannot be in step {step!r} sharded by "
-                    f"{list(dims[step])}"
+                    f"task {label!r} (quantum dimensions {list(node.dimensions)}) cannot be in step {step!r} "
+                    f"sharded by {list(dims[step])}"
                 )
             for c in node.of_kind("input", "init_input"):
                 up = producer.get(c.dataset_type.name)

@@ -13,12 +13,12 @@ from ._exceptions import ExecutionFailedError
 __all__ = ["ExecutionReport", "QuantumReport", "QuantumStatus"]
 
 
-class QuantumStatus(str, Enum):
+class QuantumStatus(str, Enum):  # noqa: UP042 - a StrEnum would change str() and f-string output
     """Where a quantum is."""
 
     PENDING = "pending"
-    SUCCEEDED = "succeeded"
-    MEMOIZED = "memoized"   # identical outputs existed (REQ-0031)
+    SUCCEEDED = "succeeded"  # this execution wrote its outputs (perhaps in an earlier attempt that then died)
+    MEMOIZED = "memoized"   # identical outputs of an earlier execution existed (REQ-0031)
     FAILED = "failed"
     BLOCKED = "blocked"     # an upstream quantum failed: not run, not silently skipped
 
@@ -57,12 +57,17 @@ class QuantumReport:
 
 @dataclass
 class ExecutionReport:
-    """Every quantum's report plus the run's wall time."""
+    """Every quantum's report plus the run's wall time.
+
+    ``execution_id`` identifies this execution; the provenance record of every
+    output it wrote carries the same id.
+    """
 
     quanta: list[QuantumReport]
     executor: str = ""
     wall_seconds: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
+    execution_id: str = ""
 
     def counts(self) -> dict[str, int]:
         """Number of quanta per status."""
@@ -96,5 +101,6 @@ class ExecutionReport:
 
     def to_json(self) -> str:
         """JSON of the whole report."""
-        return json.dumps({"executor": self.executor, "wall_seconds": self.wall_seconds, "counts": self.counts(),
-                           "extra": self.extra, "quanta": [q.to_dict() for q in self.quanta]}, default=str)
+        return json.dumps({"executor": self.executor, "execution_id": self.execution_id,
+                           "wall_seconds": self.wall_seconds, "counts": self.counts(), "extra": self.extra,
+                           "quanta": [q.to_dict() for q in self.quanta]}, default=str)

@@ -5,6 +5,7 @@ Used by every executor, in whatever process the quantum lands (REQ-0020).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import platform
@@ -121,7 +122,7 @@ def initialize_run(graph: QuantumGraph, butler: Butler) -> None:
     if not run:
         raise PipelineError("the quantum graph names no output run")
     registry.register_run(run)
-    for label, node in graph.tasks.items():
+    for node in graph.tasks.values():
         types = [node.config_dataset_type, node.metadata_dataset_type,
                  *(c.dataset_type for c in node.of_kind("output", "init_output"))]
         for dt in types:
@@ -178,12 +179,18 @@ class QuantumRunner:
         Reuse identical existing outputs (REQ-0031); off: existing outputs are an error.
     deferred_timeout : float
         Seconds to wait for a deferred input (REQ-0030).
+    execution_id : str, optional
+        The execution these quanta belong to, recorded in their provenance. A
+        quantum whose outputs this execution wrote already (an earlier attempt
+        that died after committing, a concurrent copy) is SUCCEEDED, not
+        MEMOIZED, and is not an error with memoization off.
     """
 
     def __init__(self, graph: QuantumGraph, butler: Butler | ButlerSpec | None, *, memoize: bool = True,
-                 deferred_timeout: float = 300.0) -> None:
+                 deferred_timeout: float = 300.0, execution_id: str | None = None) -> None:
         self.graph = graph
         self.memoize = memoize
+        self.execution_id = execution_id
         self.deferred_timeout = deferred_timeout
         self.factory: QuantumButlerFactory | _CallerButler | None
         if butler is None:
@@ -210,11 +217,12 @@ class QuantumRunner:
                 report.status = status
                 report.n_actual_inputs, report.n_outputs = n_actual, n_out
             except Exception as exc:  # noqa: BLE001 - every failure is reported, with its type
-                if self._written_meanwhile(quantum):
+                meanwhile = self._written_meanwhile(quantum)
+                if meanwhile is not None:
                     # the same quantum ran twice at once (a redelivered event, a rebalance) and the
                     # other copy committed first: its outputs are this quantum's outputs
                     _log.info("%s: outputs were written by a concurrent run of the same quantum", quantum.describe())
-                    report.status, report.n_outputs = QuantumStatus.MEMOIZED, len(quantum.output_refs())
+                    report.status, report.n_outputs = meanwhile, len(quantum.output_refs())
                     report.end = time.time()
                     return report
                 report.status = QuantumStatus.FAILED
@@ -226,16 +234,20 @@ class QuantumRunner:
         report.end = time.time()
         return report
 
-    def _written_meanwhile(self, quantum: Quantum) -> bool:
-        """Whether identical outputs of ``quantum`` exist now (memoization on; best effort)."""
-        if self.factory is None or not self.memoize:
-            return False
+    def _written_meanwhile(self, quantum: Quantum) -> QuantumStatus | None:
+        """How to report ``quantum`` if acceptable outputs of it exist now (best effort), else None.
+
+        SUCCEEDED if this execution wrote them, MEMOIZED if an identical
+        quantum of another execution did (memoization on).
+        """
+        if self.factory is None:
+            return None
         try:
             decision = check_memo(self.factory.make().registry, quantum, self.graph.tasks[quantum.task_label],
-                                  memoize=True)
+                                  memoize=self.memoize, execution_id=self.execution_id)
         except Exception:  # noqa: BLE001 - the original failure is what gets reported
-            return False
-        return decision.action == "reuse"
+            return None
+        return {"done": QuantumStatus.SUCCEEDED, "reuse": QuantumStatus.MEMOIZED}.get(decision.action)
 
     def _task(self, node: TaskNode, butler: Butler | None) -> PipelineTask:
         task = self._tasks.get(node.label)
@@ -247,10 +259,14 @@ class QuantumRunner:
         node = self.graph.tasks[quantum.task_label]
         butler = self.factory.make() if self.factory is not None else None
         if butler is not None:
-            decision = check_memo(butler.registry, quantum, node, memoize=self.memoize)
+            decision = check_memo(butler.registry, quantum, node, memoize=self.memoize,
+                                  execution_id=self.execution_id)
             if decision.action == "reuse":
                 _log.debug("memoized: %s", decision.reason)
                 return QuantumStatus.MEMOIZED, 0, len(quantum.output_refs())
+            if decision.action == "done":
+                _log.info("%s: not run again: %s", quantum.describe(), decision.reason)
+                return QuantumStatus.SUCCEEDED, decision.n_actual_inputs, len(quantum.output_refs())
         task = self._task(node, butler)
         ctx = QuantumContext(quantum, node, butler, deferred_timeout=self.deferred_timeout)
         t0 = time.time()
@@ -274,7 +290,8 @@ class QuantumRunner:
         if missing:
             _log.warning("%s produced no %s", quantum.describe(), missing)
         metadata = {
-            "quantum_id": str(quantum.id), "task_label": node.label, "data_id": dict(quantum.data_id),
+            "quantum_id": str(quantum.id), "execution_id": self.execution_id, "task_label": node.label,
+            "data_id": dict(quantum.data_id),
             "host": HOST, "pid": os.getpid(), "start": t0, "end": t1, "seconds": t1 - t0,
             "config_hash": node.config_hash, "code_version": node.code_version,
             "nightshift_version": __version__, "python": sys.version.split()[0], "platform": platform.platform(),
@@ -296,14 +313,12 @@ class QuantumRunner:
                     node.label, config_hash=node.config_hash, code_version=node.code_version,
                     data_id=quantum.data_id, predicted_inputs=quantum.input_refs(),
                     actual_inputs=list(ctx.actual_inputs.values()), outputs=written, run=quantum_run(quantum),
-                    quantum_id=quantum.id,
+                    quantum_id=quantum.id, execution_id=self.execution_id,
                 )
         except BaseException:
             for ref in written:
-                try:
+                with contextlib.suppress(Exception):  # the original error matters more
                     butler.datastore.remove(ref)
-                except Exception:  # noqa: BLE001 - the original error matters more
-                    pass
             raise
         return written
 

@@ -7,7 +7,7 @@ import inspect
 import logging
 from collections.abc import Mapping
 from types import SimpleNamespace
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from ._config import PipelineTaskConfig, TaskConfig
 from ._connections import PipelineTaskConnections
@@ -17,6 +17,8 @@ if TYPE_CHECKING:
     from ._context import QuantumContext
 
 __all__ = ["PipelineTask", "Struct", "Task", "code_version_of"]
+
+_T = TypeVar("_T", bound="Task")
 
 
 class Struct(SimpleNamespace):
@@ -53,7 +55,7 @@ class Task:
         parent = log or logging.getLogger("nightshift.pipe.tasks")
         self.log = parent.getChild(self.name)
 
-    def make_subtask(self, field: str, task_class: type[Task]) -> Task:
+    def make_subtask(self, field: str, task_class: type[_T]) -> _T:
         """Create a sub-task from the nested config field ``field`` (logging under this task's logger)."""
         sub_config = getattr(self.config, field, None)
         if not isinstance(sub_config, task_class.ConfigClass):
@@ -62,7 +64,7 @@ class Task:
             )
         return task_class(sub_config, log=self.log, name=field)
 
-    def run(self, **kwargs: Any) -> Struct:  # pragma: no cover - abstract
+    def run(self, *args: Any, **kwargs: Any) -> Struct:  # pragma: no cover - abstract
         """Do the work on in-memory objects and return them in a :class:`Struct`."""
         raise NotImplementedError
 

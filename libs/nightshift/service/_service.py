@@ -10,6 +10,7 @@ producer flushes. A second signal exits at once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -42,7 +43,7 @@ class Service:
     def __init__(self, settings: ServiceSettings, make_consumers: ConsumerFactory) -> None:
         self.settings = settings
         self._make_consumers = make_consumers
-        self.producer = AsyncProducer(settings.kafka_bootstrap)
+        self.producer = AsyncProducer(settings.kafka)
         self.consumers: list[EventConsumer] = []
         self._stop = asyncio.Event()
         self._signals = 0
@@ -54,7 +55,7 @@ class Service:
         return web.json_response({"status": "ok", "service": self.settings.service_name})
 
     async def broker_reachable(self, timeout: float = 2.0) -> bool:
-        admin = AdminClient({"bootstrap.servers": self.settings.kafka_bootstrap})
+        admin = AdminClient(self.settings.kafka.librdkafka_config())
         try:
             await asyncio.get_running_loop().run_in_executor(None, lambda: admin.list_topics(timeout=timeout))
         except Exception:  # KafkaException: broker not reachable
@@ -83,7 +84,10 @@ class Service:
         site = web.TCPSite(self._runner, self.settings.http_host, self.settings.http_port)
         await site.start()
         server = site._server  # aiohttp exposes the bound port only here
-        self.port = server.sockets[0].getsockname()[1] if server and server.sockets else self.settings.http_port
+        if isinstance(server, asyncio.Server) and server.sockets:
+            self.port = server.sockets[0].getsockname()[1]
+        else:
+            self.port = self.settings.http_port
         log.info("http endpoint on %s:%s", self.settings.http_host, self.port)
 
     # -- lifecycle ----------------------------------------------------------
@@ -103,10 +107,8 @@ class Service:
         """Start everything, wait for a stop, drain within the timeout, close."""
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
-            try:
+            with contextlib.suppress(NotImplementedError, RuntimeError):  # not the main thread (e.g. in tests)
                 loop.add_signal_handler(sig, self._on_signal, sig)
-            except (NotImplementedError, RuntimeError):  # not the main thread (e.g. in tests)
-                pass
         await self.producer.start()
         self.consumers = self._make_consumers(self.producer)
         tasks = [asyncio.create_task(c.run(), name=f"consumer-{i}") for i, c in enumerate(self.consumers)]

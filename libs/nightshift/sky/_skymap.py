@@ -98,11 +98,13 @@ class HealpixSkyMap:
 
     @property
     def tract_max(self) -> int:
-        return 12 * 4**self.tract_order
+        count: int = 12 * 4**self.tract_order  # int ** int is typed Any (a negative power is a float)
+        return count
 
     @property
     def patch_max(self) -> int:
-        return 4**self.patch_levels
+        count: int = 4**self.patch_levels
+        return count
 
     def __iter__(self) -> Iterator[TractInfo]:
         ids = self.tracts if self.tracts is not None else range(self.tract_max)

@@ -228,10 +228,8 @@ class Datastore(ABC):
                     done.append(ref)
         except BaseException:
             for ref in done:
-                try:
+                with contextlib.suppress(Exception):  # best effort; the original error matters
                     self.remove(ref)
-                except Exception:  # noqa: BLE001 - best effort; the original error matters
-                    pass
             raise
 
     def batch(self) -> contextlib.AbstractContextManager[None]:

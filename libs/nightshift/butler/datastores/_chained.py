@@ -41,10 +41,8 @@ class ChainedDatastore(Datastore):
                     done.append(child)
         except BaseException:
             for child in done:
-                try:
+                with contextlib.suppress(Exception):  # best effort; the original error is what matters
                     child.remove(ref)
-                except Exception:  # noqa: BLE001 - best effort; the original error is what matters
-                    pass
             raise
 
     def get(self, ref: DatasetRef, parameters: Mapping[str, Any] | None = None,

@@ -26,11 +26,11 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
+from ..._exceptions import NightshiftError
 from .._dataset_ref import DatasetRef
 from .._file_templates import FileTemplates
 from .._storage_class import StorageClassFactory
 from ..formatters import FormatterFactory, FormatterSpec
-from ..._exceptions import NightshiftError
 from ..formatters._exceptions import FormatterError, UnsupportedComponentError, UnsupportedParameterError
 from . import _io
 from ._base import Constraints, Datastore, DatastoreTrash, StoredRecord
@@ -291,10 +291,12 @@ class FileDatastore(Datastore):
 
     # -- other operations ---------------------------------------------------------------------------
     def exists(self, ref: DatasetRef) -> bool:
-        return self.backend.exists(self._record_path(ref))
+        found: bool = self.backend.exists(self._record_path(ref))
+        return found
 
     def get_uri(self, ref: DatasetRef) -> str:
-        return self.backend.uri(self.record(ref).path)
+        uri: str = self.backend.uri(self.record(ref).path)
+        return uri
 
     def remove(self, ref: DatasetRef) -> None:
         record = self.record(ref)

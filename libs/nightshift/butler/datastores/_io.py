@@ -34,7 +34,7 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def replace(src: Path, dst: Path) -> None:
+def replace(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
     """Atomically rename ``src`` over ``dst`` (same file system)."""
     os.replace(src, dst)
 

@@ -39,7 +39,9 @@ class InMemoryDatastore(Datastore):
         self._check_put(obj, ref)
         with self._lock:
             if ref.id in self._objects and not self.clobber:
-                raise DatasetExistsError(f"dataset {ref.dataset_type.name} {dict(ref.data_id)} is already in {self.name!r}")
+                raise DatasetExistsError(
+                    f"dataset {ref.dataset_type.name} {dict(ref.data_id)} is already in {self.name!r}"
+                )
             self._objects[ref.id] = (obj, ref)
 
     def get(self, ref: DatasetRef, parameters: Mapping[str, Any] | None = None,
@@ -47,7 +49,9 @@ class InMemoryDatastore(Datastore):
         try:
             obj, stored = self._objects[ref.id]
         except KeyError:
-            raise DatasetNotFoundError(f"dataset {ref.dataset_type.name} {dict(ref.data_id)} (id {ref.id}) is not in {self.name!r}") from None
+            raise DatasetNotFoundError(
+                f"dataset {ref.dataset_type.name} {dict(ref.data_id)} (id {ref.id}) is not in {self.name!r}"
+            ) from None
         parent_sc = self.storage_classes.get(stored.dataset_type.storage_class)
         component = ref.dataset_type.component
         target_sc = parent_sc

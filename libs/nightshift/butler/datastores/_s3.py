@@ -215,7 +215,9 @@ class S3Backend:
     def size(self, rel: str) -> int | None:
         """Object size, None if absent."""
         try:
-            head = self._call(f"head of {self.uri(rel)}", self.client.head_object, Bucket=self.bucket, Key=self.key(rel))
+            head = self._call(
+                f"head of {self.uri(rel)}", self.client.head_object, Bucket=self.bucket, Key=self.key(rel)
+            )
         except DatasetNotFoundError:
             return None
         return int(head["ContentLength"])
@@ -245,7 +247,9 @@ class S3Backend:
         base = self.key(prefix.strip("/")).rstrip("/")
         base = base + "/" if base else ""
         strip = len(self.prefix) + 1 if self.prefix else 0
-        pages = self._call(f"list of {self.uri(prefix)}", lambda: list(paginator.paginate(Bucket=self.bucket, Prefix=base)))
+        pages = self._call(
+            f"list of {self.uri(prefix)}", lambda: list(paginator.paginate(Bucket=self.bucket, Prefix=base))
+        )
         for page in pages:
             for obj in page.get("Contents", []):
                 if not obj["Key"].endswith("/"):

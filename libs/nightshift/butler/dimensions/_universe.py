@@ -260,7 +260,7 @@ class DimensionUniverse:
             if isinstance(value, bool) or not isinstance(value, int):
                 # numpy integers are accepted and converted
                 if hasattr(value, "__index__") and not isinstance(value, bool):
-                    return int(value)  # type: ignore[call-overload]
+                    return int(value)
                 raise DataIdError(
                     f"data ID value for {dimension!r} must be an int, got {value!r} ({type(value).__name__})"
                 )

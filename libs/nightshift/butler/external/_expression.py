@@ -21,7 +21,14 @@ import numpy as np
 
 from .._registry_exceptions import QueryError, QuerySyntaxError
 from ..registry._queries._ast import (
-    BinaryOp, Identifier, InList, Literal, Node, RangeLiteral, UnaryOp, walk,
+    BinaryOp,
+    Identifier,
+    InList,
+    Literal,
+    Node,
+    RangeLiteral,
+    UnaryOp,
+    walk,
 )
 from ..registry._queries._parser import _KEYWORDS, _Parser, _Tok
 from ._exceptions import SelectionExpressionError
@@ -86,7 +93,11 @@ class _FilterParser(_Parser):
     def factor(self) -> Node:
         if (tok := self.accept("op", "-")) is not None:
             inner = self.factor()
-            if isinstance(inner, Literal) and isinstance(inner.value, (int, float)) and not isinstance(inner.value, bool):
+            if (
+                isinstance(inner, Literal)
+                and isinstance(inner.value, (int, float))
+                and not isinstance(inner.value, bool)
+            ):
                 return Literal(-inner.value, tok.pos)
             return UnaryOp("-", inner, tok.pos)
         if self.accept("op", "+") is not None:
@@ -128,7 +139,7 @@ def referenced_columns(tree: Node) -> tuple[str, ...]:
 
 def _kind(value: Any) -> str:
     if isinstance(value, np.ndarray):
-        k = value.dtype.kind
+        k: str = value.dtype.kind
         return {"b": "bool", "i": "number", "u": "number", "f": "number", "U": "string", "S": "string"}.get(k, k)
     if isinstance(value, (bool, np.bool_)):
         return "bool"
@@ -146,7 +157,8 @@ class _Evaluator:
         self.context = context
 
     def fail(self, message: str, node: Node) -> SelectionExpressionError:
-        return SelectionExpressionError(f"{self.context}: {QuerySyntaxError(message, self.text, getattr(node, 'pos', 0))}")
+        syntax = QuerySyntaxError(message, self.text, getattr(node, "pos", 0))
+        return SelectionExpressionError(f"{self.context}: {syntax}")
 
     def need(self, value: Any, kinds: tuple[str, ...], what: str, node: Node) -> None:
         if _kind(value) not in kinds:

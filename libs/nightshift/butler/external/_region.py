@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 
@@ -51,7 +51,8 @@ class Cone:
     def contains(self, ra: Any, dec: Any) -> np.ndarray:
         """Boolean mask: which points are inside (boundary included)."""
         cos_sep = _unit(ra, dec) @ _unit(self.ra, self.dec)
-        return cos_sep >= np.cos(np.radians(self.radius))
+        inside: np.ndarray = cos_sep >= np.cos(np.radians(self.radius))
+        return inside
 
 
 @dataclass(frozen=True)
@@ -97,7 +98,7 @@ class ConvexPolygon:
         return inside
 
 
-SkyRegion = Union[Cone, ConvexPolygon]
+SkyRegion = Cone | ConvexPolygon
 
 
 def as_region(region: SkyRegion | Sequence[Any] | np.ndarray) -> SkyRegion:

@@ -159,10 +159,12 @@ class Selection:
 
 
 def _colnames(table: Any) -> Sequence[str]:
-    return table.colnames if hasattr(table, "colnames") else table.column_names
+    names: Sequence[str] = table.colnames if hasattr(table, "colnames") else table.column_names
+    return names
 
 
 def _column_array(table: Any, name: str) -> np.ndarray:
+    arr: np.ndarray  # a MaskedArray where values are missing
     if hasattr(table, "colnames"):  # astropy
         arr = np.ma.asarray(table[name])
     else:  # pyarrow

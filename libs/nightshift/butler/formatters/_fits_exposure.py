@@ -6,8 +6,8 @@ keywords), ``MASK``, ``VARIANCE`` and ``PSF`` hold the planes. With the
 DMS-MWBT-REQ-0060).
 
 Components are read alone: ``wcs`` and ``metadata`` from headers only, a plane
-from its own HDU. A ``bbox`` parameter reads only the rows it needs through a
-memory map (uncompressed files) or astropy's tile-aware ``section``
+from its own HDU. A ``bbox`` parameter reads only the box's pixels, row by
+row (uncompressed files), or through astropy's tile-aware ``section``
 (compressed files).
 """
 

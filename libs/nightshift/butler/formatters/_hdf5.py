@@ -103,7 +103,7 @@ class _WriterOptions:
                     f"chunk_shape {list(self.chunk_shape)} has {len(self.chunk_shape)} dimension(s); "
                     f"the array has {len(shape)} (shape {list(shape)})"
                 )
-            chunks: tuple[int, ...] | bool = tuple(min(c, s) for c, s in zip(self.chunk_shape, shape))
+            chunks: tuple[int, ...] | bool = tuple(min(c, s) for c, s in zip(self.chunk_shape, shape, strict=True))
         elif len(shape) == 2:
             chunks = tuple(min(_DEFAULT_CHUNK, s) for s in shape)
         else:

@@ -7,7 +7,6 @@ methods, so loading this module for JSON costs nothing beyond the standard libra
 from __future__ import annotations
 
 import json
-
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
@@ -16,7 +15,10 @@ from .._storage_class import StorageClass
 from ._base import Formatter
 from ._exceptions import FormatterError, UnsupportedComponentError, UnsupportedParameterError
 
-__all__ = ["AvroFormatter", "FitsHeaderFormatter", "FitsImageFormatter", "FitsWcsFormatter", "JsonFormatter", "NumpyFormatter", "YamlFormatter"]
+__all__ = [
+    "AvroFormatter", "FitsHeaderFormatter", "FitsImageFormatter", "FitsWcsFormatter", "JsonFormatter",
+    "NumpyFormatter", "YamlFormatter",
+]
 
 
 def _component_of(data: Any, component: str | None) -> Any:
@@ -168,7 +170,7 @@ class AvroFormatter(Formatter):
             parsed = fastavro.parse_schema(schema)
             with open(path, "wb") as f:
                 fastavro.writer(f, parsed, obj, codec=self.options.get("codec", "deflate"))
-        except (ValueError, TypeError, fastavro.validation.ValidationError) as exc:  # type: ignore[attr-defined]
+        except (ValueError, TypeError, fastavro.validation.ValidationError) as exc:
             raise FormatterError(f"cannot write records as Avro: {exc}") from exc
 
     def read(self, path: Path, storage_class: StorageClass, component: str | None = None,
@@ -278,7 +280,9 @@ class FitsImageFormatter(Formatter):
         try:
             if comp:
                 kw = {"quantize_level": self.options["quantize_level"]} if "quantize_level" in self.options else {}
-                hdul = fits.HDUList([fits.PrimaryHDU(), fits.CompImageHDU(obj, name="IMAGE", compression_type=comp, **kw)])
+                hdul = fits.HDUList(
+                    [fits.PrimaryHDU(), fits.CompImageHDU(obj, name="IMAGE", compression_type=comp, **kw)]
+                )
             else:
                 hdul = fits.HDUList([fits.PrimaryHDU(), fits.ImageHDU(obj, name="IMAGE")])
             hdul.writeto(path)

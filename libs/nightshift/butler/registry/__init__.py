@@ -3,11 +3,26 @@ queries and provenance, in SQLite (default) or PostgreSQL through SQLAlchemy Cor
 """
 
 from .._registry_exceptions import (
-    CollectionCycleError, CollectionTypeError, ConflictingDefinitionError, DataIdError, DatasetInUseError,
+    CollectionCycleError,
+    CollectionTypeError,
+    ConflictingDefinitionError,
+    DataIdError,
+    DatasetInUseError,
     DatasetMetadataError,
-    DimensionNameError, DimensionRecordError, MigrationRequiredError, MissingCollectionError,
-    MissingDatasetError, MissingDatasetTypeError, ProvenanceError, QueryError, QueryNameError, QuerySyntaxError, QueryTypeError,
-    RegistryDatabaseError, RegistryError, RepositoryVersionError,
+    DimensionNameError,
+    DimensionRecordError,
+    MigrationRequiredError,
+    MissingCollectionError,
+    MissingDatasetError,
+    MissingDatasetTypeError,
+    ProvenanceError,
+    QueryError,
+    QueryNameError,
+    QuerySyntaxError,
+    QueryTypeError,
+    RegistryDatabaseError,
+    RegistryError,
+    RepositoryVersionError,
 )
 from ._collections import CollectionRecord, CollectionType
 from ._database import REGISTRY_FILENAME

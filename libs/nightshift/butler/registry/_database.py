@@ -142,10 +142,8 @@ class Database:
 
     def _drop_reader(self) -> None:
         if self._read_conn is not None:
-            try:
+            with contextlib.suppress(sa.exc.SQLAlchemyError):
                 self._read_conn.close()
-            except sa.exc.SQLAlchemyError:
-                pass
             self._read_conn = None
 
     def reading(self) -> contextlib.AbstractContextManager[sa.Connection]:

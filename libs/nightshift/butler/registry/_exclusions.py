@@ -69,10 +69,7 @@ class ExclusionList:
         """Whether a dataset (or a data ID) is excluded."""
         if dataset_id is not None and dataset_id in self.dataset_ids:
             return True
-        for entry in self.data_ids:
-            if all(k in data_id and data_id[k] == v for k, v in entry.items()):
-                return True
-        return False
+        return any(all(k in data_id and data_id[k] == v for k, v in entry.items()) for entry in self.data_ids)
 
     def __bool__(self) -> bool:
         return bool(self.dataset_ids or self.data_ids)

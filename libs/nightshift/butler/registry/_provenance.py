@@ -35,6 +35,9 @@ class QuantumProvenance:
         The RUN its outputs went to.
     predicted_inputs, actual_inputs, outputs : tuple of DatasetRef
         ``actual_inputs`` is a subset of ``predicted_inputs``.
+    execution_id : str or None
+        The execution (one run of a quantum graph by an executor) that wrote
+        the outputs; None when they were recorded outside one.
     """
 
     quantum_id: uuid.UUID
@@ -46,6 +49,7 @@ class QuantumProvenance:
     predicted_inputs: tuple[DatasetRef, ...]
     actual_inputs: tuple[DatasetRef, ...]
     outputs: tuple[DatasetRef, ...]
+    execution_id: str | None = None
 
 
 class ProvenanceManager:
@@ -66,9 +70,12 @@ class ProvenanceManager:
         outputs: Sequence[DatasetRef],
         run: str | None,
         quantum_id: uuid.UUID | None,
+        execution_id: str | None = None,
     ) -> uuid.UUID:
         if not task_label or not config_hash or not code_version:
             raise ProvenanceError("task_label, config_hash and code_version must all be non-empty")
+        if execution_id is not None and not 0 < len(execution_id) <= 64:
+            raise ProvenanceError(f"execution_id must be 1 to 64 characters, got {execution_id!r}")
         predicted_ids = list(dict.fromkeys(r.id for r in predicted))
         actual_ids = predicted_ids if actual is None else list(dict.fromkeys(r.id for r in actual))
         extra = set(actual_ids) - set(predicted_ids)
@@ -104,6 +111,7 @@ class ProvenanceManager:
             conn.execute(tables.quantum.insert().values(
                 quantum_id=qid, task_label=task_label, config_hash=config_hash, code_version=code_version,
                 run_id=run_id, data_id=json.dumps(dict(data_id)), recorded_ns=time.time_ns(),
+                execution_id=execution_id,
             ))
             actual_set = set(actual_ids)
             if predicted_ids:
@@ -154,7 +162,7 @@ class ProvenanceManager:
             code_version=row.code_version, data_id=json.loads(row.data_id), run=row.run_name,
             predicted_inputs=tuple(refs[i] for i, _ in inputs),
             actual_inputs=tuple(refs[i] for i, a in inputs if a),
-            outputs=tuple(refs[i] for i in outputs),
+            outputs=tuple(refs[i] for i in outputs), execution_id=row.execution_id,
         )
 
     def _walk(self, start: uuid.UUID, *, up: bool, actual_only: bool) -> tuple[list[uuid.UUID], set[uuid.UUID]]:

@@ -17,7 +17,7 @@ from ._graph import DatasetGraph
 
 if TYPE_CHECKING:
     from ._queries import JoinPlan
-    from ._registry import Registry
+    from ._registry_base import RegistryBase
 
 __all__ = ["dimension_record_rows", "query_data_ids", "query_datasets", "query_graph", "refs_by_id"]
 
@@ -30,7 +30,7 @@ def _qry() -> Any:
     return _queries
 
 
-def _parse(registry: Registry, where: str, bind: Mapping[str, Any]) -> tuple[Any, set[str], set[str]]:
+def _parse(registry: RegistryBase, where: str, bind: Mapping[str, Any]) -> tuple[Any, set[str], set[str]]:
     for key in bind:
         if key in registry.universe:
             raise QueryNameError(f"bind name {key!r} is a dimension name; rename the bind value")
@@ -41,12 +41,13 @@ def _parse(registry: Registry, where: str, bind: Mapping[str, Any]) -> tuple[Any
     return tree, dims, elements
 
 
-def _apply_where(registry: Registry, plan: JoinPlan, tree: Any, bind: Mapping[str, Any], where: str) -> None:
+def _apply_where(registry: RegistryBase, plan: JoinPlan, tree: Any, bind: Mapping[str, Any], where: str) -> None:
     if tree is not None:
-        plan.conditions.append(_qry().WhereCompiler(registry.universe, registry._tables, plan, bind, where).compile(tree))
+        compiler = _qry().WhereCompiler(registry.universe, registry._tables, plan, bind, where)
+        plan.conditions.append(compiler.compile(tree))
 
 
-def _apply_data_id(registry: Registry, plan: JoinPlan, data_id: Mapping[str, int | str]) -> None:
+def _apply_data_id(registry: RegistryBase, plan: JoinPlan, data_id: Mapping[str, int | str]) -> None:
     for key, value in data_id.items():
         if key not in plan.canonical:
             continue
@@ -55,10 +56,10 @@ def _apply_data_id(registry: Registry, plan: JoinPlan, data_id: Mapping[str, int
         )
 
 
-def _parameters(registry: Registry, bind: Mapping[str, Any], data_id: Mapping[str, int | str],
+def _parameters(registry: RegistryBase, bind: Mapping[str, Any], data_id: Mapping[str, int | str],
                 time_ns: int | None) -> dict[str, Any]:
     """Values of the named parameters of a (possibly cached) statement."""
-    params = _qry()._compiler.bind_parameters(bind)
+    params: dict[str, Any] = _qry()._compiler.bind_parameters(bind)
     for key, value in data_id.items():
         params[f"d_{key}"] = registry.universe.check_value(key, value)
     if time_ns is not None:
@@ -69,7 +70,7 @@ def _parameters(registry: Registry, bind: Mapping[str, Any], data_id: Mapping[st
 _CACHE_SIZE = 256
 
 
-def _value_key(where: str, bind: Mapping[str, Any]) -> tuple:
+def _value_key(where: str, bind: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
     """Bind values a statement embeds (not parameters): those used in POINT(ra, dec) (they pick HEALPix cells)."""
     if not where or "POINT" not in where.upper():
         return ()
@@ -82,7 +83,7 @@ def _value_key(where: str, bind: Mapping[str, Any]) -> tuple:
     return tuple((n, bind[n]) for n in sorted(set(names)))
 
 
-def _cached(registry: Registry, key: tuple, build: Any) -> Any:
+def _cached(registry: RegistryBase, key: tuple[Any, ...], build: Any) -> Any:
     """Statements are immutable: build once per query *shape*, re-run with new parameter values."""
     cache = registry._statement_cache
     found = cache.get(key)
@@ -95,8 +96,8 @@ def _cached(registry: Registry, key: tuple, build: Any) -> Any:
 
 
 def dimension_record_rows(
-    registry: Registry, element: str, where: str, bind: Mapping[str, Any], data_id: Mapping[str, int | str]
-) -> list[Mapping[str, Any]]:
+    registry: RegistryBase, element: str, where: str, bind: Mapping[str, Any], data_id: Mapping[str, int | str]
+) -> list[sa.RowMapping]:
     universe = registry.universe
     dim = universe[element]
     tree, dims, elements = _parse(registry, where, bind)
@@ -114,18 +115,18 @@ def dimension_record_rows(
         return [r._mapping for r in conn.execute(stmt)]
 
 
-def _dataset_columns(registry: Registry, dataset_table: sa.FromClause, dimensions: Iterable[str]) -> dict[str, Any]:
+def _dataset_columns(registry: RegistryBase, dataset_table: sa.FromClause, dimensions: Iterable[str]) -> dict[str, Any]:
     return {d: dataset_table.c[d] for d in dimensions}
 
 
 def _membership(
-    registry: Registry,
+    registry: RegistryBase,
     leaves: Sequence[CollectionRecord],
     dataset_table: sa.FromClause,
     time_ns: int | None,
     *,
     need_rank: bool,
-) -> tuple[list[sa.ColumnElement[bool]], sa.ColumnElement | None, list[sa.FromClause]]:
+) -> tuple[list[sa.ColumnElement[bool]], sa.ColumnElement[Any] | None, list[sa.FromClause]]:
     """Conditions restricting ``dataset_table`` to ``leaves`` and an expression ranking the match."""
     tables = registry._tables
     runs = [(i, c) for i, c in enumerate(leaves) if c.type == CollectionType.RUN]
@@ -154,7 +155,7 @@ def _membership(
     cals = [(i, c) for i, c in others if c.type == CollectionType.CALIBRATION]
     if cals:
         ct = tables.dataset_calib
-        conds = [ct.c.collection_id.in_([c.id for _, c in cals])]
+        conds: list[sa.ColumnElement[bool]] = [ct.c.collection_id.in_([c.id for _, c in cals])]
         if time_ns is not None:
             t = sa.bindparam("calib_time", time_ns, type_=sa.BigInteger)
             conds += [ct.c.valid_begin <= t, ct.c.valid_end > t]
@@ -171,7 +172,9 @@ def _membership(
     return [dataset_table.c.id == members.c.dataset_id], members.c.rank, [members]
 
 
-def _quality_filter(registry: Registry, dataset_table: sa.FromClause, flags: Sequence[str]) -> list:
+def _quality_filter(
+    registry: RegistryBase, dataset_table: sa.FromClause, flags: Sequence[str]
+) -> list[sa.ColumnElement[bool]]:
     if not flags:
         return []
     q = registry._tables.dataset_quality
@@ -183,14 +186,15 @@ def _row_to_ref(dt: DatasetType, row: Any, run_names: Mapping[int, str]) -> Data
     return DatasetRef(dt, {d: m[d] for d in dt.dimensions}, run_names[m["run_id"]], m["id"])
 
 
-def _run_names(registry: Registry, conn: sa.Connection, ids: Iterable[int]) -> dict[int, str]:
+def _run_names(registry: RegistryBase, conn: sa.Connection, ids: Iterable[int]) -> dict[int, str]:
     ids = set(ids)
     c = registry._tables.collection
-    return dict(conn.execute(sa.select(c.c.collection_id, c.c.name).where(c.c.collection_id.in_(ids))).all()) if ids \
-        else {}
+    if not ids:
+        return {}
+    return dict(conn.execute(sa.select(c.c.collection_id, c.c.name).where(c.c.collection_id.in_(ids))).tuples().all())
 
 
-def refs_by_id(registry: Registry, conn: sa.Connection, ids: Sequence[uuid.UUID]) -> list[DatasetRef]:
+def refs_by_id(registry: RegistryBase, conn: sa.Connection, ids: Sequence[uuid.UUID]) -> list[DatasetRef]:
     t = registry._tables.dataset
     rows = conn.execute(sa.select(t).where(t.c.id.in_(list(ids)))).all()
     names = _run_names(registry, conn, (r.run_id for r in rows))
@@ -203,7 +207,7 @@ def refs_by_id(registry: Registry, conn: sa.Connection, ids: Sequence[uuid.UUID]
 
 
 def find_first(
-    registry: Registry,
+    registry: RegistryBase,
     dt_id: int,
     dt: DatasetType,
     key: str,
@@ -213,7 +217,7 @@ def find_first(
     """One dataset by type and canonical data-ID key, first along ``leaves`` (one query)."""
     ds = registry._tables.dataset
 
-    def build() -> sa.Select:
+    def build() -> sa.Select[Any]:
         member_conds, rank, member_froms = _membership(registry, leaves, ds, time_ns, need_rank=True)
         stmt = (
             sa.select(ds.c.id, ds.c.run_id, *[ds.c[d] for d in dt.dimensions])
@@ -240,7 +244,7 @@ def find_first(
 
 
 def _dataset_select(
-    registry: Registry,
+    registry: RegistryBase,
     dataset_type: str | DatasetType,
     leaves: Sequence[CollectionRecord],
     *,
@@ -253,7 +257,7 @@ def _dataset_select(
     time_ns: int | None,
     find_first: bool,
     exclude_flags: Sequence[str],
-) -> tuple[sa.Select, DatasetType]:
+) -> tuple[sa.Select[Any], DatasetType]:
     universe = registry.universe
     dt_id, dt = registry._dataset_type_entry(dataset_type)
     ds = registry._tables.dataset
@@ -283,7 +287,7 @@ def _dataset_select(
 
 
 def query_datasets(
-    registry: Registry,
+    registry: RegistryBase,
     dataset_type: str | DatasetType,
     collections: str | Sequence[str],
     *,
@@ -304,7 +308,7 @@ def query_datasets(
 
 
 def _query_datasets(
-    registry: Registry,
+    registry: RegistryBase,
     dataset_type: str | DatasetType,
     collections: str | Sequence[str],
     *,
@@ -319,11 +323,11 @@ def _query_datasets(
 ) -> list[DatasetRef]:
     leaves = registry.resolve_collections(collections)
     dt_name = dataset_type if isinstance(dataset_type, str) else dataset_type.name
-    key = ("datasets", dt_name, tuple(c.id for c in leaves), where, _qry()._compiler.bind_signature(bind), _value_key(where, bind),
-           tuple(sorted(data_id)),
+    key = ("datasets", dt_name, tuple(c.id for c in leaves), where, _qry()._compiler.bind_signature(bind),
+           _value_key(where, bind), tuple(sorted(data_id)),
            find_first, time is None, tuple(exclude_flags), limit if not exclude else None)
 
-    def build() -> tuple[sa.Select, DatasetType]:
+    def build() -> tuple[sa.Select[Any], DatasetType]:
         tree, dims, elements = _parse(registry, where, bind)
         for k in data_id:
             registry.universe[k]
@@ -352,7 +356,7 @@ def _query_datasets(
 
 
 def _data_id_select(
-    registry: Registry,
+    registry: RegistryBase,
     dimensions: Iterable[str],
     *,
     tree: Any,
@@ -364,7 +368,7 @@ def _data_id_select(
     datasets: Sequence[str | DatasetType],
     leaves: Sequence[CollectionRecord] | None,
     exclude_flags: Sequence[str],
-) -> tuple[sa.Select, tuple[str, ...]]:
+) -> tuple[sa.Select[Any], tuple[str, ...]]:
     universe = registry.universe
     requested = universe.required_closure(dimensions)
     dataset_entries = [registry._dataset_type_entry(d) for d in datasets]
@@ -389,7 +393,7 @@ def _data_id_select(
 
 
 def query_data_ids(
-    registry: Registry,
+    registry: RegistryBase,
     dimensions: Iterable[str],
     *,
     where: str,
@@ -408,11 +412,12 @@ def query_data_ids(
         if collections is None:
             raise CollectionTypeError("constraining data IDs by datasets needs collections=[...] to search")
         leaves = registry.resolve_collections(collections)
-    key = ("data_ids", tuple(dimensions), where, _qry()._compiler.bind_signature(bind), _value_key(where, bind), tuple(sorted(data_id)),
+    key = ("data_ids", tuple(dimensions), where, _qry()._compiler.bind_signature(bind), _value_key(where, bind),
+           tuple(sorted(data_id)),
            tuple(d if isinstance(d, str) else d.name for d in datasets),
            tuple(c.id for c in leaves) if leaves is not None else None, tuple(exclude_flags))
 
-    def build() -> tuple[sa.Select, tuple[str, ...]]:
+    def build() -> tuple[sa.Select[Any], tuple[str, ...]]:
         tree, dims, elements = _parse(registry, where, bind)
         for k in data_id:
             registry.universe[k]
@@ -431,7 +436,7 @@ def query_data_ids(
 
 
 def query_graph(
-    registry: Registry,
+    registry: RegistryBase,
     dimensions: list[str],
     inputs: list[str | DatasetType],
     collections: str | Sequence[str],
@@ -452,7 +457,7 @@ def query_graph(
     )
     node_dims = registry.universe.required_closure(dimensions)
     graph = DatasetGraph(node_dims)
-    refs_by_type: dict[str, dict[tuple, DatasetRef]] = {}
+    refs_by_type: dict[str, dict[tuple[Any, ...], DatasetRef]] = {}
     for dt in input_types:
         found = query_datasets(
             registry, dt, collections, where=where, bind=bind, data_id=data_id, find_first=True, time=None,

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._registry_exceptions import DimensionRecordError
 from ..dimensions import FIELD_TYPES, Dimension, DimensionRecord, DimensionUniverse
 from ._timespan import Timespan
+
+if TYPE_CHECKING:
+    import sqlalchemy as sa
 
 __all__ = ["record_to_row", "row_to_record", "skypix_rows"]
 
@@ -90,7 +93,7 @@ def record_to_row(universe: DimensionUniverse, dim: Dimension, record: Mapping[s
     return row
 
 
-def row_to_record(dim: Dimension, row: Mapping[str, Any]) -> DimensionRecord:
+def row_to_record(dim: Dimension, row: Mapping[str, Any] | sa.RowMapping) -> DimensionRecord:
     """The :class:`DimensionRecord` of a table row."""
     fields: dict[str, Any] = {}
     for key in (*dim.requires, dim.key_name, *dim.implies, *dim.fields):
@@ -103,7 +106,9 @@ def row_to_record(dim: Dimension, row: Mapping[str, Any]) -> DimensionRecord:
     return DimensionRecord(dim.name, fields)
 
 
-def skypix_rows(dim: Dimension, row: Mapping[str, Any], ranges: list[tuple[int, int]] | None = None) -> list[dict]:
+def skypix_rows(
+    dim: Dimension, row: Mapping[str, Any], ranges: list[tuple[int, int]] | None = None
+) -> list[dict[str, Any]]:
     """Rows of ``<element>_skypix``: HEALPix ranges covering the record's region."""
     if not dim.has_region or row.get("region") is None:
         return []

@@ -29,11 +29,11 @@ from ._graph import DatasetGraph
 from ._index import RepositoryIndex
 from ._migrations import MIGRATIONS
 from ._provenance import ProvenanceManager, QuantumProvenance
-from ._schema import SCHEMA_VERSION, build_tables
-from ._timespan import to_tai_ns
 from ._registry_collections import CollectionsMixin
 from ._registry_datasets import DatasetsMixin
 from ._registry_dimensions import DimensionRecordsMixin
+from ._schema import SCHEMA_VERSION, build_tables
+from ._timespan import to_tai_ns
 
 __all__ = ["Registry"]
 
@@ -102,9 +102,9 @@ class Registry(DimensionRecordsMixin, CollectionsMixin, DatasetsMixin):
         self._tables = build_tables(self.universe, schema, self._db.engine.dialect.name)
         self._dataset_types: dict[str, tuple[int, DatasetType]] = {}
         self._collections: dict[str, CollectionRecord] = {}
-        self._statement_cache: dict[tuple, Any] = {}  # query shape -> compiled statement (see _querying)
+        self._statement_cache: dict[tuple[Any, ...], Any] = {}  # query shape -> compiled statement (see _querying)
         # (table, columns, dialect) -> compiled bulk INSERT: data-independent, so kept across rollbacks
-        self._insert_sql_cache: dict[tuple, tuple[str, Any, dict[str, Any]]] = {}
+        self._insert_sql_cache: dict[tuple[Any, ...], tuple[str, Any, dict[str, Any]]] = {}
         self._provenance = ProvenanceManager(self)
         self._closed = False
 
@@ -198,7 +198,7 @@ class Registry(DimensionRecordsMixin, CollectionsMixin, DatasetsMixin):
             with db.transaction() as conn:
                 md = sa.MetaData(schema=schema)
                 attrs_t = sa.Table("butler_attributes", md, autoload_with=conn)
-                attrs = dict(conn.execute(sa.select(attrs_t.c.name, attrs_t.c.value)).all())
+                attrs: dict[str, str] = dict(conn.execute(sa.select(attrs_t.c.name, attrs_t.c.value)).tuples().all())
                 version = int(attrs["schema_version"])
                 if version > SCHEMA_VERSION:
                     raise RepositoryVersionError(
@@ -404,21 +404,26 @@ class Registry(DimensionRecordsMixin, CollectionsMixin, DatasetsMixin):
         outputs: Iterable[DatasetRef],
         run: str | None = None,
         quantum_id: uuid.UUID | None = None,
+        execution_id: str | None = None,
     ) -> uuid.UUID:
         """Record how outputs were made: predicted and actual inputs, task, config, code (REQ-0095).
 
         ``actual_inputs`` must be a subset of ``predicted_inputs`` (None: all
         predicted inputs were used). Each output has at most one producer.
+        ``execution_id`` names the execution that wrote the outputs (up to 64
+        characters), so a later execution can tell its own outputs from
+        reused ones.
 
         Raises
         ------
         ProvenanceError
-            Actual inputs not predicted, unknown datasets, or an output already produced elsewhere.
+            Actual inputs not predicted, unknown datasets, an output already produced elsewhere, or an
+            ``execution_id`` longer than 64 characters.
         """
         return self._provenance.record(
             task_label, config_hash=config_hash, code_version=code_version, data_id=data_id,
             predicted=list(predicted_inputs), actual=None if actual_inputs is None else list(actual_inputs),
-            outputs=list(outputs), run=run, quantum_id=quantum_id,
+            outputs=list(outputs), run=run, quantum_id=quantum_id, execution_id=execution_id,
         )
 
     def get_provenance(self, ref: DatasetRef) -> QuantumProvenance | None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -15,6 +14,11 @@ from ..dimensions import DimensionRecord, DimensionUniverse
 from ._collections import CollectionRecord
 from ._database import Database
 from ._schema import RegistryTables
+
+if TYPE_CHECKING:
+    import os
+
+    from ._exclusions import ExclusionList
 
 __all__ = ["METADATA_TYPES", "RegistryBase", "data_id_key"]
 
@@ -37,14 +41,18 @@ class RegistryBase:
     _tables: RegistryTables
     _dataset_types: dict[str, tuple[int, DatasetType]]
     _collections: dict[str, CollectionRecord]
-    _statement_cache: dict[tuple, Any]
-    _insert_sql_cache: dict[tuple, tuple[str, Any, dict[str, Any]]]
+    _statement_cache: dict[tuple[Any, ...], Any]
+    _insert_sql_cache: dict[tuple[Any, ...], tuple[str, Any, dict[str, Any]]]
 
     if TYPE_CHECKING:  # provided by the other parts of Registry
 
         def _collection_record(self, name: str, *, missing_ok: bool = False) -> CollectionRecord: ...
 
         def _dataset_type_entry(self, dataset_type: str | DatasetType) -> tuple[int, DatasetType]: ...
+
+        def get_dataset_type(self, name: str) -> DatasetType: ...
+
+        def resolve_collections(self, collections: str | Sequence[str]) -> list[CollectionRecord]: ...
 
         def get_dataset(self, dataset_id: uuid.UUID) -> DatasetRef | None: ...
 
@@ -55,13 +63,25 @@ class RegistryBase:
             data_id: Mapping[str, int | str] | None = None,
         ) -> list[DimensionRecord]: ...
 
-        def query_datasets(self, dataset_type: str | DatasetType, collections: str | Sequence[str],
-                           **kwargs: Any) -> list[DatasetRef]: ...
+        def query_datasets(
+            self,
+            dataset_type: str | DatasetType,
+            collections: str | Sequence[str],
+            *,
+            where: str = "",
+            bind: Mapping[str, Any] | None = None,
+            data_id: Mapping[str, int | str] | None = None,
+            find_first: bool = True,
+            time: Any = None,
+            exclude_flags: Iterable[str] = (),
+            exclude: ExclusionList | str | os.PathLike[str] | None = None,
+            limit: int | None = None,
+        ) -> list[DatasetRef]: ...
 
     def _existing_keys(
         self, conn: sa.Connection, table: sa.Table, keys: Sequence[str], rows: list[dict[str, Any]]
-    ) -> set[tuple]:
-        out: set[tuple] = set()
+    ) -> set[tuple[Any, ...]]:
+        out: set[tuple[Any, ...]] = set()
         for i in range(0, len(rows), 500):
             chunk = rows[i:i + 500]
             cond = sa.tuple_(*[table.c[k] for k in keys]).in_([tuple(r[k] for k in keys) for r in chunk])
@@ -93,9 +113,9 @@ class RegistryBase:
         entry = self._insert_sql_cache.get(key)
         if entry is None:
             compiled = table.insert().compile(dialect=conn.dialect, column_keys=cols)
-            procs = {c: table.c[c].type.bind_processor(conn.dialect) for c in cols}
+            all_procs = {c: table.c[c].type.bind_processor(conn.dialect) for c in cols}
             entry = self._insert_sql_cache[key] = (str(compiled), compiled.positiontup,
-                                  {c: p for c, p in procs.items() if p is not None})
+                                  {c: p for c, p in all_procs.items() if p is not None})
         sql, order, procs = entry
         for i in range(0, len(rows), batch_size):
             batch = rows[i:i + batch_size]

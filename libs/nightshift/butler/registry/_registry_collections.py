@@ -16,8 +16,8 @@ from .._registry_exceptions import (
     MissingCollectionError,
 )
 from ._collections import CollectionRecord, CollectionType
-from ._timespan import Timespan
 from ._registry_base import RegistryBase, data_id_key
+from ._timespan import Timespan
 
 __all__ = ["CollectionsMixin"]
 
@@ -155,9 +155,10 @@ class CollectionsMixin(RegistryBase):
         if not collections:
             raise MissingCollectionError("no collections given to search; pass collections=[...]")
         cached = [self._collections.get(name) for name in collections]
-        if all(c is not None and c.type != CollectionType.CHAINED for c in cached):
+        leaves = [c for c in cached if c is not None and c.type != CollectionType.CHAINED]
+        if len(leaves) == len(cached):
             # fast path: leaf collections never change type, so their cached records are final
-            return list({c.name: c for c in cached}.values())  # type: ignore[union-attr]
+            return list({c.name: c for c in leaves}.values())
         out: list[CollectionRecord] = []
         seen: set[str] = set()
         with self._db.reading() as conn:

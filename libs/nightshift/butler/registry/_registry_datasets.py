@@ -26,8 +26,8 @@ from .._registry_exceptions import (
 )
 from . import _querying
 from ._collections import CollectionType
-from ._timespan import to_tai_ns
 from ._registry_base import METADATA_TYPES, RegistryBase, data_id_key
+from ._timespan import to_tai_ns
 
 __all__ = ["DatasetsMixin"]
 
@@ -92,7 +92,7 @@ class DatasetsMixin(RegistryBase):
             conn.execute(t.insert().values(**row))
         return True
 
-    def _dataset_type_from_row(self, row: Mapping[str, Any]) -> DatasetType:
+    def _dataset_type_from_row(self, row: sa.RowMapping) -> DatasetType:
         return DatasetType(
             row["name"], [d for d in row["dimensions"].split(",") if d], row["storage_class"],
             bool(row["is_calibration"]), json.loads(row["metadata_fields"]),
@@ -215,7 +215,9 @@ class DatasetsMixin(RegistryBase):
             if ref.run not in run_cache:
                 rec = self._collection_record(ref.run)
                 if rec.type != CollectionType.RUN:
-                    raise CollectionTypeError(f"datasets are written to RUN collections; {ref.run!r} is {rec.type.name}")
+                    raise CollectionTypeError(
+                        f"datasets are written to RUN collections; {ref.run!r} is {rec.type.name}"
+                    )
                 run_cache[ref.run] = rec.id
             if cleans is not None:
                 clean = cleans[index]
@@ -516,4 +518,4 @@ class DatasetsMixin(RegistryBase):
         """Data-quality flags of a dataset -> their comments."""
         t = self._tables.dataset_quality
         with self._db.reading() as conn:
-            return dict(conn.execute(sa.select(t.c.flag, t.c.comment).where(t.c.dataset_id == ref.id)).all())
+            return dict(conn.execute(sa.select(t.c.flag, t.c.comment).where(t.c.dataset_id == ref.id)).tuples().all())

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
@@ -11,8 +11,10 @@ from .._registry_exceptions import ConflictingDefinitionError, DimensionRecordEr
 from ..dimensions import DimensionRecord
 from . import _querying
 from ._records_io import record_to_row, row_to_record, skypix_rows
-from ._timespan import Timespan
 from ._registry_base import RegistryBase
+
+if TYPE_CHECKING:
+    from ._registry import Registry
 
 __all__ = ["DimensionRecordsMixin"]
 

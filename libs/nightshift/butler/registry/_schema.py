@@ -10,6 +10,7 @@ metadata, data-quality flags and provenance.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,17 +21,19 @@ from ..dimensions import DimensionUniverse
 __all__ = ["SCHEMA_VERSION", "RegistryTables", "build_tables"]
 
 #: Version of the table layout below; bump with a migration in ``_migrations.py``.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 NAME_LENGTH = 128
 
 
-def _key_type(universe: DimensionUniverse, dim: str) -> sa.types.TypeEngine:
+def _key_type(universe: DimensionUniverse, dim: str) -> sa.types.TypeEngine[Any]:
     d = universe[dim]
     return sa.BigInteger() if d.key_type == "int" else sa.String(d.key_length)
 
 
-_FIELD_SQL = {"int": sa.BigInteger, "float": sa.Float, "string": lambda: sa.String(256), "bool": sa.Boolean}
+_FIELD_SQL: dict[str, Callable[[], sa.types.TypeEngine[Any]]] = {
+    "int": sa.BigInteger, "float": sa.Float, "string": lambda: sa.String(256), "bool": sa.Boolean,
+}
 
 
 def _dataset_index_columns(universe: DimensionUniverse) -> list[tuple[str, ...]]:
@@ -99,7 +102,7 @@ def build_tables(universe: DimensionUniverse, schema: str | None = None, dialect
     skypix: dict[str, sa.Table] = {}
     for name in universe.names:
         d = universe[name]
-        cols: list[sa.SchemaItem] = []
+        cols: list[sa.schema.SchemaItem] = []
         for req in d.requires:
             cols.append(sa.Column(req, _key_type(universe, req), primary_key=True))
         cols.append(sa.Column(d.key_name, _key_type(universe, name), primary_key=True, autoincrement=False))
@@ -172,7 +175,7 @@ def build_tables(universe: DimensionUniverse, schema: str | None = None, dialect
         sa.Column("child_id", sa.Integer, sa.ForeignKey(collection.c.collection_id), nullable=False),
     )
 
-    ds_cols: list[sa.SchemaItem] = [
+    ds_cols: list[sa.schema.SchemaItem] = [
         sa.Column("id", sa.Uuid, primary_key=True),
         sa.Column("dataset_type_id", sa.Integer, sa.ForeignKey(dataset_type.c.dataset_type_id), nullable=False),
         sa.Column("run_id", sa.Integer, sa.ForeignKey(collection.c.collection_id), nullable=False),
@@ -196,14 +199,14 @@ def build_tables(universe: DimensionUniverse, schema: str | None = None, dialect
     ds_cols.append(sa.UniqueConstraint("data_id_key", "dataset_type_id", "run_id", name="uq_dataset_data_id_run"))
     # partial composite indexes for the selective dimension columns of `where` filters; rows whose
     # dataset type lacks the dimension (NULL) are left out, so they cost nothing on insert
-    for cols in _dataset_index_columns(universe):
-        cond = sa.text(f'"{cols[0]}" IS NOT NULL')
+    for index_cols in _dataset_index_columns(universe):
+        cond = sa.text(f'"{index_cols[0]}" IS NOT NULL')
         where: dict[str, Any] = {}
         if dialect in (None, "sqlite"):
             where["sqlite_where"] = cond
         if dialect in (None, "postgresql"):
             where["postgresql_where"] = cond
-        ds_cols.append(sa.Index(f"ix_dataset_{'_'.join(cols)}", *cols, **where))
+        ds_cols.append(sa.Index(f"ix_dataset_{'_'.join(index_cols)}", *index_cols, **where))
     dataset = sa.Table("dataset", md, *ds_cols)
 
     dataset_tag = sa.Table(
@@ -249,6 +252,8 @@ def build_tables(universe: DimensionUniverse, schema: str | None = None, dialect
         sa.Column("run_id", sa.Integer, sa.ForeignKey(collection.c.collection_id), nullable=True),
         sa.Column("data_id", sa.Text, nullable=False),
         sa.Column("recorded_ns", sa.BigInteger, nullable=False),
+        # which execution (one Executor.run) wrote the outputs; NULL when recorded outside one
+        sa.Column("execution_id", sa.String(64), nullable=True),
     )
     quantum_input = sa.Table(
         "quantum_input", md,

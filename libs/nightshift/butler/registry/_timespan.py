@@ -35,7 +35,7 @@ def to_tai_ns(value: Any) -> int:
 
     if isinstance(value, datetime.datetime):
         if value.tzinfo is not None:
-            value = value.astimezone(datetime.timezone.utc).replace(tzinfo=None)
+            value = value.astimezone(datetime.UTC).replace(tzinfo=None)
         value = Time(value, scale="utc")
     elif isinstance(value, str):
         try:

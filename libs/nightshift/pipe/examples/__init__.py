@@ -3,9 +3,20 @@
 from pathlib import Path
 
 from ._tasks import (
-    AssociateConfig, AssociateTask, PreloadConfig, PreloadTask,
-    CalibrateConfig, CalibrateTask, MeasureConfig, MeasureTask, NoopDetectorTask, NoopGlobalTask, NoopVisitTask,
-    SurveySummaryTask, VisitSummaryConfig, VisitSummaryTask,
+    AssociateConfig,
+    AssociateTask,
+    CalibrateConfig,
+    CalibrateTask,
+    MeasureConfig,
+    MeasureTask,
+    NoopDetectorTask,
+    NoopGlobalTask,
+    NoopVisitTask,
+    PreloadConfig,
+    PreloadTask,
+    SurveySummaryTask,
+    VisitSummaryConfig,
+    VisitSummaryTask,
 )
 
 #: The example pipeline's YAML file.

@@ -60,7 +60,7 @@ class MeasureTask(Task):
     ConfigClass = MeasureConfig
     config: MeasureConfig
 
-    def run(self, image: np.ndarray) -> Struct:  # type: ignore[override]
+    def run(self, image: np.ndarray) -> Struct:
         sigma = float(image.std()) or 1.0
         level = float(getattr(np, self.config.statistic)(image))
         n = int((image - level > self.config.threshold * sigma).sum())
@@ -83,7 +83,8 @@ class CalibrateConfig(PipelineTaskConfig):
     fail_detectors: list[int] = []
     fail_marker: str | None = None  # fail (for fail_detectors) only while this file exists: demonstrates resume
     crash_detectors: list[int] = []  # the worker process dies (os._exit): demonstrates crash handling
-    crash_once_marker: str | None = None  # crash only while this file exists, deleting it first: one crash, then a retry
+    # crash only while this file exists, deleting it first: one crash, then a retry
+    crash_once_marker: str | None = None
 
 
 class CalibrateTask(PipelineTask):
@@ -110,7 +111,7 @@ class CalibrateTask(PipelineTask):
             raise RuntimeError(f"detector {context.data_id['detector']} is configured to fail")
         super().run_quantum(context)
 
-    def run(self, raw: np.ndarray, bias: np.ndarray) -> Struct:  # type: ignore[override]
+    def run(self, raw: np.ndarray, bias: np.ndarray) -> Struct:
         calexp = (raw - bias) * self.config.gain
         m = self.measure.run(calexp)
         self.log.debug("measured %d detections", m.n_detections)
@@ -139,7 +140,7 @@ class VisitSummaryTask(PipelineTask):
         refs = [r for r in context.input_refs("stats") if r.data_id["detector"] not in self.config.skip_detectors]
         context.put_all(self.run([context.get_ref(r) for r in refs]))
 
-    def run(self, stats: list[dict[str, Any]]) -> Struct:  # type: ignore[override]
+    def run(self, stats: list[dict[str, Any]]) -> Struct:
         return Struct(summary={"n_detectors": len(stats),
                                "n_detections": int(sum(s["n_detections"] for s in stats if s))})
 
@@ -154,7 +155,7 @@ class SurveySummaryTask(PipelineTask):
 
     ConnectionsClass = SurveySummaryConnections
 
-    def run(self, visits: list[dict[str, Any]]) -> Struct:  # type: ignore[override]
+    def run(self, visits: list[dict[str, Any]]) -> Struct:
         return Struct(summary={"n_visits": len(visits), "n_detections": sum(v["n_detections"] for v in visits)})
 
 
@@ -169,7 +170,7 @@ class NoopDetectorTask(PipelineTask):
 
     ConnectionsClass = NoopDetectorConnections
 
-    def run(self, raw: Any) -> Struct:  # type: ignore[override]
+    def run(self, raw: Any) -> Struct:
         return Struct(out={})
 
 
@@ -183,7 +184,7 @@ class NoopVisitTask(PipelineTask):
 
     ConnectionsClass = NoopVisitConnections
 
-    def run(self, inputs: list[Any]) -> Struct:  # type: ignore[override]
+    def run(self, inputs: list[Any]) -> Struct:
         return Struct(out={})
 
 
@@ -197,7 +198,7 @@ class NoopGlobalTask(PipelineTask):
 
     ConnectionsClass = NoopGlobalConnections
 
-    def run(self, inputs: list[Any]) -> Struct:  # type: ignore[override]
+    def run(self, inputs: list[Any]) -> Struct:
         return Struct(out={})
 
 
@@ -210,6 +211,9 @@ class PreloadConfig(PipelineTaskConfig):
     """Config of :class:`PreloadTask`."""
 
     seconds: float = 1.0
+    # instead of ``seconds``: last until this file exists (a consumer announced it is waiting; at most
+    # ``seconds``, then the preload fails) — lets a test order the two quanta without racing the clock
+    until_file: str | None = None
 
 
 class PreloadTask(PipelineTask):
@@ -220,7 +224,14 @@ class PreloadTask(PipelineTask):
     config: PreloadConfig
 
     def run_quantum(self, context: QuantumContext) -> None:
-        time.sleep(self.config.seconds)
+        if self.config.until_file is None:
+            time.sleep(self.config.seconds)
+        else:
+            until, deadline = Path(self.config.until_file), time.monotonic() + self.config.seconds
+            while not until.exists():
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{until} did not appear within {self.config.seconds} s")
+                time.sleep(0.01)
         context.put("objects", {"visit": context.data_id["visit"], "objects": list(range(5))})
 
 
@@ -234,6 +245,7 @@ class AssociateConfig(PipelineTaskConfig):
     """Config of :class:`AssociateTask`."""
 
     work_seconds: float = 1.0
+    announce_file: str | None = None  # created just before waiting for the objects (see PreloadConfig)
 
 
 class AssociateTask(PipelineTask):
@@ -246,6 +258,8 @@ class AssociateTask(PipelineTask):
     def run_quantum(self, context: QuantumContext) -> None:
         image = context.get("raw")
         time.sleep(self.config.work_seconds)  # image processing, overlapping the preload
+        if self.config.announce_file is not None:
+            Path(self.config.announce_file).touch()
         t = time.time()
         objects = context.get("objects")      # blocks until the preload quantum has written them
         context.put("associations", {"n_objects": len(objects["objects"]), "waited_s": time.time() - t,

@@ -1,10 +1,10 @@
 """Executors: one core that walks the quantum graph, several places to run quanta (REQ-0018..0020)."""
 
+from ..._lazy import lazy_exports as _lazy_exports
 from ._core import Executor, ProgressCallback, WorkerSetup, run_quantum_in_worker
 from ._dask import DaskExecutor
 from ._inprocess import InProcessExecutor
 from ._multiprocess import MultiProcessExecutor
-from ..._lazy import lazy_exports as _lazy_exports
 
 # the Kafka fleet needs confluent-kafka and the event schemas (~0.5 s of imports): loaded on first use
 __getattr__, __dir__ = _lazy_exports(__name__, {

@@ -16,10 +16,12 @@ import logging
 import os
 import tempfile
 import time
+import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ParamSpec, TypeVar
 
 from .._graph import QuantumGraph
 from .._logging import LogFormat, configure_logging, pipeline_logging
@@ -27,6 +29,9 @@ from .._report import ExecutionReport, QuantumReport, QuantumStatus
 from .._runner import ButlerSpec, QuantumButlerFactory, QuantumRunner, initialize_run
 
 __all__ = ["Executor", "ProgressCallback", "WorkerSetup", "run_quantum_in_worker"]
+
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
 
 _log = logging.getLogger("nightshift.pipe.executor")
 ProgressCallback = Callable[[QuantumReport], None]
@@ -43,6 +48,7 @@ class WorkerSetup:
     deferred_timeout: float = 300.0
     log_format: LogFormat = "text"
     log_file: str | None = None
+    execution_id: str | None = None
 
 
 _RUNNERS: dict[WorkerSetup, QuantumRunner] = {}
@@ -57,7 +63,8 @@ def _runner_for(setup: WorkerSetup) -> QuantumRunner:
             old.close()
         _RUNNERS.clear()
         runner = _RUNNERS[setup] = QuantumRunner(QuantumGraph.load(setup.graph_path), setup.butler,
-                                                 memoize=setup.memoize, deferred_timeout=setup.deferred_timeout)
+                                                 memoize=setup.memoize, deferred_timeout=setup.deferred_timeout,
+                                                 execution_id=setup.execution_id)
     return runner
 
 
@@ -164,6 +171,7 @@ class Executor(ABC):
     def _run(self, graph: QuantumGraph, repo: str | None,
              graph_path: str | os.PathLike[str] | None) -> ExecutionReport:
         t0 = time.perf_counter()
+        execution_id = uuid.uuid4().hex  # recorded in the provenance of every quantum this run writes
         spec = ButlerSpec.for_graph(repo, graph) if repo is not None else None
         if spec is not None:
             factory = QuantumButlerFactory(spec)
@@ -173,11 +181,12 @@ class Executor(ABC):
                 factory.close()
         with contextlib.ExitStack() as stack:
             path = os.fspath(graph_path) if graph_path is not None else self._graph_file(graph, stack)
-            setup = WorkerSetup(path, spec, self.memoize, self.log_level, self.deferred_timeout, self.log_format,
-                                self.log_file)
+            setup = WorkerSetup(path, spec, self.memoize, self.log_level, self.deferred_timeout,
+                                log_format=self.log_format, log_file=self.log_file, execution_id=execution_id)
             pool = stack.enter_context(self._pool(graph, setup))
             reports = self._walk(graph, pool, setup)
-        report = ExecutionReport(reports, executor=self.name, wall_seconds=time.perf_counter() - t0)
+        report = ExecutionReport(reports, executor=self.name, wall_seconds=time.perf_counter() - t0,
+                                 execution_id=execution_id)
         _log.info("run finished: %s in %.2f s", report.counts(), report.wall_seconds)
         return report
 
@@ -305,8 +314,8 @@ def run_staged(executor: Executor, graph: QuantumGraph, repo: str, stage_dir: st
 class _Immediate(cf.Executor):
     """A concurrent.futures executor that runs each call at once in this thread."""
 
-    def submit(self, fn, /, *args, **kwargs):  # type: ignore[no-untyped-def,override]
-        fut: cf.Future = cf.Future()
+    def submit(self, fn: Callable[_P, _T], /, *args: _P.args, **kwargs: _P.kwargs) -> cf.Future[_T]:
+        fut: cf.Future[_T] = cf.Future()
         try:
             fut.set_result(fn(*args, **kwargs))
         except BaseException as exc:  # noqa: BLE001

@@ -47,7 +47,8 @@ class DaskExecutor(Executor):
         except ImportError as exc:  # pragma: no cover - a declared dependency
             raise ImportError('the Dask executor needs `pip install "dask[distributed]"`') from exc
         self._own_client = isinstance(client, str)
-        self.client = distributed.Client(client) if isinstance(client, str) else client
+        # distributed.Client.__init__ has no annotations
+        self.client = distributed.Client(client) if isinstance(client, str) else client  # type: ignore[no-untyped-call]
         self.batch = batch
 
     def _workers(self) -> int:

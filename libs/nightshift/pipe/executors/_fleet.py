@@ -17,6 +17,7 @@ from pathlib import Path
 from types import TracebackType
 
 from ..._exceptions import NightshiftError
+from ...events import KafkaSettings, kafka_settings
 from ._kafka import QuantumTopics
 
 __all__ = ["LocalRunnerFleet", "RunnerStartError"]
@@ -33,8 +34,8 @@ class LocalRunnerFleet:
 
     Parameters
     ----------
-    bootstrap : str
-        Kafka bootstrap servers.
+    bootstrap : KafkaSettings or str
+        Kafka brokers and authentication, handed to each runner as ``NIGHTSHIFT_KAFKA_*``.
     log_dir : path, optional
         Each runner's stderr (JSON logs) goes to ``runner-<i>.log`` there; discarded without it.
     prefix : str, optional
@@ -43,9 +44,10 @@ class LocalRunnerFleet:
         More runner settings, e.g. ``log_level="WARNING"`` → ``NIGHTSHIFT_LOG_LEVEL``.
     """
 
-    def __init__(self, bootstrap: str, log_dir: str | os.PathLike[str] | None = None, *, prefix: str | None = None,
-                 **settings: str) -> None:
-        self.bootstrap = bootstrap
+    def __init__(self, bootstrap: str | KafkaSettings, log_dir: str | os.PathLike[str] | None = None, *,
+                 prefix: str | None = None, **settings: str) -> None:
+        self.kafka = kafka_settings(bootstrap)
+        self.bootstrap = self.kafka.bootstrap_servers
         self.prefix = prefix if prefix is not None else f"fleet{uuid.uuid4().hex[:8]}."
         self.topics = QuantumTopics.with_prefix(self.prefix)
         self.log_dir = None if log_dir is None else Path(log_dir)
@@ -59,7 +61,8 @@ class LocalRunnerFleet:
         return self
 
     def _spawn(self, i: int) -> subprocess.Popen[str]:
-        env = {**os.environ, "NIGHTSHIFT_KAFKA_BOOTSTRAP": self.bootstrap, "NIGHTSHIFT_TOPIC_PREFIX": self.prefix,
+        inherited = {k: v for k, v in os.environ.items() if not k.startswith("NIGHTSHIFT_KAFKA_")}
+        env = {**inherited, **self.kafka.environment(), "NIGHTSHIFT_TOPIC_PREFIX": self.prefix,
                "NIGHTSHIFT_CONSUMER_GROUP": self.prefix + "runners", "NIGHTSHIFT_HTTP_PORT": "0",
                "NIGHTSHIFT_SERVICE_NAME": f"runner-{i}", **self.settings}
         log_path = None if self.log_dir is None else self.log_dir / f"runner-{i}.log"
@@ -70,7 +73,9 @@ class LocalRunnerFleet:
         if not line.startswith("READY"):
             proc.wait(10)
             self._close(proc)
-            where = f"see {log_path}" if log_path is not None else "run `python -m nightshift_services.runner` to see why"
+            where = (
+                f"see {log_path}" if log_path is not None else "run `python -m nightshift_services.runner` to see why"
+            )
             raise RunnerStartError(f"runner {i} did not start (exit code {proc.returncode}); {where}")
         return proc
 

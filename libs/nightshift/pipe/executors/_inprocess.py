@@ -21,7 +21,8 @@ class InProcessExecutor(Executor):
 
     @contextlib.contextmanager
     def _pool(self, graph: QuantumGraph, setup: WorkerSetup) -> Iterator[cf.Executor]:
-        runner = QuantumRunner(graph, setup.butler, memoize=setup.memoize, deferred_timeout=setup.deferred_timeout)
+        runner = QuantumRunner(graph, setup.butler, memoize=setup.memoize, deferred_timeout=setup.deferred_timeout,
+                               execution_id=setup.execution_id)
         _RUNNERS[setup] = runner
         try:
             yield _Immediate()

@@ -10,9 +10,11 @@ Runner side: :class:`QuantumEventHandler` is what the ``runner`` service
 (``nightshift_services.runner``) runs under
 :class:`nightshift.events.EventConsumer`. Runner processes in one consumer
 group share the quanta. A runner that dies mid-quantum leaves its events
-uncommitted; another runner gets them, and memoization (REQ-0031) turns the
-re-run into a reuse of the outputs that were already written, so redelivery
-has no second effect.
+uncommitted; another runner gets them. A redelivered quantum whose outputs
+were committed before its runner died is not run again: the provenance of its
+outputs names this execution, so it is answered SUCCEEDED (MEMOIZED is kept
+for outputs of earlier executions, REQ-0031), and redelivery has no second
+effect.
 
 The graph file must be readable by every runner (one machine, a shared file
 system); pass ``graph_path`` to :meth:`Executor.run` to choose where it is.
@@ -28,26 +30,39 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar, cast
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from ..._exceptions import NightshiftError
 from ...events import (
-    AsyncProducer, Event, QuantumCompleted, QuantumFailed, QuantumPlanned, decode, dlq_topic, encode, ensure_topics,
+    PRODUCER_DEFAULTS,
+    AsyncProducer,
+    Event,
+    EventError,
+    KafkaSettings,
+    QuantumCompleted,
+    QuantumFailed,
+    QuantumPlanned,
+    decode,
+    dlq_topic,
+    encode,
+    ensure_topics,
+    kafka_settings,
 )
-from ...events._errors import EventError
-from ...events._producer import PRODUCER_DEFAULTS
 from .._graph import QuantumGraph
 from .._report import QuantumReport, QuantumStatus
 from .._runner import HOST, ButlerSpec
 from ._core import Executor, WorkerSetup, _runner_for, run_quanta_in_worker
 
 __all__ = ["KafkaExecutor", "QuantumEventError", "QuantumEventHandler", "QuantumTopics"]
+
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
 
 _log = logging.getLogger("nightshift.pipe.executor")
 _NO_LEADER_YET = {KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
@@ -86,7 +101,8 @@ class QuantumTopics:
 def _small_int(value: Any, upper: int | None = None) -> int | None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0 or (upper is not None and value > upper):
         return None
-    return value
+    number: int = value
+    return number
 
 
 def planned_event(graph: QuantumGraph, index: int, setup: WorkerSetup, execution_id: str) -> QuantumPlanned:
@@ -238,7 +254,8 @@ class QuantumEventHandler:
                 "executes quanta of saved quantum graphs (quantum.planned v2)")
         spec = ButlerSpec(event.butler_repo, tuple(event.collections), event.run or "") \
             if event.butler_repo is not None else None
-        setup = WorkerSetup(event.graph_uri, spec, event.memoize, None, self.deferred_timeout)
+        setup = WorkerSetup(event.graph_uri, spec, event.memoize, None, self.deferred_timeout,
+                            execution_id=event.execution_id)
         loop = asyncio.get_running_loop()
         try:
             report = await loop.run_in_executor(self._thread, _run_guarded, setup, event, self.max_attempts)
@@ -273,16 +290,17 @@ class _KafkaPool(cf.Executor):
     no answer can be missed and answers of other executions are skipped.
     """
 
-    def __init__(self, bootstrap: str, topics: QuantumTopics, graph: QuantumGraph, *,
+    def __init__(self, kafka: KafkaSettings, topics: QuantumTopics, graph: QuantumGraph, *, execution_id: str,
                  quantum_timeout: float | None, stall_warning_s: float, config: dict[str, Any]) -> None:
         self.graph = graph
         self.topics = topics
-        self.execution_id = uuid.uuid4().hex
+        self.execution_id = execution_id
         self.quantum_timeout = quantum_timeout
         self.stall_warning_s = stall_warning_s
         self._subjects = topics.subjects()
-        self._producer = Producer({**PRODUCER_DEFAULTS, "bootstrap.servers": bootstrap, "linger.ms": 1, **config})
-        self._consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"nightshift-executor-{self.execution_id}",
+        client = kafka.librdkafka_config()
+        self._producer = Producer({**PRODUCER_DEFAULTS, **client, "linger.ms": 1, **config})
+        self._consumer = Consumer({**client, "group.id": f"nightshift-executor-{self.execution_id}",
                                    "enable.auto.commit": False, "auto.offset.reset": "latest", **config})
         self._pending: dict[uuid.UUID, tuple[_Submission, int, float]] = {}
         self._lock = threading.Lock()
@@ -321,10 +339,10 @@ class _KafkaPool(cf.Executor):
         return assignment
 
     # called by the executor core, on its thread
-    def submit(self, fn, /, *args, **kwargs):  # type: ignore[no-untyped-def,override]
+    def submit(self, fn: Callable[_P, _T], /, *args: _P.args, **kwargs: _P.kwargs) -> cf.Future[_T]:
         if fn is not run_quanta_in_worker:
             raise TypeError("the Kafka pool runs only run_quanta_in_worker(setup, indices)")
-        setup, batch = args
+        setup, batch = cast("tuple[WorkerSetup, list[int]]", args)  # run_quanta_in_worker's (setup, indices)
         future: cf.Future[list[QuantumReport]] = cf.Future()
         sub = _Submission(future, len(batch))
         deadline = time.monotonic() + self.quantum_timeout if self.quantum_timeout is not None else float("inf")
@@ -333,7 +351,7 @@ class _KafkaPool(cf.Executor):
             with self._lock:
                 self._pending[event.quantum_id] = (sub, index, deadline)
             self._produce(event, index)
-        return future
+        return cast("cf.Future[_T]", future)  # fn is run_quanta_in_worker (checked above): _T is list[QuantumReport]
 
     def _produce(self, event: QuantumPlanned, index: int) -> None:
         def delivered(err: KafkaError | None, msg: Message) -> None:
@@ -383,8 +401,11 @@ class _KafkaPool(cf.Executor):
             self._check_deadlines()
 
     def _handle(self, msg: Message) -> None:
+        topic = msg.topic()
+        assert topic is not None  # a message without an error has its topic
         try:
-            event = decode(msg.value(), expected_subject=self._subjects[msg.topic()])
+            # a tombstone (no value) is "0 bytes, too short" to the decoder, a DecodeError like any bad body
+            event = decode(msg.value() or b"", expected_subject=self._subjects[topic])
         except EventError as exc:
             _log.warning("skipping an undecodable answer on %s[%d]@%d: %s", msg.topic(), msg.partition(),
                          msg.offset(), exc)
@@ -432,8 +453,9 @@ class KafkaExecutor(Executor):
     ----------
     repo : str or os.PathLike, optional
         Butler repository, at a path every runner can open (None: no butler I/O).
-    bootstrap : str
-        Kafka bootstrap servers.
+    bootstrap : KafkaSettings or str
+        Kafka brokers and authentication (:class:`~nightshift.events.KafkaSettings`); a
+        ``host:port`` string takes the rest from the ``NIGHTSHIFT_KAFKA_*`` environment.
     topics : QuantumTopics, optional
         Topics of the fleet (standard names by default).
     max_in_flight : int
@@ -452,7 +474,7 @@ class KafkaExecutor(Executor):
 
     name = "kafka"
 
-    def __init__(self, repo: str | os.PathLike[str] | None = None, *, bootstrap: str,
+    def __init__(self, repo: str | os.PathLike[str] | None = None, *, bootstrap: str | KafkaSettings,
                  topics: QuantumTopics | None = None, max_in_flight: int = 256, quantum_timeout: float | None = None,
                  stall_warning_s: float = 30.0, create_topics: bool = True, config: dict[str, Any] | None = None,
                  **kwargs: object) -> None:
@@ -461,7 +483,8 @@ class KafkaExecutor(Executor):
             raise ValueError(f"max_in_flight must be >= 1, got {max_in_flight}")
         if quantum_timeout is not None and quantum_timeout <= 0:
             raise ValueError(f"quantum_timeout must be > 0, got {quantum_timeout}")
-        self.bootstrap = bootstrap
+        self.kafka = kafka_settings(bootstrap)
+        self.bootstrap = self.kafka.bootstrap_servers
         self.topics = topics or QuantumTopics()
         self._max_in_flight = max_in_flight
         self.quantum_timeout = quantum_timeout
@@ -477,8 +500,9 @@ class KafkaExecutor(Executor):
     @contextlib.contextmanager
     def _pool(self, graph: QuantumGraph, setup: WorkerSetup) -> Iterator[cf.Executor]:
         if self.create_topics:
-            ensure_fleet_topics(self.bootstrap, self.topics)
-        pool = _KafkaPool(self.bootstrap, self.topics, graph, quantum_timeout=self.quantum_timeout,
+            ensure_fleet_topics(self.kafka, self.topics)
+        pool = _KafkaPool(self.kafka, self.topics, graph, execution_id=setup.execution_id or uuid.uuid4().hex,
+                          quantum_timeout=self.quantum_timeout,
                           stall_warning_s=self.stall_warning_s, config=self.config)
         _log.info("execution %s: publishing %d quanta to %r", pool.execution_id, len(graph), self.topics.planned)
         try:
@@ -487,6 +511,6 @@ class KafkaExecutor(Executor):
             pool.shutdown()
 
 
-def ensure_fleet_topics(bootstrap: str, topics: QuantumTopics) -> None:
+def ensure_fleet_topics(kafka: str | KafkaSettings, topics: QuantumTopics) -> None:
     """Create the fleet's topics and the planned topic's dead-letter topic (idempotent)."""
-    ensure_topics(bootstrap, [*topics.all(), dlq_topic(topics.planned)])
+    ensure_topics(kafka, [*topics.all(), dlq_topic(topics.planned)])

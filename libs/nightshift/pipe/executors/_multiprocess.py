@@ -17,11 +17,15 @@ import multiprocessing
 import os
 from collections.abc import Callable, Iterator
 from concurrent.futures.process import BrokenProcessPool
+from typing import ParamSpec, TypeVar
 
 from .._graph import QuantumGraph
 from ._core import Executor, WorkerSetup, warm_worker
 
 __all__ = ["MultiProcessExecutor"]
+
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
 
 _log = logging.getLogger("nightshift.pipe.executor")
 
@@ -87,7 +91,7 @@ class _RestartingPool(cf.Executor):
         self._pool = factory()
         self.restarts = 0
 
-    def submit(self, fn, /, *args, **kwargs):  # type: ignore[no-untyped-def,override]
+    def submit(self, fn: Callable[_P, _T], /, *args: _P.args, **kwargs: _P.kwargs) -> cf.Future[_T]:
         try:
             return self._pool.submit(fn, *args, **kwargs)
         except BrokenProcessPool:

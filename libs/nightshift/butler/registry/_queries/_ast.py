@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Union
 
 __all__ = [
     "BinaryOp", "Identifier", "InList", "Literal", "Node", "Point", "RangeLiteral", "TimeLiteral", "TupleNode",
@@ -95,7 +94,7 @@ class InList:
     pos: int
 
 
-Node = Union[Literal, TimeLiteral, Identifier, RangeLiteral, Point, TupleNode, UnaryOp, BinaryOp, InList]
+Node = Literal | TimeLiteral | Identifier | RangeLiteral | Point | TupleNode | UnaryOp | BinaryOp | InList
 
 
 def walk(node: Node):  # type: ignore[no-untyped-def]

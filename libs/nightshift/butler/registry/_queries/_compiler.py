@@ -18,7 +18,17 @@ from ...dimensions import DimensionUniverse
 from .._schema import RegistryTables
 from .._timespan import Timespan, to_tai_ns
 from ._ast import (
-    BinaryOp, Identifier, InList, Literal, Node, Point, RangeLiteral, TimeLiteral, TupleNode, UnaryOp, walk,
+    BinaryOp,
+    Identifier,
+    InList,
+    Literal,
+    Node,
+    Point,
+    RangeLiteral,
+    TimeLiteral,
+    TupleNode,
+    UnaryOp,
+    walk,
 )
 from ._plan import JoinPlan, point_overlap, region_overlap
 
@@ -71,9 +81,9 @@ def bind_parameters(bind: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def bind_signature(bind: Mapping[str, Any]) -> tuple:
+def bind_signature(bind: Mapping[str, Any]) -> tuple[tuple[Any, ...], ...]:
     """What a compiled statement depends on in ``bind``: names and value kinds, not values."""
-    sig = []
+    sig: list[tuple[Any, ...]] = []
     for name in sorted(bind):
         value = bind[name]
         kind = _kind_of_value(value)
@@ -148,7 +158,8 @@ class WhereCompiler:
                 f"the where expression must be a condition (true/false), not a {typed.kind} value",
                 self.text, _pos(node),
             )
-        return typed.sql
+        condition: sa.ColumnElement[bool] = typed.sql
+        return condition
 
     # -- nodes ------------------------------------------------------------
 
@@ -327,6 +338,7 @@ class WhereCompiler:
                 "a timespan OVERLAPS a time T'...', a pair (T'...', T'...') or another timespan", self.text, pos
             )
         if lhs.kind == "region":
+            assert lhs.element is not None  # every "region" operand names its element (see _expr)
             if rhs.kind == "point":
                 from ....sky import point_pixel
 
@@ -338,6 +350,7 @@ class WhereCompiler:
                 return _Typed("bool", point_overlap(self.universe, self.tables, self.plan.canonical, lhs.element,
                                                     pixel))
             if rhs.kind == "region":
+                assert rhs.element is not None
                 return _Typed("bool", region_overlap(self.universe, self.tables, self.plan.canonical, lhs.element,
                                                      rhs.element))
             raise QueryTypeError("a region OVERLAPS a POINT(ra, dec) or another region", self.text, pos)

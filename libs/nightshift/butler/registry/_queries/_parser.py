@@ -29,7 +29,16 @@ from dataclasses import dataclass
 
 from ..._registry_exceptions import QuerySyntaxError
 from ._ast import (
-    BinaryOp, Identifier, InList, Literal, Node, Point, RangeLiteral, TimeLiteral, TupleNode, UnaryOp,
+    BinaryOp,
+    Identifier,
+    InList,
+    Literal,
+    Node,
+    Point,
+    RangeLiteral,
+    TimeLiteral,
+    TupleNode,
+    UnaryOp,
 )
 
 __all__ = ["parse_where"]

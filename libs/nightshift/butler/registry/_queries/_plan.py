@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -18,7 +19,7 @@ class JoinPlan:
     """FROM items, join conditions and the column holding each dimension's value."""
 
     dimensions: tuple[str, ...]
-    canonical: dict[str, sa.ColumnElement]
+    canonical: dict[str, sa.ColumnElement[Any]]
     element_tables: dict[str, sa.FromClause]
     froms: list[sa.FromClause] = field(default_factory=list)
     conditions: list[sa.ColumnElement[bool]] = field(default_factory=list)
@@ -43,7 +44,7 @@ def plan_join(
     dimensions: Iterable[str],
     *,
     field_elements: Iterable[str] = (),
-    base: Mapping[str, sa.ColumnElement] | None = None,
+    base: Mapping[str, sa.ColumnElement[Any]] | None = None,
 ) -> JoinPlan:
     """Plan the joins that give values to ``dimensions``.
 
@@ -62,7 +63,7 @@ def plan_join(
     if _needs_full_closure(universe, full):
         full = universe.full_closure(needed)
     full_set = set(full)
-    canonical: dict[str, sa.ColumnElement] = dict(base or {})
+    canonical: dict[str, sa.ColumnElement[Any]] = dict(base or {})
     fe = set(field_elements)
     plan = JoinPlan(full, canonical, {})
     for name in full:
@@ -119,7 +120,7 @@ def plan_join(
 
 
 def _skypix_keys(
-    universe: DimensionUniverse, alias: sa.FromClause, element: str, canonical: Mapping[str, sa.ColumnElement]
+    universe: DimensionUniverse, alias: sa.FromClause, element: str, canonical: Mapping[str, sa.ColumnElement[Any]]
 ) -> list[sa.ColumnElement[bool]]:
     dim = universe[element]
     return [alias.c[k] == canonical[k] for k in (*dim.requires, element)]
@@ -128,7 +129,7 @@ def _skypix_keys(
 def region_overlap(
     universe: DimensionUniverse,
     tables: RegistryTables,
-    canonical: Mapping[str, sa.ColumnElement],
+    canonical: Mapping[str, sa.ColumnElement[Any]],
     a: str,
     b: str,
 ) -> sa.ColumnElement[bool]:
@@ -148,7 +149,7 @@ def region_overlap(
 def point_overlap(
     universe: DimensionUniverse,
     tables: RegistryTables,
-    canonical: Mapping[str, sa.ColumnElement],
+    canonical: Mapping[str, sa.ColumnElement[Any]],
     element: str,
     pixel: int,
 ) -> sa.ColumnElement[bool]:
