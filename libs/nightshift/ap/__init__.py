@@ -24,6 +24,8 @@ from ._isr import IsrConfig, IsrResult, coarse_background, find_cosmic_rays, int
 from ._masks import MaskPlane
 from ._measure import PsfPhotometry, gaussian_centroid, psf_photometry, stamps, weighted_moments
 from ._psf import PsfModel, fit_psf, gaussian_kernel
+from ._subtract import SubtractConfig, SubtractResult, prepare_template, psf_matching_basis, subtract_images
+from ._warp import PixelMapping, pixel_mapping, warp_exposure
 
 __all__ = [
     "Amplifier",
@@ -43,10 +45,13 @@ __all__ = [
     "MaskPlane",
     "MissingInputError",
     "PhotometryError",
+    "PixelMapping",
     "PsfFitError",
     "PsfMatchError",
     "PsfModel",
     "PsfPhotometry",
+    "SubtractConfig",
+    "SubtractResult",
     "as_box",
     "characterize",
     "coarse_background",
@@ -57,9 +62,14 @@ __all__ = [
     "gaussian_kernel",
     "interpolate_masked",
     "njy_per_count",
+    "pixel_mapping",
+    "prepare_template",
+    "psf_matching_basis",
     "psf_photometry",
     "run_isr",
     "stamps",
+    "subtract_images",
+    "warp_exposure",
     "weighted_moments",
     "zero_point",
 ]

@@ -161,11 +161,11 @@ def psf_photometry(image: NDArray[np.floating], variance: NDArray[np.floating], 
     h = psf.half
     ix, iy = np.round(x).astype(np.int64), np.round(y).astype(np.int64)
     p = psf.images_at(x - ix, y - iy).astype(np.float64)
-    d, outside = stamps(image, ix, iy, h)
-    v, _ = stamps(variance, ix, iy, h, fill=np.inf)
+    d_raw, outside = stamps(image, ix, iy, h)
+    v_raw, _ = stamps(variance, ix, iy, h, fill=np.inf)
     m, _ = stamps(mask, ix, iy, h, fill=int(MaskPlane.NO_DATA))
-    d = d.astype(np.float64)
-    v = v.astype(np.float64)
+    d: NDArray[np.float64] = np.asarray(d_raw, np.float64)
+    v: NDArray[np.float64] = np.asarray(v_raw, np.float64)
     good = ~outside & ((m.astype(np.int64) & bits) == 0) & np.isfinite(v) & (v > 0)
     with np.errstate(divide="ignore", invalid="ignore"):
         w = np.where(good, p / v, 0.0)
@@ -182,5 +182,6 @@ def psf_photometry(image: NDArray[np.floating], variance: NDArray[np.floating], 
     c0, c1 = max(0, h - 2), h + 3
     mask_or = np.bitwise_or.reduce(m[:, c0:c1, c0:c1].reshape(x.size, -1).astype(np.int64), axis=1) \
         if x.size else np.zeros(0, np.int64)
-    return PsfPhotometry(flux, err, chi2, ndata.astype(np.int64), outside.any(axis=(1, 2)), nogood,
+    edge = np.asarray(outside.any(axis=(1, 2)), bool)
+    return PsfPhotometry(flux, err, chi2, ndata.astype(np.int64), edge, nogood,
                          mask_or, m[:, h, h].astype(np.int64))
