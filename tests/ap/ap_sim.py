@@ -137,3 +137,29 @@ def to_raw(image_e: NDArray[np.float32], detector: DetectorGeometry, *, overscan
 
 def exposure_from(image: NDArray[np.float32], variance: NDArray[np.float32], wcs: WCS) -> Exposure:
     return Exposure(image=image, variance=variance, wcs=wcs)
+
+
+def make_pair(shape: tuple[int, int] = (512, 512), *, seed: int = 11, sci_sigma: float = 2.0,
+              tmpl_sigma: float = 1.3, extra=None, template_extra=None, template_shift=(7.3, -4.6),
+              rotation: float = 0.3, n_stars: int = 500, half_width_deg: float = 0.02, sky_level: float = 600.0,
+              template_var: float = 60.0):
+    """(sky, science exposure in e- with NJYPERCT=2, template on its own grid in nJy) sharing one sky.
+
+    ``extra`` / ``template_extra``: (x, y, flux) point sources added only to the science (e-) / template
+    (nJy, template pixel coordinates).
+    """
+    sky = Sky.random(n_stars, half_width_deg=half_width_deg, seed=seed, mag_range=(16.5, 23.0))
+    wcs_s = make_wcs(shape)
+    sci, sci_model = render(sky, wcs_s, shape, psf_sigma=sci_sigma, njy_per_e=2.0, sky_level=sky_level, seed=seed,
+                            extra=extra)
+    sci -= sky_level
+    sci_exp = Exposure(image=sci, variance=np.clip(sci_model, 1, None) + 25.0, wcs=wcs_s)
+    sci_exp.metadata["NJYPERCT"] = 2.0
+    tshape = (shape[0] + 48, shape[1] + 48)
+    wcs_t = make_wcs(tshape, rotation_deg=rotation, shift=template_shift)
+    t_img, _ = render(sky, wcs_t, tshape, psf_sigma=tmpl_sigma, njy_per_e=1.0, sky_level=0.0, noise=False,
+                      extra=template_extra)
+    rng = np.random.default_rng(seed + 2)
+    t_img = t_img + rng.normal(0, np.sqrt(template_var), tshape).astype(np.float32)
+    tmpl = Exposure(image=t_img, variance=np.full(tshape, template_var, np.float32), wcs=wcs_t)
+    return sky, sci_exp, tmpl

@@ -9,6 +9,7 @@ photometry (:func:`forced_photometry`) and alert cutouts
 
 from ._astrometry import AstrometryConfig, AstrometryResult, fit_astrometry
 from ._characterize import CharacterizeConfig, CharacterizeResult, characterize, njy_per_count, zero_point
+from ._dia import RELIABILITY_VERSION, DiaDetectConfig, DiaSources, detect_and_measure, reliability_score
 from ._exceptions import (
     ApError,
     ApInputError,
@@ -24,6 +25,7 @@ from ._isr import IsrConfig, IsrResult, coarse_background, find_cosmic_rays, int
 from ._masks import MaskPlane
 from ._measure import PsfPhotometry, gaussian_centroid, psf_photometry, stamps, weighted_moments
 from ._psf import PsfModel, fit_psf, gaussian_kernel
+from ._rows import apdb_rows
 from ._subtract import SubtractConfig, SubtractResult, prepare_template, psf_matching_basis, subtract_images
 from ._warp import PixelMapping, pixel_mapping, warp_exposure
 
@@ -39,6 +41,8 @@ __all__ = [
     "CharacterizeResult",
     "Detector",
     "DetectorGeometry",
+    "DiaDetectConfig",
+    "DiaSources",
     "FitError",
     "IsrConfig",
     "IsrResult",
@@ -50,11 +54,14 @@ __all__ = [
     "PsfMatchError",
     "PsfModel",
     "PsfPhotometry",
+    "RELIABILITY_VERSION",
     "SubtractConfig",
     "SubtractResult",
+    "apdb_rows",
     "as_box",
     "characterize",
     "coarse_background",
+    "detect_and_measure",
     "find_cosmic_rays",
     "fit_astrometry",
     "fit_psf",
@@ -66,6 +73,7 @@ __all__ = [
     "prepare_template",
     "psf_matching_basis",
     "psf_photometry",
+    "reliability_score",
     "run_isr",
     "stamps",
     "subtract_images",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -13,8 +14,8 @@ from ._psf import PsfModel
 __all__ = ["PsfPhotometry", "gaussian_centroid", "psf_photometry", "stamps", "weighted_moments"]
 
 
-def stamps(array: NDArray[np.generic], x: NDArray[np.integer], y: NDArray[np.integer], half: int,
-           fill: float | int = 0) -> tuple[NDArray[np.generic], NDArray[np.bool_]]:
+def stamps(array: NDArray[Any], x: NDArray[np.integer], y: NDArray[np.integer], half: int,
+           fill: float | int = 0) -> tuple[NDArray[Any], NDArray[np.bool_]]:
     """``(n, 2h+1, 2h+1)`` stamps of ``array`` centred on integer pixels (x, y), and which pixels are off the image.
 
     Off-image pixels take ``fill``.
