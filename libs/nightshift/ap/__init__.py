@@ -7,8 +7,10 @@ photometry (:func:`forced_photometry`) and alert cutouts
 (:func:`make_cutouts`). See ``docs/science.md``.
 """
 
+from ._associate import AssociationResult, associate, dia_object_summary
 from ._astrometry import AstrometryConfig, AstrometryResult, fit_astrometry
 from ._characterize import CharacterizeConfig, CharacterizeResult, characterize, njy_per_count, zero_point
+from ._cutouts import MAX_CUTOUT, MIN_CUTOUT, AlertCutouts, Cutout, cutout_size, make_cutouts
 from ._dia import RELIABILITY_VERSION, DiaDetectConfig, DiaSources, detect_and_measure, reliability_score
 from ._exceptions import (
     ApError,
@@ -20,6 +22,7 @@ from ._exceptions import (
     PsfFitError,
     PsfMatchError,
 )
+from ._forced import forced_photometry
 from ._geometry import Amplifier, AmplifierGeometry, Detector, DetectorGeometry, as_box
 from ._isr import IsrConfig, IsrResult, coarse_background, find_cosmic_rays, interpolate_masked, run_isr
 from ._masks import MaskPlane
@@ -30,15 +33,18 @@ from ._subtract import SubtractConfig, SubtractResult, prepare_template, psf_mat
 from ._warp import PixelMapping, pixel_mapping, warp_exposure
 
 __all__ = [
+    "AlertCutouts",
     "Amplifier",
     "AmplifierGeometry",
     "ApError",
     "ApInputError",
+    "AssociationResult",
     "AstrometryConfig",
     "AstrometryFitError",
     "AstrometryResult",
     "CharacterizeConfig",
     "CharacterizeResult",
+    "Cutout",
     "Detector",
     "DetectorGeometry",
     "DiaDetectConfig",
@@ -46,6 +52,8 @@ __all__ = [
     "FitError",
     "IsrConfig",
     "IsrResult",
+    "MAX_CUTOUT",
+    "MIN_CUTOUT",
     "MaskPlane",
     "MissingInputError",
     "PhotometryError",
@@ -59,15 +67,20 @@ __all__ = [
     "SubtractResult",
     "apdb_rows",
     "as_box",
+    "associate",
     "characterize",
     "coarse_background",
+    "cutout_size",
     "detect_and_measure",
+    "dia_object_summary",
     "find_cosmic_rays",
     "fit_astrometry",
     "fit_psf",
+    "forced_photometry",
     "gaussian_centroid",
     "gaussian_kernel",
     "interpolate_masked",
+    "make_cutouts",
     "njy_per_count",
     "pixel_mapping",
     "prepare_template",
