@@ -27,6 +27,7 @@ from ._geometry import Amplifier, AmplifierGeometry, Detector, DetectorGeometry,
 from ._isr import IsrConfig, IsrResult, coarse_background, find_cosmic_rays, interpolate_masked, run_isr
 from ._masks import MaskPlane
 from ._measure import PsfPhotometry, gaussian_centroid, psf_photometry, stamps, weighted_moments
+from ._process import ApConfig, ApResult, process_detector
 from ._psf import PsfModel, fit_psf, gaussian_kernel
 from ._rows import apdb_rows
 from ._subtract import SubtractConfig, SubtractResult, prepare_template, psf_matching_basis, subtract_images
@@ -36,8 +37,10 @@ __all__ = [
     "AlertCutouts",
     "Amplifier",
     "AmplifierGeometry",
+    "ApConfig",
     "ApError",
     "ApInputError",
+    "ApResult",
     "AssociationResult",
     "AstrometryConfig",
     "AstrometryFitError",
@@ -84,6 +87,7 @@ __all__ = [
     "njy_per_count",
     "pixel_mapping",
     "prepare_template",
+    "process_detector",
     "psf_matching_basis",
     "psf_photometry",
     "reliability_score",

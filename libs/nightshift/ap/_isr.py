@@ -16,8 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+import sep
 from numpy.typing import NDArray
-from scipy import ndimage
 
 from ..butler.formatters import Exposure
 from ._exceptions import ApInputError
@@ -152,11 +152,10 @@ def run_isr(
         image[sy, sx] = seg
         mask[sy, sx] |= np.where(sat, int(MaskPlane.SAT), 0).astype(np.int32)
         variance[sy, sx] = np.float32(amp.read_noise) ** 2
-    good = np.isfinite(variance)
     if bias is not None:
         image -= np.asarray(bias, np.float32)
-    # Poisson variance from the signal in electrons, before the flat.
-    variance[good] += np.clip(image[good], 0.0, None)
+    # Poisson variance from the signal in electrons, before the flat (inf, for corrupt amplifiers, stays inf)
+    variance += np.maximum(image, np.float32(0))
     if flat is not None:
         f = np.asarray(flat, np.float32)
         bad_flat = ~np.isfinite(f) | (f <= 0.05)
@@ -202,7 +201,7 @@ def _corrupt_reason(data: F32, overscan: F32, sat: NDArray[np.bool_], saturation
 
 
 def coarse_background(image: F32, usable: NDArray[np.bool_] | None = None, block: int = 128) -> F32:
-    """A smooth background: block medians (``block`` px) interpolated bilinearly back to full size.
+    """A smooth background: ``sep``'s mesh of clipped block modes (``block`` px), spline-interpolated.
 
     Parameters
     ----------
@@ -211,33 +210,17 @@ def coarse_background(image: F32, usable: NDArray[np.bool_] | None = None, block
     usable : numpy.ndarray of bool, optional
         Pixels to use (others ignored).
     block : int
-        Block size in pixels.
+        Mesh size in pixels.
 
     Returns
     -------
     numpy.ndarray
         Background, float32, same shape.
     """
-    ny, nx = image.shape
-    by, bx = max(1, -(-ny // block)), max(1, -(-nx // block))
-    pad = np.full((by * block, bx * block), np.nan, np.float32)
-    pad[:ny, :nx] = np.where(usable, image, np.nan) if usable is not None else image
-    blocks = pad.reshape(by, block, bx, block).transpose(0, 2, 1, 3).reshape(by, bx, -1)
-    with np.errstate(all="ignore"):
-        import warnings
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            med = np.nanmedian(blocks, axis=2)
-    if np.isnan(med).all():
-        return np.zeros_like(image, dtype=np.float32)
-    med = np.where(np.isnan(med), np.nanmedian(med), med)
-    # block centres -> pixel coordinates
-    yy = (np.arange(ny, dtype=np.float32) + 0.5) / block - 0.5
-    xx = (np.arange(nx, dtype=np.float32) + 0.5) / block - 0.5
-    out = ndimage.map_coordinates(med.astype(np.float32), np.meshgrid(np.clip(yy, 0, by - 1), np.clip(xx, 0, bx - 1),
-                                                                      indexing="ij"), order=1, mode="nearest")
-    return np.asarray(out, np.float32)
+    img = np.ascontiguousarray(image, dtype=np.float32)
+    mask = None if usable is None else ~usable
+    bkg = sep.Background(img, mask=mask, bw=block, bh=block)
+    return np.asarray(bkg.back(dtype=np.float32), np.float32)
 
 
 def find_cosmic_rays(
@@ -280,40 +263,55 @@ def find_cosmic_rays(
         The cosmic-ray mask.
     """
     img = np.asarray(image, np.float32)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        sigma = np.sqrt(np.asarray(variance, np.float32))
-    sigma = np.where(np.isfinite(sigma), sigma, np.float32(np.inf)).astype(np.float32)
-    p = np.pad(img, 1, mode="edge")
-    c = p[1:-1, 1:-1]
-    reduced = c - np.float32(neighbour_nsigma) * sigma
-    cand = c > np.float32(nsigma) * sigma
-    if not cand.any():
-        return cand
+    var = np.asarray(variance, np.float32)
+    ny, nx = img.shape
+    # candidates first (a few per cent of the pixels): c > nsigma * sigma  <=>  c > 0 and c² > nsigma² var
+    cand = (img > 0) & (img * img > np.float32(nsigma**2) * var)
+    cand[0, :] = cand[-1, :] = False
+    cand[:, 0] = cand[:, -1] = False
+    cy, cx = np.nonzero(cand)
+    if not cy.size:
+        return np.zeros(img.shape, bool)
+    c = img[cy, cx]
+    sig = np.sqrt(var[cy, cx])
+    reduced = c - np.float32(neighbour_nsigma) * sig
     r1 = np.float32(np.exp(-1.0 / (2 * psf_sigma**2)))
     r2 = np.float32(np.exp(-2.0 / (2 * psf_sigma**2)))
-    sharp = np.zeros_like(cand)
-    pairs = (
-        ((1, 0), (1, 2), r1), ((0, 1), (2, 1), r1),
-        ((0, 0), (2, 2), r2), ((0, 2), (2, 0), r2),
-    )
-    ny, nx = img.shape
-    for (ay, ax), (by_, bx_), r in pairs:
-        mean = 0.5 * (p[ay:ay + ny, ax:ax + nx] + p[by_:by_ + ny, bx_:bx_ + nx])
+    sharp = np.zeros(cy.size, bool)
+    for (dy, dx), r in (((0, 1), r1), ((1, 0), r1), ((1, 1), r2), ((1, -1), r2)):
+        mean = 0.5 * (img[cy + dy, cx + dx] + img[cy - dy, cx - dx])
         sharp |= reduced * r > mean
-    core = cand & sharp
-    if not core.any():
+    core = np.zeros(img.shape, bool)
+    core[cy[sharp], cx[sharp]] = True
+    if not sharp.any():
         return core
-    wings = img > np.float32(neighbour_nsigma) * sigma
-    crs = ndimage.binary_dilation(core, structure=np.ones((3, 3), bool)) & wings | core
+    # wings: neighbours of a core above neighbour_nsigma
+    near = _grow(core, 1)
+    wy, wx = np.nonzero(near & ~core)
+    wing = img[wy, wx] > np.float32(neighbour_nsigma) * np.sqrt(var[wy, wx])
+    crs = core.copy()
+    crs[wy[wing], wx[wing]] = True
     if grow > 0:
-        crs = ndimage.binary_dilation(crs, structure=np.ones((3, 3), bool), iterations=grow)
+        crs = _grow(crs, grow)
     return np.asarray(crs, bool)
+
+
+def _grow(mask: NDArray[np.bool_], by: int) -> NDArray[np.bool_]:
+    """Dilate a sparse ``mask`` by a square of half-size ``by`` (only around its set pixels)."""
+    ys, xs = np.nonzero(mask)
+    out = mask.copy()
+    ny, nx = mask.shape
+    for dy in range(-by, by + 1):
+        for dx in range(-by, by + 1):
+            out[np.clip(ys + dy, 0, ny - 1), np.clip(xs + dx, 0, nx - 1)] = True
+    return out
 
 
 def interpolate_masked(image: F32, bad: NDArray[np.bool_], size: int = 5) -> None:
     """Replace ``bad`` pixels in place by the mean of the good pixels in a ``size`` × ``size`` window.
 
-    Pixels with no good neighbour are widened once more (``3 * size``); any left get 0.
+    Only the bad pixels' windows are read (vectorised stamps), so the cost scales with the number of bad
+    pixels, not the image. Pixels with no good neighbour are widened once (``3 * size``); any left get 0.
 
     Parameters
     ----------
@@ -322,22 +320,27 @@ def interpolate_masked(image: F32, bad: NDArray[np.bool_], size: int = 5) -> Non
     bad : numpy.ndarray of bool
         Pixels to replace.
     size : int
-        Window size.
+        Window size (odd).
     """
-    if not bad.any():
+    ys, xs = np.nonzero(bad)
+    if not ys.size:
         return
-    ys, xs = np.nonzero(ndimage.binary_dilation(bad, iterations=3 * size))
-    y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
-    sub = image[y0:y1, x0:x1]
-    sb = bad[y0:y1, x0:x1]
-    good = (~sb).astype(np.float32)
+    ny, nx = image.shape
+    todo = np.ones(ys.size, bool)
+    fill = np.zeros(ys.size, np.float32)
     for win in (size, 3 * size):
-        num = ndimage.uniform_filter(np.where(sb, 0, sub).astype(np.float32), win, mode="nearest")
-        den = ndimage.uniform_filter(good, win, mode="nearest")
-        fill = sb & (den > 1e-6)
-        sub[fill] = num[fill] / den[fill]
-        sb = sb & ~fill
-        good = (~sb).astype(np.float32)
-        if not sb.any():
+        if not todo.any():
             break
-    sub[sb] = 0.0
+        h = win // 2
+        off = np.arange(-h, h + 1)
+        yy = np.clip(ys[todo, None, None] + off[None, :, None], 0, ny - 1)
+        xx = np.clip(xs[todo, None, None] + off[None, None, :], 0, nx - 1)
+        vals = image[yy, xx]
+        good = ~bad[yy, xx]
+        cnt = good.sum(axis=(1, 2))
+        mean = np.where(good, vals, 0).sum(axis=(1, 2)) / np.maximum(cnt, 1)
+        idx = np.nonzero(todo)[0]
+        ok = cnt > 0
+        fill[idx[ok]] = mean[ok]
+        todo[idx[ok]] = False
+    image[ys, xs] = fill

@@ -77,7 +77,7 @@ class SubtractConfig:
     spatial_degree: int = 1
     background_degree: int = 1
     kernel_half: int | None = None
-    max_stamps: int = 250
+    max_stamps: int = 150
     min_stamps: int = 10
     n_patches: int = 4
     clip_nsigma: float = 3.0
@@ -302,7 +302,13 @@ def subtract_images(
         for _ in range(3):
             a = (design[use] * w[use, :, None]).reshape(-1, design.shape[-1])
             bvec = (rhs[use] * w[use]).ravel()
-            sol, _res, rank, _sv = np.linalg.lstsq(a, bvec, rcond=1e-10)
+            # normal equations (one GEMM) instead of an SVD of the tall matrix; rank from the small matrix
+            ata = a.T @ a
+            atb = a.T @ bvec
+            scale_d = np.sqrt(np.clip(np.diag(ata), 1e-300, None))
+            ata_n = ata / np.outer(scale_d, scale_d)
+            rank = int(np.linalg.matrix_rank(ata_n, tol=1e-10))
+            sol = np.linalg.lstsq(ata_n, atb / scale_d, rcond=1e-12)[0] / scale_d
             coef = np.asarray(sol, np.float64)
             if rank < design.shape[-1] // 2:
                 raise PsfMatchError("the PSF-matching kernel fit is singular: too few or too similar stamps",

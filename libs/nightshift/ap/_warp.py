@@ -6,7 +6,7 @@ with astropy on a coarse grid and represented by a cubic polynomial in
 over one detector is smooth to < 0.01 px); the full-resolution mapping is
 then a handful of vectorised multiply-adds, and the pixels are resampled
 with :func:`scipy.ndimage.map_coordinates` (cubic spline for the image,
-linear for the variance, nearest for the mask bits). Pixels that map outside
+nearest for the smooth variance and for the mask bits). Pixels that map outside
 the template get ``NO_DATA``.
 """
 
@@ -146,20 +146,34 @@ def warp_exposure(source: Exposure, target_wcs: WCS, target_shape: tuple[int, in
     if mapping.max_residual > max_residual:
         raise ApInputError(f"the pixel mapping is not smooth enough for a cubic polynomial "
                            f"(residual {mapping.max_residual:.3f} px > {max_residual}): use a finer grid")
-    xs, ys = mapping.evaluate()
+    ny, nx = target_shape
     sny, snx = source.image.shape
-    outside = (xs < -0.5) | (xs > snx - 0.5) | (ys < -0.5) | (ys > sny - 0.5)
-    coords = np.stack([ys, xs])
     img = np.asarray(source.image, np.float32)
-    warped = ndimage.map_coordinates(img, coords, order=order, mode="nearest", output=np.float32)
+    # prefilter once (a cubic spline needs it), then resample row blocks: the coordinate arrays stay small
+    coeffs = ndimage.spline_filter(img, order=order, output=np.float32, mode="nearest") if order > 1 else img
     var_in = np.asarray(source.variance, np.float32)
     var_in = np.where(np.isfinite(var_in), var_in, np.float32(0)).astype(np.float32)
-    var = ndimage.map_coordinates(var_in, coords, order=1, mode="nearest", output=np.float32)
     src_mask = np.asarray(source.mask)
-    mask = ndimage.map_coordinates(src_mask, coords, order=0, mode="nearest").astype(np.int32)
-    if outside.any():
-        mask[outside] |= int(MaskPlane.NO_DATA)
-        warped[outside] = 0.0
-        var[outside] = np.inf
+    any_mask = bool(src_mask.any())
+    warped = np.empty(target_shape, np.float32)
+    var = np.empty(target_shape, np.float32)
+    mask = np.empty(target_shape, np.int32)
+    block = 256
+    for r0 in range(0, ny, block):
+        rows = slice(r0, min(ny, r0 + block))
+        xs, ys = mapping.evaluate(rows)
+        coords = np.stack([ys, xs])
+        ndimage.map_coordinates(coeffs, coords, order=order, mode="nearest", prefilter=False, output=warped[rows])
+        # the variance of a template is smooth: nearest-neighbour resampling is enough
+        ndimage.map_coordinates(var_in, coords, order=0, mode="nearest", output=var[rows])
+        if any_mask:
+            ndimage.map_coordinates(src_mask, coords, order=0, mode="nearest", output=mask[rows])
+        else:
+            mask[rows] = 0
+        outside = (xs < -0.5) | (xs > snx - 0.5) | (ys < -0.5) | (ys > sny - 0.5)
+        if outside.any():
+            mask[rows][outside] |= int(MaskPlane.NO_DATA)
+            warped[rows][outside] = 0.0
+            var[rows][outside] = np.inf
     return Exposure(image=warped, mask=mask, variance=var, wcs=target_wcs, psf=source.psf,
                     metadata=source.metadata.copy())
