@@ -31,6 +31,18 @@ from ._process import ApConfig, ApResult, process_detector
 from ._psf import PsfModel, fit_psf, gaussian_kernel
 from ._rows import apdb_rows
 from ._subtract import SubtractConfig, SubtractResult, prepare_template, psf_matching_basis, subtract_images
+from ._tasks import (
+    AssociateDiaTask,
+    AssociateDiaTaskConfig,
+    CharacterizeTask,
+    CharacterizeTaskConfig,
+    DetectAndMeasureTask,
+    DetectAndMeasureTaskConfig,
+    IsrTask,
+    IsrTaskConfig,
+    SubtractTask,
+    SubtractTaskConfig,
+)
 from ._warp import PixelMapping, pixel_mapping, warp_exposure
 
 __all__ = [
@@ -41,13 +53,19 @@ __all__ = [
     "ApError",
     "ApInputError",
     "ApResult",
+    "AssociateDiaTask",
+    "AssociateDiaTaskConfig",
     "AssociationResult",
     "AstrometryConfig",
     "AstrometryFitError",
     "AstrometryResult",
     "CharacterizeConfig",
     "CharacterizeResult",
+    "CharacterizeTask",
+    "CharacterizeTaskConfig",
     "Cutout",
+    "DetectAndMeasureTask",
+    "DetectAndMeasureTaskConfig",
     "Detector",
     "DetectorGeometry",
     "DiaDetectConfig",
@@ -55,6 +73,8 @@ __all__ = [
     "FitError",
     "IsrConfig",
     "IsrResult",
+    "IsrTask",
+    "IsrTaskConfig",
     "MAX_CUTOUT",
     "MIN_CUTOUT",
     "MaskPlane",
@@ -68,6 +88,8 @@ __all__ = [
     "RELIABILITY_VERSION",
     "SubtractConfig",
     "SubtractResult",
+    "SubtractTask",
+    "SubtractTaskConfig",
     "apdb_rows",
     "as_box",
     "associate",
