@@ -15,12 +15,16 @@ Dipoles: a positive and a negative source closer than
 and fluxes) and merged into one source with ``isDipole`` set when the two
 lobes have comparable flux.
 
-Reliability (``reliabilityVersion = "ns-heuristic-1"``): a product of three
+Reliability (``reliabilityVersion = "ns-heuristic-1"``): a product of
 factors in [0, 1] — PSF likeness of the size (``exp(-½ (ln q / 0.35)²)``
 with ``q`` the ratio of the source's second-moment trace to the PSF's),
-goodness of the PSF fit (``exp(-max(0, χ²/ν − 2) / 4)``) and the unmasked
-fraction of the PSF footprint — times 0.3 for a dipole. Its separation of
-real and bogus is measured in ``docs/science.md``.
+goodness of the PSF fit (``exp(-max(0, χ²/ν − 2) / 4)``), the unmasked
+fraction of the PSF footprint, a logistic in the PSF-fit S/N
+(``1 / (1 + exp(-(|S/N| − 5) / 0.5))``: matched-filter peaks whose PSF fit
+is weak) and a penalty for sitting on a much brighter static source
+(``1 / (1 + (|templateFlux / psfFlux| / 20)²)``: subtraction residuals of
+bright stars) — times 0.3 for a dipole. Its separation of real and bogus is
+measured in ``docs/science.md``.
 
 Artefact cuts (``cut_artefacts``): sources with a cosmic ray, bad pixel,
 saturation or no data at their centre, sources within ``edge_margin`` of the
@@ -105,12 +109,20 @@ class DiaSources:
 
 
 def reliability_score(size_ratio: NDArray[np.floating], chi2_per_dof: NDArray[np.floating],
-                      good_fraction: NDArray[np.floating], is_dipole: NDArray[np.bool_]) -> NDArray[np.float64]:
+                      good_fraction: NDArray[np.floating], is_dipole: NDArray[np.bool_],
+                      snr: NDArray[np.floating] | None = None,
+                      template_ratio: NDArray[np.floating] | None = None) -> NDArray[np.float64]:
     """The ``ns-heuristic-1`` real/bogus score in [0, 1] (see the module docstring)."""
     q = np.clip(np.nan_to_num(np.asarray(size_ratio, float), nan=10.0), 1e-3, None)
     chi = np.nan_to_num(np.asarray(chi2_per_dof, float), nan=100.0)
     score = (np.exp(-0.5 * (np.log(q) / 0.35) ** 2) * np.exp(-np.clip(chi - 2.0, 0, None) / 4.0)
              * np.clip(np.asarray(good_fraction, float), 0, 1))
+    if snr is not None:
+        s = np.abs(np.nan_to_num(np.asarray(snr, float)))
+        score = score / (1.0 + np.exp(-(s - 5.0) / 0.5))
+    if template_ratio is not None:
+        t = np.nan_to_num(np.asarray(template_ratio, float), nan=0.0)
+        score = score / (1.0 + (t / 20.0) ** 2)
     return np.asarray(np.where(is_dipole, 0.3 * score, score), np.float64)
 
 
@@ -334,7 +346,6 @@ def detect_and_measure(
     good_frac = 1.0 - (w_psf * bad_pix).sum(axis=(1, 2))
     with np.errstate(invalid="ignore", divide="ignore"):
         chi_dof = phot.chi2 / np.maximum(phot.ndata - 1, 1)
-    rel = reliability_score(size_ratio, chi_dof, good_frac, is_dipole)
     # -- pixel flags
     mo, mc = phot.mask_or, phot.mask_center
 
@@ -387,6 +398,9 @@ def detect_and_measure(
 
     sci_f, sci_e = flux_on(science)
     tmp_f, tmp_e = flux_on(template)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        t_ratio = np.abs(tmp_f) / np.maximum(np.abs(phot.flux * scale), 1e-30)
+    rel = reliability_score(size_ratio, chi_dof, good_frac, is_dipole, snr, t_ratio)
     ra, dec = difference.wcs.all_pix2world(cx, cy, 0)
     pix_scale = float(np.sqrt(abs(np.linalg.det(difference.wcs.pixel_scale_matrix)))) * 3600.0
     with np.errstate(invalid="ignore", divide="ignore"):
