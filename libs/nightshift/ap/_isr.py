@@ -150,7 +150,7 @@ def run_isr(
         if amp.flip_y:
             seg, sat = seg[::-1], sat[::-1]
         image[sy, sx] = seg
-        mask[sy, sx] |= np.where(sat, int(MaskPlane.SAT), 0).astype(np.int32)
+        mask[sy, sx] |= sat * np.int32(MaskPlane.SAT)
         variance[sy, sx] = np.float32(amp.read_noise) ** 2
     if bias is not None:
         image -= np.asarray(bias, np.float32)
@@ -172,7 +172,7 @@ def run_isr(
     if cfg.do_cosmic_rays:
         usable = (mask & int(MaskPlane.NO_DATA)) == 0
         bkg = coarse_background(image, usable)
-        cr = find_cosmic_rays(image - bkg, np.where(usable, variance, np.inf).astype(np.float32),
+        cr = find_cosmic_rays(image - bkg, np.where(usable, variance, np.float32(np.inf)),
                               psf_sigma=cfg.cr_psf_sigma, nsigma=cfg.cr_nsigma, grow=cfg.cr_grow)
         cr &= usable
         mask[cr] |= int(MaskPlane.CR | MaskPlane.INTRP)
@@ -265,15 +265,21 @@ def find_cosmic_rays(
     img = np.asarray(image, np.float32)
     var = np.asarray(variance, np.float32)
     ny, nx = img.shape
-    # candidates first (a few per cent of the pixels): c > nsigma * sigma  <=>  c > 0 and c² > nsigma² var
-    cand = (img > 0) & (img * img > np.float32(nsigma**2) * var)
+    # candidates in two passes: above nsigma times the smallest sigma (a few per cent of the pixels), then
+    # the per-pixel test on those only
+    vmin = float(np.min(var)) if var.size else 0.0
+    if not np.isfinite(vmin):
+        return np.zeros(img.shape, bool)
+    cand = img > np.float32(nsigma * np.sqrt(max(vmin, 0.0)))
     cand[0, :] = cand[-1, :] = False
     cand[:, 0] = cand[:, -1] = False
     cy, cx = np.nonzero(cand)
-    if not cy.size:
-        return np.zeros(img.shape, bool)
     c = img[cy, cx]
     sig = np.sqrt(var[cy, cx])
+    keep = c > np.float32(nsigma) * sig
+    cy, cx, c, sig = cy[keep], cx[keep], c[keep], sig[keep]
+    if not cy.size:
+        return np.zeros(img.shape, bool)
     reduced = c - np.float32(neighbour_nsigma) * sig
     r1 = np.float32(np.exp(-1.0 / (2 * psf_sigma**2)))
     r2 = np.float32(np.exp(-2.0 / (2 * psf_sigma**2)))
