@@ -163,9 +163,10 @@ def characterize(exposure: Exposure, refcat: Table, initial_wcs: WCS | None = No
     variance = np.asarray(exposure.variance, np.float32)
     unusable = (mask & int(MaskPlane.unusable())) != 0
     bkg = sep.Background(image, mask=unusable, bw=cfg.background_box, bh=cfg.background_box)
-    background = bkg.back().astype(np.float32)
+    background = bkg.back().astype(np.float32, copy=False)
     sub = image - background
-    err = np.sqrt(np.where(np.isfinite(variance) & (variance > 0), variance, np.float32(1e30))).astype(np.float32)
+    err = np.sqrt(np.where(np.isfinite(variance) & (variance > 0), variance, np.float32(1e30)))
+    err = err.astype(np.float32, copy=False)
     # detection mask: only pixels with no data; saturated/CR pixels keep their interpolated/clipped values
     nodata = (mask & int(MaskPlane.NO_DATA | MaskPlane.BAD)) != 0
     sep.set_extract_pixstack(max(300000, image.size // 20))

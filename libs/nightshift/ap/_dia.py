@@ -132,8 +132,8 @@ def _significance(diff: Exposure, sigma: float) -> NDArray[np.float32]:
     bad = ((np.asarray(diff.mask) & int(MaskPlane.NO_DATA)) != 0) | ~np.isfinite(var)
     finite_var = var[~bad]
     typical = np.float32(np.median(finite_var)) if finite_var.size else np.float32(1.0)
-    d = np.where(bad, np.float32(0), img).astype(np.float32)
-    v = np.where(bad, typical, var).astype(np.float32)
+    d = np.where(bad, np.float32(0), img).astype(np.float32, copy=False)
+    v = np.where(bad, typical, var).astype(np.float32, copy=False)
     num = ndimage.gaussian_filter(d, sigma, mode="constant", truncate=3.0)
     # G ⊛ D / sqrt(G² ⊛ V), with G² ⊛ V ≈ V Σ G² = V / (4π s²): the variance is smooth on the PSF scale
     # except on bright stars, where it only lowers the significance slightly (a conservative error)

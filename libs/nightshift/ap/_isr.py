@@ -132,8 +132,8 @@ def run_isr(
             raise ApInputError(f"amplifier {amp.name}: raw data box {data_box} and assembled box {out_box} differ")
         if os_box.shape[0] != data_box.shape[0]:
             raise ApInputError(f"amplifier {amp.name}: the serial overscan must span the data rows")
-        data = raw[data_box.slices].astype(np.float32)
-        overscan = raw[os_box.slices].astype(np.float32)
+        data = raw[data_box.slices].astype(np.float32, copy=False)
+        overscan = raw[os_box.slices].astype(np.float32, copy=False)
         sat = data >= amp.saturation
         reason = _corrupt_reason(data, overscan, sat, amp.saturation, cfg.max_bad_fraction)
         sy, sx = out_box.slices
@@ -159,7 +159,7 @@ def run_isr(
     if flat is not None:
         f = np.asarray(flat, np.float32)
         bad_flat = ~np.isfinite(f) | (f <= 0.05)
-        f = np.where(bad_flat, 1.0, f).astype(np.float32)
+        f = np.where(bad_flat, 1.0, f).astype(np.float32, copy=False)
         image /= f
         variance /= f * f
         mask[bad_flat] |= int(MaskPlane.BAD)

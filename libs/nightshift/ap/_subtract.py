@@ -17,8 +17,7 @@ matches the science PSF, then subtracted:
   iterative rejection of stamps whose χ²/pixel is an outlier (variables,
   neighbours, cosmic-ray residues).
 * Application: the kernel is evaluated at the centre of each of
-  ``n_patches × n_patches`` patches and each patch convolved by FFT
-  (overlap-add), a piecewise-constant approximation of the smooth
+  ``n_patches × n_patches`` patches and each patch convolved by FFT, a piecewise-constant approximation of the smooth
   spatial variation.
 * Planes: ``var_diff = var_sci + var_tmpl ⊛ K²`` (the template variance is
   smooth, so ``⊛ K² ≈ Σ K² ×``), masks are ORed, the template mask grown
@@ -350,7 +349,7 @@ def subtract_images(
     # -- apply the kernel patch by patch
     conv_img = np.zeros_like(sci)
     var_t = np.asarray(template.variance, np.float32)
-    var_t = np.where(np.isfinite(var_t), var_t, np.float32(0)).astype(np.float32)
+    var_t = np.where(np.isfinite(var_t), var_t, np.float32(0)).astype(np.float32, copy=False)
     var_conv = np.zeros_like(sci)
     tpad = np.pad(np.where(nodata_t, np.float32(0), tmp), kh, mode="edge")
     edges_y = np.linspace(0, ny, cfg.n_patches + 1).astype(int)
@@ -362,7 +361,8 @@ def subtract_images(
             k = kernel_at(0.5 * (x0 + x1 - 1), 0.5 * (y0 + y1 - 1))
             ksum.append(float(k.sum()))
             patch = tpad[y0:y1 + 2 * kh, x0:x1 + 2 * kh]
-            conv_img[y0:y1, x0:x1] = signal.oaconvolve(patch, k[::-1, ::-1].astype(np.float32), mode="valid")
+            kf = k[::-1, ::-1].astype(np.float32)
+            conv_img[y0:y1, x0:x1] = signal.fftconvolve(patch, kf, mode="valid")
             var_conv[y0:y1, x0:x1] = var_t[y0:y1, x0:x1] * np.float32((k**2).sum())
     if bg_coef.any():
         uu, vv = norm_uv(np.arange(nx, dtype=np.float64), np.arange(ny, dtype=np.float64))
@@ -379,13 +379,13 @@ def subtract_images(
             grown = ndimage.maximum_filter(plane.view(np.uint8), size=2 * kh + 1) > 0
             tmask_grown[grown] |= int(bit)
     mask = (smask | tmask_grown).astype(np.int32)
-    var = (np.asarray(science.variance, np.float32) + var_conv).astype(np.float32)
+    var = (np.asarray(science.variance, np.float32) + var_conv).astype(np.float32, copy=False)
     nodata = (mask & int(MaskPlane.NO_DATA)) != 0
     diff_img[nodata] = 0.0
     var[nodata] = np.inf
     diag.update(kernel_sum_min=min(ksum), kernel_sum_max=max(ksum))
-    diff = Exposure(image=diff_img.astype(np.float32), mask=mask, variance=var, wcs=science.wcs, psf=science.psf,
-                    metadata=science.metadata.copy())
+    diff = Exposure(image=diff_img.astype(np.float32, copy=False), mask=mask, variance=var, wcs=science.wcs,
+                    psf=science.psf, metadata=science.metadata.copy())
     matched = Exposure(image=conv_img, mask=tmask_grown, variance=var_conv, wcs=science.wcs, psf=science.psf)
     return SubtractResult(diff, matched, float(np.median(ksum)), diag)
 

@@ -69,9 +69,9 @@ class PixelMapping:
                 if jj == j:
                     pu_x += self.cx[k] * u**i
                     pu_y += self.cy[k] * u**i
-            vj = (v**j)[:, None].astype(np.float32)
-            xs += vj * pu_x[None, :].astype(np.float32)
-            ys += vj * pu_y[None, :].astype(np.float32)
+            vj = (v**j)[:, None].astype(np.float32, copy=False)
+            xs += vj * pu_x[None, :].astype(np.float32, copy=False)
+            ys += vj * pu_y[None, :].astype(np.float32, copy=False)
         return xs, ys
 
 
@@ -152,7 +152,7 @@ def warp_exposure(source: Exposure, target_wcs: WCS, target_shape: tuple[int, in
     # prefilter once (a cubic spline needs it), then resample row blocks: the coordinate arrays stay small
     coeffs = ndimage.spline_filter(img, order=order, output=np.float32, mode="nearest") if order > 1 else img
     var_in = np.asarray(source.variance, np.float32)
-    var_in = np.where(np.isfinite(var_in), var_in, np.float32(0)).astype(np.float32)
+    var_in = np.where(np.isfinite(var_in), var_in, np.float32(0)).astype(np.float32, copy=False)
     src_mask = np.asarray(source.mask)
     any_mask = bool(src_mask.any())
     warped = np.empty(target_shape, np.float32)
