@@ -23,6 +23,7 @@ PACKAGES = [
     "nightshift.obs",
     "nightshift.obs.sim",
     "nightshift.efd",
+    "nightshift.ap",
 ]
 
 
