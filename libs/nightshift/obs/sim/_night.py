@@ -68,9 +68,11 @@ def plan_night(n_visits: int, *, instrument: str = "LSSTCam-sim", day_obs: int =
 
 def next_visit_payload(obs: Observation, detectors: Sequence[int], seed: int = 0) -> dict[str, Any]:
     """The ``nextVisit`` event an observatory would send ~20 s before the exposure starts."""
-    from astropy.time import Time
+    import datetime
 
-    issued = Time(obs.begin, scale="tai").utc.to_datetime().timestamp() - 20.0
+    # TAI - UTC has been 37 s since 2017 (no astropy UTC conversion: it may look for a newer leap-second table)
+    begin_utc = datetime.datetime.fromisoformat(obs.begin).replace(tzinfo=datetime.UTC)
+    issued = begin_utc.timestamp() - 37.0 - 20.0
     return {
         "event_id": str(uuid.uuid5(_NAMESPACE, f"{seed}/{obs.instrument}/{obs.exposure_id}")),
         "instrument": obs.instrument, "group_id": obs.obs_id, "visit": obs.exposure_id, "day_obs": obs.day_obs,
