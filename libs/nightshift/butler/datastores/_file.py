@@ -1,6 +1,7 @@
-"""A datastore of files, on a POSIX file system or an S3 object store.
+"""A datastore of files, on a POSIX file system, an S3 object store or a WebDAV server.
 
-One class over two storage backends (:class:`PosixBackend`, :class:`S3Backend`):
+One class over three storage backends (:class:`PosixBackend`, :class:`S3Backend`,
+:class:`DavBackend`):
 paths come from file templates, formats from the formatter configuration, and
 each dataset has a small JSON record (``_records/<id>.json``, written last)
 holding its relative path, formatter, storage class, size and checksum. A
@@ -12,8 +13,13 @@ Put, step by step (each step can fail; every failure undoes the earlier ones):
    POSIX, a local temporary directory for S3);
 2. fsync;
 3. checksum (sha256) and size;
-4. publish: rename into place (POSIX; atomic, DMS-MWBT-REQ-0030) or upload (S3);
+4. publish: rename into place (POSIX; atomic, DMS-MWBT-REQ-0030), upload (S3)
+   or PUT aside and MOVE into place (WebDAV);
 5. write the record.
+
+Component and subset reads (a ``bbox`` cutout) from a backend with byte
+ranges (WebDAV) fetch only the bytes the formatter asks for, when the
+formatter can read from a seekable stream (``reads_streams``).
 """
 
 from __future__ import annotations
@@ -270,6 +276,18 @@ class FileDatastore(Datastore):
         in_formatter = {k: v for k, v in params.items() if k in formatter.read_parameters}
         in_memory = {k: v for k, v in params.items() if k not in in_formatter}
         full_read = component is None and not params
+        if self._ranged_read_possible(record, formatter, component, full_read):
+            try:
+                with self.backend.open_ranged(record.path, record.size) as stream:
+                    obj = formatter.read_stream(stream, target_sc, component, in_formatter)
+            except OSError as exc:
+                raise DatastoreError(f"ranged read of {self.backend.uri(record.path)} failed: {exc}") from exc
+            if in_memory:
+                try:
+                    obj = target_sc.delegate().handle_parameters(obj, in_memory)
+                except (ValueError, TypeError) as exc:
+                    raise UnsupportedParameterError(str(exc)) from exc
+            return obj
         try:
             with self._local_file(record, full_read) as path:
                 if component is None or component in formatter.read_components:
@@ -288,6 +306,22 @@ class FileDatastore(Datastore):
             except (ValueError, TypeError) as exc:
                 raise UnsupportedParameterError(str(exc)) from exc
         return obj
+
+    def _ranged_read_possible(self, record: StoredRecord, formatter: Any, component: str | None,
+                              full_read: bool) -> bool:
+        """Whether a component/subset read can fetch byte ranges instead of the whole remote file.
+
+        Only partial reads qualify (a full read is verified against the
+        checksum, which needs every byte), only on a backend with
+        ``open_ranged`` (WebDAV) and a formatter with ``read_stream``, and
+        only when the file is not already in the local cache.
+        """
+        if full_read or not hasattr(self.backend, "open_ranged") or not getattr(formatter, "reads_streams", False):
+            return False
+        if component is not None and component not in formatter.read_components:
+            return False
+        ext = Path(record.path).suffix
+        return not (self.cache is not None and record.checksum and self.cache.contains(record.checksum, ext))
 
     # -- other operations ---------------------------------------------------------------------------
     def exists(self, ref: DatasetRef) -> bool:
