@@ -22,10 +22,10 @@ from nightshift.butler._storage_class import StorageClassError
 from nightshift.butler.datastores import (
     ChainedDatastore,
     DatasetExistsError,
-    DavBackend,
     DatasetNotFoundError,
     Datastore,
     DatastoreError,
+    DavBackend,
     FileDatastore,
     InMemoryDatastore,
     PosixBackend,

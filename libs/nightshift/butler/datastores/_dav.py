@@ -111,8 +111,8 @@ class DavBackend:
     timeout : float
         Seconds for connecting and for each read.
     readahead : int
-        Minimum bytes fetched per ranged read (header scans read 2880-byte
-        blocks one at a time; a small read-ahead saves round trips).
+        Minimum bytes fetched by a sequential ranged read (header scans read
+        2880-byte blocks one at a time; a small read-ahead saves round trips).
     verify : bool or str
         TLS verification for ``davs://`` (a CA bundle path, or False).
     """
@@ -393,7 +393,7 @@ class DavBackend:
         if size is None:
             size = self.size(rel)
             if size is None:
-                raise DatasetNotFoundError(f"WebDAV file {self.uri(rel)} does not exist")
+                raise DatasetNotFoundError(f"WebDAV file {self.uri(rel)} does not exist (HTTP 404)")
         return DavRangeFile(self, rel, size)
 
     def read_range(self, rel: str, start: int, stop: int) -> bytes:
@@ -424,8 +424,10 @@ class DavBackend:
 class DavRangeFile(io.RawIOBase):
     """A seekable, read-only view of one WebDAV file; each read is an HTTP ``Range`` request.
 
-    A read fetches at least ``backend.readahead`` bytes and keeps the last
-    block, so sequential small reads (FITS header blocks) cost one request.
+    A read that continues where the last one ended (sequential: FITS header
+    blocks) fetches at least ``backend.readahead`` bytes and keeps them, so a
+    header scan costs one request per few blocks; a read after a seek (a
+    cutout's next row) fetches exactly the bytes asked for.
     """
 
     def __init__(self, backend: DavBackend, rel: str, size: int) -> None:
@@ -436,6 +438,7 @@ class DavRangeFile(io.RawIOBase):
         self._pos = 0
         self._block_start = 0
         self._block = b""
+        self._last_end = 0
         self.name = backend.uri(rel)
 
     def readable(self) -> bool:
@@ -462,14 +465,15 @@ class DavRangeFile(io.RawIOBase):
         end = self._pos + want
         block_end = self._block_start + len(self._block)
         if not (self._block_start <= self._pos and end <= block_end):
-            stop = min(self._size, max(end, self._pos + self._backend.readahead))
+            ahead = self._backend.readahead if self._pos == self._last_end else 0
+            stop = min(self._size, max(end, self._pos + ahead))
             self._block = self._backend.read_range(self._rel, self._pos, stop)
             self._block_start = self._pos
             if len(self._block) < want:
                 raise DatasetCorruptError(f"{self.name} is shorter than its recorded size of {self._size} bytes")
         offset = self._pos - self._block_start
         view[:want] = self._block[offset:offset + want]
-        self._pos = end
+        self._pos = self._last_end = end
         return want
 
     def readall(self) -> bytes:

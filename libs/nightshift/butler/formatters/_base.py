@@ -5,10 +5,13 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, BinaryIO, ClassVar
+from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar
 
 from .._storage_class import StorageClass
 from ._exceptions import UnsupportedParameterError
+
+if TYPE_CHECKING:
+    from .._file_provenance import FileProvenance
 
 __all__ = ["Formatter"]
 
@@ -70,6 +73,18 @@ class Formatter(ABC):
         FormatterError
             If the object cannot be written in this format.
         """
+
+    def write_with_provenance(self, obj: Any, path: Path, provenance: FileProvenance) -> bool:
+        """Write ``obj`` with its provenance inside the file, where the format has a place for it.
+
+        The default writes, then appends a ``PROVENANCE`` HDU (FITS) or sets
+        a root attribute (HDF5). Returns False when the format holds no
+        metadata; the datastore then writes a JSON sidecar (DMS-MWBT-REQ-0096).
+        """
+        from .._file_provenance import embed_after_write
+
+        self.write(obj, path)
+        return embed_after_write(path, provenance)
 
     @abstractmethod
     def read(
