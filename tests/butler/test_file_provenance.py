@@ -112,3 +112,19 @@ def test_sidecar_goes_with_the_dataset(tmp_path: Path) -> None:
     with pytest.raises(Exception):  # noqa: B017, PT011 - any formatter error; the point is what is left
         ds.put({"v": object()}, ref, provenance=_parents())
     assert not any(p.is_file() for p in (tmp_path / "repo").rglob("*"))
+
+
+def test_transfer_carries_the_sidecar(tmp_path: Path) -> None:
+    """A dataset copied to another repository's datastore keeps its provenance, sidecar included."""
+    from nightshift.butler.datastores import transfer_dataset
+
+    src = FileDatastore(PosixBackend(tmp_path / "a"))
+    dst = FileDatastore(PosixBackend(tmp_path / "b"))
+    ref = DatasetRef(DatasetType("metric", ["instrument", "visit"], "StructuredDataDict"),
+                     {"instrument": "Cam", "visit": 1}, RUN)
+    src.put({"v": 1}, ref, provenance=_parents())
+    transfer_dataset(src, dst, ref)
+    got = read_file_provenance(dst.backend.local_path(dst.record(ref).path))
+    assert got == _parents().for_output(ref)
+    dst.remove(ref)
+    assert not any(p.is_file() for p in (tmp_path / "b").rglob("*"))
