@@ -140,3 +140,59 @@ def test_butler_repository_on_webdav(tmp_path: Path, dav_endpoint: str, unique_n
     with Butler(tmp_path / "r", collections=["r1"]) as b:
         cut = b.get("calexp", instrument="Cam", visit=1, detector=1, parameters={"bbox": Box(1, 2, 11, 12)})
         np.testing.assert_array_equal(cut.image, exp.image[2:12, 1:11])
+
+
+def test_the_token_is_never_logged(dav_endpoint: str, unique_name: str, caplog: pytest.LogCaptureFixture) -> None:
+    """Even at DEBUG (httpx and httpcore log every request), no log line holds the token."""
+    token = os.environ["DAV_TOKEN"]
+    with caplog.at_level("DEBUG"):
+        ds = _datastore(dav_endpoint, unique_name)
+        ds.put(make_exposure((16, 16)), calexp_ref())
+        ds.get(calexp_ref(), parameters={"bbox": Box(0, 0, 4, 4)})
+        bad = DavBackend(f"{dav_endpoint}/{unique_name}", token=token + "x", max_attempts=1)
+        with pytest.raises(DatastorePermissionError):
+            bad.get_bytes("x")
+    assert any("HTTP Request" in r.getMessage() for r in caplog.records)  # the requests were logged...
+    assert token not in caplog.text  # ...without the token
+
+
+def test_server_errors_are_retried_then_reported(unique_name: str) -> None:
+    """5xx answers are retried with backoff; then StorageUnavailableError names the URL and the status."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    hits: list[str] = []
+
+    class Failing(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            hits.append(self.path)
+            self.send_response(503)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Failing)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"dav://127.0.0.1:{server.server_address[1]}/{unique_name}"
+        backend = DavBackend(url, token="t", max_attempts=3)
+        with pytest.raises(StorageUnavailableError, match=rf"{url}/x\.json: HTTP 503 .*after 3 attempt"):
+            backend.get_bytes("x.json")
+        assert len(hits) == 3
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=30)
+
+
+def test_dav_urls() -> None:
+    from nightshift.butler.datastores import DatastoreError
+    from nightshift.butler.datastores._dav import http_url
+
+    assert http_url("dav://h:1/p") == "http://h:1/p" and http_url("davs://h/p") == "https://h/p"
+    assert http_url("https://h/p") == "https://h/p"
+    with pytest.raises(DatastoreError, match="not a WebDAV URL"):
+        http_url("s3://bucket/key")

@@ -136,7 +136,7 @@ class DavBackend:
         self.base = http_url(self.root_url) + "/"
         parts = urlsplit(self.base)
         self._origin = f"{parts.scheme}://{parts.netloc}"
-        self._base_path = parts.path
+        self._base_path = unquote(parts.path)  # hrefs of a listing are compared decoded
         if isinstance(token, str):
             token = SecretStr(token)
         self._token = token if token is not None else DavSettings().token
@@ -216,7 +216,7 @@ class DavBackend:
 
     def _mkcols(self, rel: str) -> None:
         """Make the collections above ``rel``, the root's included, not seen yet (405: already there)."""
-        parts = [p for p in self._base_path.split("/") if p] + [quote(p) for p in rel.split("/")[:-1] if p]
+        parts = [quote(p) for p in self._base_path.split("/") if p] + [quote(p) for p in rel.split("/")[:-1] if p]
         path = ""
         for part in parts:
             path = f"{path}/{part}"
