@@ -25,6 +25,17 @@ apdb
 efd
     The Engineering and Facility Database: base telemetry topics and per-visit
     summaries on PostgreSQL.
+obs
+    Instruments (cameras, detectors, amplifiers, filters), header translation
+    through astro-metadata-translator, headers-only raw ingest, and the camera
+    simulator (``obs.sim``) that renders raws with known truth.
+ap
+    Alert Production science: ISR, characterization, template warping and
+    PSF-matched subtraction, DIA detection and measurement, association, forced
+    photometry and alert cutouts.
+alerts
+    Rubin-format alert packets from APDB tables: the column-wise Avro encoder,
+    FITS cutouts, the publisher, the archive and the consumer tools.
 cli
     The ``nightshift`` command: thin click commands over the packages above.
 

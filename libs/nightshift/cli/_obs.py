@@ -8,7 +8,8 @@ from contextlib import contextmanager
 
 import click
 
-from ._butler import _errors, _open, butler
+from ._butler import _open, butler
+from ._errors import cli_errors as _errors
 
 __all__ = ["ingest_raws_cmd", "register_instrument_cmd"]
 

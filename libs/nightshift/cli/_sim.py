@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from ._butler import _errors, _open
+from ._butler import _open
+from ._errors import cli_errors as _errors
 from ._obs import _progress
 
 __all__ = ["sim"]
