@@ -16,6 +16,7 @@ from ._dataset_type import DatasetType
 
 if TYPE_CHECKING:
     from ._butler import Butler, ButlerConfigError
+    from ._file_provenance import FileProvenance, ProvenanceDataset, read_file_provenance
     from ._file_templates import FileTemplate, FileTemplateError, FileTemplates
     from ._repository_chain import LocatedDataset, RepositoryChain
     from ._storage_class import StorageClass, StorageClassError, StorageClassFactory
@@ -28,6 +29,9 @@ if TYPE_CHECKING:
 _LAZY = {
     "Butler": "._butler",
     "ButlerConfigError": "._butler",
+    "FileProvenance": "._file_provenance",
+    "ProvenanceDataset": "._file_provenance",
+    "read_file_provenance": "._file_provenance",
     "FileTemplate": "._file_templates",
     "FileTemplateError": "._file_templates",
     "FileTemplates": "._file_templates",
@@ -74,11 +78,13 @@ __all__ = [
     "DimensionUniverse",
     "ExclusionList",
     "Exposure",
+    "FileProvenance",
     "FileTemplate",
     "FileTemplateError",
     "FileTemplates",
     "FormatterError",
     "LocatedDataset",
+    "ProvenanceDataset",
     "QueryDefinition",
     "Registry",
     "RegistryError",
@@ -91,4 +97,5 @@ __all__ = [
     "deterministic_dataset_id",
     "ingest_reference_catalog",
     "load_reference_catalog",
+    "read_file_provenance",
 ]

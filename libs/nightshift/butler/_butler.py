@@ -42,6 +42,7 @@ from .datastores import (
 from .registry import INDEX_ENV, MissingCollectionError, Registry, RepositoryIndex
 
 if TYPE_CHECKING:
+    from ._file_provenance import FileProvenance
     from .external import Selections
 
 __all__ = ["Butler", "ButlerConfigError"]
@@ -340,6 +341,7 @@ class Butler(RepositoryOperations):
         *,
         run: str | None = None,
         metadata: Mapping[str, Any] | None = None,
+        provenance: FileProvenance | None = None,
         **kwargs: int | str,
     ) -> DatasetRef:
         """Store ``obj``; returns its full, resolved :class:`DatasetRef` (DMS-MWBT-REQ-0075).
@@ -362,6 +364,9 @@ class Butler(RepositoryOperations):
         ----------
         metadata : mapping, optional
             Values of declared metadata fields, overriding what the object holds.
+        provenance : FileProvenance, optional
+            Parents and raw ancestors to write into the file (or its sidecar),
+            as the pipeline framework does for quantum outputs (DMS-MWBT-REQ-0096).
 
         Raises
         ------
@@ -387,7 +392,7 @@ class Butler(RepositoryOperations):
             with self.registry.transaction():
                 (ref,) = self.registry.insert_datasets(dt, [full_id], run,
                                                      metadata=[values] if values else None)
-                self.datastore.put(obj, ref)
+                self.datastore.put(obj, ref, provenance)
                 written = ref
         except BaseException:
             if written is not None:  # the commit failed after the file was written

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._dataset_ref import DatasetRef
 from ._dataset_type import DatasetType
+from ._file_provenance import SIDECAR_SUFFIX
 from .datastores import DatastorePermissionError, DatastoreTrash, TransferMode, transfer_dataset
 from .registry import CollectionType, ConflictingDefinitionError
 
@@ -121,7 +122,8 @@ class RepositoryOperations:
         Each file is named :meth:`FileTemplates.file_name` plus its stored
         extension: the same name whatever the storage (POSIX, S3) and the same
         as :meth:`export_file` gives, unique across the repository. Checksums
-        are verified on the way.
+        are verified on the way. A ``<file>.provenance.json`` sidecar (the
+        provenance of a format without metadata) comes along.
 
         Returns
         -------
@@ -146,11 +148,15 @@ class RepositoryOperations:
         for ref in refs:
             dest = out / (templates.file_name(ref) + Path(record(ref).path).suffix)
             tmp = dest.with_name(f".{dest.name}.part")
+            side = Path(f"{tmp}{SIDECAR_SUFFIX}")  # the provenance sidecar of a format without metadata
             try:
                 export(ref, tmp)
+                if side.exists():
+                    os.replace(side, f"{dest}{SIDECAR_SUFFIX}")
                 os.replace(tmp, dest)
             finally:
                 tmp.unlink(missing_ok=True)
+                side.unlink(missing_ok=True)
             written.append(dest)
         return written
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import __version__
 from ..butler import DatasetRef
+from ..butler._file_provenance import FileProvenance
 from ._context import QuantumContext
 from ._exceptions import OutputExistsError, PipelineError, QuantumExecutionError
 from ._graph import METADATA_CONNECTION, Quantum, QuantumGraph
@@ -299,11 +300,15 @@ class QuantumRunner:
         }
         items = [(ctx.pending[c.name], ctx.output_ref(c.name)) for c in node.of_kind("output") if c.name in ctx.pending]
         items.append((metadata, ctx.metadata_ref))
+        # the files carry their parents and raw ancestors too, readable without the registry (REQ-0096)
+        provenance = FileProvenance.from_quantum(butler.registry, ctx.actual_inputs.values(), task_label=node.label,
+                                                 quantum_id=str(quantum.id))
         written: list[DatasetRef] = []
         try:
             with butler.registry.transaction():
                 for obj, predicted in items:
-                    ref = butler.put(obj, predicted.dataset_type, dict(predicted.data_id), run=predicted.run)
+                    ref = butler.put(obj, predicted.dataset_type, dict(predicted.data_id), run=predicted.run,
+                                     provenance=provenance)
                     written.append(ref)
                     if ref.id != predicted.id:
                         raise QuantumExecutionError(

@@ -5,10 +5,13 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar
 
 from .._storage_class import StorageClass
 from ._exceptions import UnsupportedParameterError
+
+if TYPE_CHECKING:
+    from .._file_provenance import FileProvenance
 
 __all__ = ["Formatter"]
 
@@ -39,6 +42,9 @@ class Formatter(ABC):
         storage class delegate after a full read.
     read_components : frozenset of str
         Components :meth:`read` can read without reading the rest.
+    reads_streams : bool
+        :meth:`read_stream` reads components and subsets from a seekable
+        file object, touching only the bytes it needs (remote byte ranges).
     """
 
     name: ClassVar[str] = ""
@@ -46,6 +52,7 @@ class Formatter(ABC):
     supported_options: ClassVar[frozenset[str]] = frozenset()
     read_parameters: ClassVar[frozenset[str]] = frozenset()
     read_components: ClassVar[frozenset[str]] = frozenset()
+    reads_streams: ClassVar[bool] = False
 
     def __init__(self, options: Mapping[str, Any] | None = None) -> None:
         options = dict(options or {})
@@ -66,6 +73,18 @@ class Formatter(ABC):
         FormatterError
             If the object cannot be written in this format.
         """
+
+    def write_with_provenance(self, obj: Any, path: Path, provenance: FileProvenance) -> bool:
+        """Write ``obj`` with its provenance inside the file, where the format has a place for it.
+
+        The default writes, then appends a ``PROVENANCE`` HDU (FITS) or sets
+        a root attribute (HDF5). Returns False when the format holds no
+        metadata; the datastore then writes a JSON sidecar (DMS-MWBT-REQ-0096).
+        """
+        from .._file_provenance import embed_after_write
+
+        self.write(obj, path)
+        return embed_after_write(path, provenance)
 
     @abstractmethod
     def read(
@@ -88,6 +107,22 @@ class Formatter(ABC):
         parameters : mapping, optional
             Only keys in :attr:`read_parameters`.
         """
+
+    def read_stream(
+        self,
+        stream: BinaryIO,
+        storage_class: StorageClass,
+        component: str | None = None,
+        parameters: Mapping[str, Any] | None = None,
+    ) -> Any:
+        """Like :meth:`read`, from a seekable binary file object (only when :attr:`reads_streams`).
+
+        Raises
+        ------
+        NotImplementedError
+            The formatter reads local files only.
+        """
+        raise NotImplementedError(f"formatter {self.name!r} reads local files only")
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.options!r})"

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from .._storage_class import StorageClass
 from ._base import Formatter
 from ._exceptions import FormatterError, UnsupportedComponentError, UnsupportedParameterError
+
+if TYPE_CHECKING:
+    from .._file_provenance import FileProvenance
 
 __all__ = ["FitsTableFormatter", "ParquetFormatter"]
 
@@ -85,7 +88,8 @@ class FitsTableFormatter(Formatter):
 
         columns = _split(component, parameters)
         try:
-            table = Table.read(path, format="fits", memmap=columns is not None)
+            # hdu=1: the table, not a PROVENANCE table appended after it
+            table = Table.read(path, format="fits", hdu=1, memmap=columns is not None)
             if columns is not None:
                 missing = [c for c in columns if c not in table.colnames]
                 if missing:
@@ -113,8 +117,18 @@ class ParquetFormatter(Formatter):
     read_parameters: ClassVar[frozenset[str]] = frozenset({"columns"})
 
     def write(self, obj: Any, path: Path) -> None:
+        self._write(obj, path, None)
+
+    def write_with_provenance(self, obj: Any, path: Path, provenance: FileProvenance) -> bool:
+        """Write with the provenance in the schema metadata (``nightshift.provenance``)."""
+        self._write(obj, path, provenance.to_json().encode())
+        return True
+
+    def _write(self, obj: Any, path: Path, provenance: bytes | None) -> None:
         import pyarrow as pa
         import pyarrow.parquet as pq
+
+        from .._file_provenance import PARQUET_KEY
 
         try:
             if isinstance(obj, pa.Table):
@@ -122,6 +136,8 @@ class ParquetFormatter(Formatter):
             else:
                 table = _to_astropy(obj)
                 arrow = pa.table({name: _native(table[name]) for name in table.colnames})
+            if provenance is not None:
+                arrow = arrow.replace_schema_metadata({**(arrow.schema.metadata or {}), PARQUET_KEY: provenance})
             pq.write_table(arrow, path, compression=self.options.get("compression", "zstd"))
         except (pa.ArrowException, OSError, ValueError, TypeError) as exc:
             raise FormatterError(f"cannot write table as Parquet to {path}: {exc}") from exc
