@@ -1,6 +1,7 @@
 # nightshift: two commands on a fresh machine.
 #   make demo   install what is missing, start the local stack, run the main job, stop the stack
-#   make test   install what is missing, start the local stack, run the whole test suite, stop the stack
+#   make test   install what is missing, run make check, start the local stack, run the whole test suite, stop the stack
+#   make check  ruff (lint, whole repository) and mypy --strict (libs/nightshift, libs/nightshift_dev, services); no servers needed
 # Both are idempotent: a second run reuses the virtual environment, jars and server data.
 
 PYTHON ?= python3.11
@@ -10,15 +11,14 @@ NIGHTSHIFT := $(VENV)/bin/nightshift
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 PYTEST_ARGS ?=
 
-# make check   ruff (lint) and mypy --strict over the library and services
-
 .PHONY: check demo test setup system venv stack-up stack-down clean-stack
 
 demo: setup
 	@$(NIGHTSHIFT) dev up
 	@status=0; $(NIGHTSHIFT) --log-level WARNING demo || status=$$?; $(NIGHTSHIFT) dev down; exit $$status
 
-test: setup
+# check first: a lint or type error fails the run (and .ci/run) before any server starts
+test: setup check
 	@$(NIGHTSHIFT) dev up
 	@status=0; $(PY) -m pytest $(PYTEST_ARGS) || status=$$?; $(NIGHTSHIFT) dev down; exit $$status
 

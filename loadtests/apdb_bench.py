@@ -63,7 +63,7 @@ def _sky(args: argparse.Namespace) -> SkyField:
 
 
 def _settings(args: argparse.Namespace) -> ApdbSettings:
-    return ApdbSettings(schema_name=args.schema, chunk_depth=args.chunk_depth, pool_max_size=8)  # type: ignore[call-arg]
+    return ApdbSettings(schema_name=args.schema, chunk_depth=args.chunk_depth, pool_max_size=8)
 
 
 # ---------------------------------------------------------------------- reader process

@@ -211,7 +211,7 @@ def bench_export(n: int) -> dict[str, Any]:
             out: dict[str, Any] = {"n": n}
             for mode in ("copy", "symlink"):
                 t0 = time.perf_counter()
-                with b.export_subset(Path(tmp) / mode, ["bench_metric"], transfer=mode) as new:  # type: ignore[arg-type]
+                with b.export_subset(Path(tmp) / mode, ["bench_metric"], transfer=mode) as new:
                     elapsed = time.perf_counter() - t0
                     if len(new.all_datasets()) != n:
                         raise RuntimeError(f"{mode} export lost datasets")
@@ -247,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.export:
         results["export_posix"] = bench_export(args.export)
     if not args.no_s3:
-        from nightshift.devstack import up
+        from nightshift_dev.devstack import up
 
         os.environ.update(up(names=["s3"]))
         s3 = {"cls": "s3", "bucket": "bench" + uuid.uuid4().hex[:8], "create_bucket": True,

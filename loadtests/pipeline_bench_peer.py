@@ -74,7 +74,7 @@ class NoopDetectorTask(PipelineTask):
     ConfigClass = NoopDetectorConfig
     _DefaultName = "noop_detector"
 
-    def run(self, raw: Any) -> Struct:  # type: ignore[override]
+    def run(self, raw: Any) -> Struct:
         return Struct(out={})
 
 
@@ -94,7 +94,7 @@ class NoopVisitTask(PipelineTask):
     ConfigClass = NoopVisitConfig
     _DefaultName = "noop_visit"
 
-    def run(self, upstream: list[Any]) -> Struct:  # type: ignore[override]
+    def run(self, upstream: list[Any]) -> Struct:
         return Struct(out={})
 
 
@@ -114,7 +114,7 @@ class NoopGlobalTask(PipelineTask):
     ConfigClass = NoopGlobalConfig
     _DefaultName = "noop_global"
 
-    def run(self, upstream: list[Any]) -> Struct:  # type: ignore[override]
+    def run(self, upstream: list[Any]) -> Struct:
         return Struct(out={})
 
 

@@ -23,6 +23,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,7 @@ def _pct(samples: list[float]) -> dict[str, float]:
     return {"p50_ms": round(statistics.median(samples) * 1e3, 3), "p95_ms": round(p95 * 1e3, 3), "n": len(samples)}
 
 
-def _time_many(fn, repeat: int) -> dict[str, float]:  # type: ignore[no-untyped-def]
+def _time_many(fn: Callable[[int], object], repeat: int) -> dict[str, float]:
     for i in range(min(5, repeat)):
         fn(i)
     out = []

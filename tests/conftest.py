@@ -1,7 +1,7 @@
 """Session fixtures that start (or reuse) the real local stack.
 
 Integration tests ask for ``kafka_bootstrap`` (or ``kafka_sasl``, the broker's
-SASL/SCRAM-SHA-512 listener), ``pg_dsn`` or ``s3_endpoint``;
+SASL/SCRAM-SHA-512 listener), ``pg_dsn``, ``s3_endpoint`` or ``schema_registry_url``;
 only the servers a test session needs are started. If a server cannot start,
 the tests that need it *fail* with the reason: they never skip and never fall
 back to an in-process fake.
@@ -15,10 +15,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from nightshift.devstack import StackError, StackSettings, up
-from nightshift.devstack._kafka import no_sasl_listener_hint
-from nightshift.devstack._process import port_open
 from nightshift.events import KafkaSettings
+from nightshift_dev.devstack import StackError, StackSettings, up
+from nightshift_dev.devstack._kafka import no_sasl_listener_hint
+from nightshift_dev.devstack._process import port_open
 
 
 def _start(name: str) -> dict[str, str]:
@@ -61,6 +61,12 @@ def pg_dsn() -> str:
 def s3_endpoint() -> str:
     """URL of the real S3 server (S3Proxy); credentials are exported to the environment."""
     return _start("s3")["S3_ENDPOINT"]
+
+
+@pytest.fixture(scope="session")
+def schema_registry_url() -> str:
+    """Confluent-compatible URL of the real schema registry (Apicurio), with every schema under its fixed id."""
+    return _start("registry")["SCHEMA_REGISTRY_URL"]
 
 
 @pytest.fixture

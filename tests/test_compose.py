@@ -34,7 +34,9 @@ def test_compose_names_the_real_parts_and_every_service() -> None:
 
 def test_compose_creates_every_topic_the_code_uses() -> None:
     script = compose()["services"]["topics"]["command"][0]
-    created = set(re.search(r"for t in (.*?);", script).group(1).split())  # type: ignore[union-attr]
+    loop = re.search(r"for t in (.*?);", script)
+    assert loop is not None, script
+    created = set(loop.group(1).split())
     assert set(all_topics()) <= created
 
 

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import boto3
 import pytest
 from botocore.config import Config
 from confluent_kafka.admin import AdminClient
 
-from nightshift.devstack import MissingToolError, StackError, StackSettings, stack_env
-from nightshift.devstack._process import check_port_free, which
+from nightshift_dev.devstack import MissingToolError, StackError, StackSettings, stack_env
+from nightshift_dev.devstack._java import find_java
+from nightshift_dev.devstack._process import check_port_free, which
 
 
 @pytest.mark.integration
@@ -77,8 +80,8 @@ def test_busy_port_is_reported_with_the_variable_to_change(pg_dsn: str) -> None:
 def test_kafka_data_survives_down_and_up(kafka_bootstrap: str, unique_name: str) -> None:
     from confluent_kafka import Consumer, Producer
 
-    from nightshift.devstack import down, up
     from nightshift.events import ensure_topics
+    from nightshift_dev.devstack import down, up
 
     topic = f"restart.{unique_name}"
     ensure_topics(kafka_bootstrap, [topic], partitions=1)
@@ -102,3 +105,50 @@ def test_kafka_data_survives_down_and_up(kafka_bootstrap: str, unique_name: str)
         got += [m.value() for m in consumer.consume(10, 0.5) if m.error() is None]
     consumer.close()
     assert got == [f"m{i}".encode() for i in range(5)]
+
+
+def fake_jdk(root: Path, name: str, version: str) -> Path:
+    home = root / name
+    (home / "bin").mkdir(parents=True)
+    java = home / "bin" / "java"
+    java.write_text("#!/bin/sh\nexit 1\n")
+    java.chmod(0o755)
+    (home / "release").write_text(f'IMPLEMENTOR="test"\nJAVA_VERSION="{version}"\n')
+    return java
+
+
+def test_a_jdk_21_is_found_beside_an_older_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """JAVA_HOME and PATH hold a Java 17 (as here); the newest JDK >= 21 of the JVM folder wins."""
+    jvm = tmp_path / "jvm"
+    old = fake_jdk(jvm, "java-17-openjdk-amd64", "17.0.15")
+    fake_jdk(jvm, "temurin-21-jdk-amd64", "21.0.5")
+    newest = fake_jdk(jvm, "temurin-25-jdk-amd64", "25.0.3")
+    monkeypatch.setenv("JAVA_HOME", str(old.parent.parent))
+    monkeypatch.setenv("PATH", str(old.parent))
+    jdk = find_java(21, "Apicurio Registry 3", dirs=(jvm,))
+    assert (jdk.java, jdk.version) == (newest, 25)
+    # A JAVA_HOME that is new enough is taken as the user's choice.
+    chosen = fake_jdk(tmp_path / "opt", "jdk-22", "22.0.1")
+    monkeypatch.setenv("JAVA_HOME", str(chosen.parent.parent))
+    assert find_java(21, "Apicurio Registry 3", dirs=(jvm,)).java == chosen
+
+
+def test_no_jdk_21_names_what_to_install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    jvm = tmp_path / "jvm"
+    fake_jdk(jvm, "java-17-openjdk-amd64", "17.0.15")
+    monkeypatch.delenv("JAVA_HOME", raising=False)
+    monkeypatch.setenv("PATH", "/nonexistent")
+    with pytest.raises(MissingToolError, match=r"Apicurio Registry 3 needs Java 21 or newer.*Java 17.*"
+                                               r"apt-get install -y openjdk-21-jdk-headless"):
+        find_java(21, "Apicurio Registry 3", dirs=(jvm,))
+
+
+@pytest.mark.integration
+def test_registry_is_apicurio_with_a_confluent_compatible_api(schema_registry_url: str) -> None:
+    import httpx
+
+    assert schema_registry_url.endswith("/apis/ccompat/v7")
+    root = schema_registry_url.removesuffix("/apis/ccompat/v7")
+    info = httpx.get(f"{root}/apis/registry/v3/system/info", timeout=30).json()
+    assert info["version"].startswith("3.")
+    assert "alert-packet" in httpx.get(f"{schema_registry_url}/subjects", timeout=30).json()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import inspect
 
+import pytest
+
 import nightshift.apdb as apdb_pkg
 from nightshift import NightshiftError
 from nightshift.apdb import (
@@ -35,17 +37,17 @@ def test_error_tree() -> None:
     assert len(set(codes)) == len(codes)
 
 
-def test_settings_from_environment_mask_the_secret(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_settings_from_environment_mask_the_secret(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NIGHTSHIFT_APDB_DSN", "postgresql://u:hunter2@db:5432/x")
     monkeypatch.setenv("NIGHTSHIFT_APDB_SCHEMA_NAME", "apdb_env")
     monkeypatch.setenv("NIGHTSHIFT_APDB_PARTITION_DAYS", "7")
-    s = ApdbSettings()  # type: ignore[call-arg]
+    s = ApdbSettings()
     assert s.schema_name == "apdb_env" and s.partition_days == 7
     assert s.dsn.get_secret_value().endswith("@db:5432/x")
     assert "hunter2" not in repr(s) and "hunter2" not in str(s.model_dump())
 
 
-def test_settings_reject_bad_values(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_settings_reject_bad_values(monkeypatch: pytest.MonkeyPatch) -> None:
     import pydantic
     import pytest
 

@@ -4,23 +4,25 @@ from __future__ import annotations
 
 import contextlib
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from test_butler import RUN, files_under, setup_repo
 
+from nightshift.butler import DatasetRef
 from nightshift.butler._butler import Butler
 from nightshift.butler.datastores import (
     ChainedDatastore,
     DatastoreError,
     DatastorePermissionError,
+    DatastoreTrash,
     FileDatastore,
     InMemoryDatastore,
     PosixBackend,
 )
-from nightshift.butler.registry import DatasetInUseError, MissingDatasetError
+from nightshift.butler.registry import DatasetInUseError, MissingDatasetError, RegistryError
 
 TASK = dict(config_hash="sha256:1", code_version="v1")
 
@@ -85,7 +87,7 @@ def test_storage_permission_is_respected(butler: Butler) -> None:
     """REQ-0004: a file this user may not delete refuses the whole removal, rows included."""
     refs = _put_metrics(butler)
     before = _state(butler)
-    locked = Path(butler.datastore.backend.local_path(butler.datastore.record(refs[1]).path)).parent  # type: ignore[attr-defined]
+    locked = Path(butler.datastore.backend.local_path(butler.datastore.record(refs[1]).path)).parent  # type: ignore[attr-defined]  # a FileDatastore
     subprocess.run(["chattr", "+i", str(locked)], check=True)  # binds root as well (tests run as root)
     try:
         with pytest.raises(DatastorePermissionError, match="not allowed"):
@@ -103,7 +105,7 @@ def test_datastore_failure_at_every_move_changes_nothing(butler: Butler, monkeyp
     """Strong guarantee: the n-th file move fails -> moved files come back, rows stay."""
     refs = _put_metrics(butler)  # 3 datasets = 6 moves (record, then file)
     before = _state(butler)
-    backend = butler.datastore.backend  # type: ignore[attr-defined]
+    backend = butler.datastore.backend  # type: ignore[attr-defined]  # a FileDatastore
     real_move = backend.move
     calls = {"n": 0}
 
@@ -148,7 +150,7 @@ def test_commit_failure_puts_the_bytes_back(butler: Butler, monkeypatch: pytest.
 def test_failed_restore_is_reported_on_the_original_error(butler: Butler, monkeypatch: pytest.MonkeyPatch) -> None:
     (ref,) = _put_metrics(butler, 1)
     _failing_commit(butler, monkeypatch)
-    backend = butler.datastore.backend  # type: ignore[attr-defined]
+    backend = butler.datastore.backend  # type: ignore[attr-defined]  # a FileDatastore
     real_move = backend.move
 
     def no_way_back(src: str, dst: str) -> None:
@@ -244,7 +246,7 @@ def test_trash_left_by_a_crash_after_commit_is_purged(butler: Butler, monkeypatc
     monkeypatch.undo()
     left = [f for f in files_under(butler.root / "datastore") if f.startswith("_trash")]
     assert len(left) == 4 and butler.all_datasets() == [] and list(butler.datastore.refs()) == []
-    assert butler.datastore.purge_trash() == 4  # type: ignore[attr-defined]
+    assert butler.datastore.purge_trash() == 4  # type: ignore[attr-defined]  # a FileDatastore
     assert files_under(butler.root / "datastore") == set()
 
 
@@ -255,7 +257,7 @@ def test_default_trash_defers_deletion_until_empty() -> None:
     from nightshift.butler.datastores import Datastore
 
     class PlainMemory(InMemoryDatastore):
-        def trash(self, refs):  # type: ignore[no-untyped-def]
+        def trash(self, refs: Iterable[DatasetRef]) -> DatastoreTrash:
             return Datastore.trash(self, refs)
 
     ds = PlainMemory()
@@ -277,12 +279,13 @@ def test_removing_a_repository_on_s3_and_postgresql_leaves_no_bytes_or_rows(
     with Butler(tmp_path / "r", run=RUN) as b:
         setup_repo(b)
         _put_metrics(b, 3)
-        backend = b.datastore.backend  # type: ignore[attr-defined]
+        backend = b.datastore.backend  # type: ignore[attr-defined]  # a FileDatastore
         assert list(backend.list(""))
     assert Butler.remove_repository(tmp_path / "r") == 0
     assert not (tmp_path / "r").exists()
     assert list(backend.list("")) == []  # no object left in the bucket
     from nightshift.butler.registry import Registry
 
-    with Registry(pg_dsn, schema=unique_name) as reg:  # the schema's dataset rows are gone too
-        assert reg.query_datasets("metric", [RUN]) == []
+    assert not Registry.exists(pg_dsn, schema=unique_name)  # the repository's schema is dropped, rows and all
+    with pytest.raises(RegistryError, match="no nightshift registry"):
+        Registry(pg_dsn, schema=unique_name)

@@ -162,12 +162,18 @@ class DatastoreConformance:
 class FileDatastoreFaults:
     """Fault injection for file datastores: every step of put fails in turn (REQ-0076)."""
 
+    # provided by each concrete test class (with DatastoreConformance); the datastore is its factory's FileDatastore
+    snapshot: Callable[[Datastore], Any]
+    fail_record_write: Callable[[Any, pytest.MonkeyPatch], None]
+    fail_publish: Callable[[Any, pytest.MonkeyPatch], None]
+    corrupt: Callable[[Any, DatasetRef, bytes], None]
+
     def test_formatter_failure_leaves_nothing(self, factory: Factory) -> None:
         ds = factory()
-        before = self.snapshot(ds)  # type: ignore[attr-defined]
+        before = self.snapshot(ds)
         with pytest.raises(FormatterError):
             ds.put({"bad": object()}, metric_ref())
-        assert self.snapshot(ds) == before  # type: ignore[attr-defined]
+        assert self.snapshot(ds) == before
         assert not ds.exists(metric_ref())
 
     def test_formatter_exception_after_partial_write_leaves_nothing(self, factory: Factory, monkeypatch) -> None:
@@ -179,10 +185,10 @@ class FileDatastoreFaults:
             raise FormatterError("disk full (injected)")
 
         monkeypatch.setattr(JsonFormatter, "write", half_write)
-        before = self.snapshot(ds)  # type: ignore[attr-defined]
+        before = self.snapshot(ds)
         with pytest.raises(FormatterError):
             ds.put({"v": 1}, metric_ref())
-        assert self.snapshot(ds) == before  # type: ignore[attr-defined]
+        assert self.snapshot(ds) == before
 
     def test_checksum_failure_leaves_nothing(self, factory: Factory, monkeypatch) -> None:
         ds = factory()
@@ -192,45 +198,45 @@ class FileDatastoreFaults:
             raise OSError("I/O error reading back (injected)")
 
         monkeypatch.setattr(_io, "checksum_file", boom)
-        before = self.snapshot(ds)  # type: ignore[attr-defined]
+        before = self.snapshot(ds)
         with pytest.raises(DatastoreError):
             ds.put({"v": 1}, metric_ref())
-        assert self.snapshot(ds) == before  # type: ignore[attr-defined]
+        assert self.snapshot(ds) == before
 
     def test_failed_clobber_restores_old_version(self, factory: Factory, monkeypatch) -> None:
         ds = factory(clobber=True)
         ds.put({"v": 1}, metric_ref())
-        before = self.snapshot(ds)  # type: ignore[attr-defined]
-        self.fail_record_write(ds, monkeypatch)  # type: ignore[attr-defined]
+        before = self.snapshot(ds)
+        self.fail_record_write(ds, monkeypatch)
         with pytest.raises((OSError, DatastoreError)):
             ds.put({"v": 2}, metric_ref())
         monkeypatch.undo()
         assert ds.get(metric_ref()) == {"v": 1}
-        assert self.snapshot(ds) == before  # type: ignore[attr-defined]
+        assert self.snapshot(ds) == before
 
     def test_record_write_failure_leaves_nothing(self, factory: Factory, monkeypatch) -> None:
         ds = factory()
-        before = self.snapshot(ds)  # type: ignore[attr-defined]
-        self.fail_record_write(ds, monkeypatch)  # type: ignore[attr-defined]
+        before = self.snapshot(ds)
+        self.fail_record_write(ds, monkeypatch)
         with pytest.raises((OSError, DatastoreError)):
             ds.put({"v": 1}, metric_ref())
         monkeypatch.undo()
-        assert self.snapshot(ds) == before  # type: ignore[attr-defined]
+        assert self.snapshot(ds) == before
         assert not ds.exists(metric_ref())
 
     def test_publish_failure_leaves_nothing(self, factory: Factory, monkeypatch) -> None:
         ds = factory()
-        before = self.snapshot(ds)  # type: ignore[attr-defined]
-        self.fail_publish(ds, monkeypatch)  # type: ignore[attr-defined]
+        before = self.snapshot(ds)
+        self.fail_publish(ds, monkeypatch)
         with pytest.raises((OSError, DatastoreError)):
             ds.put(make_exposure((8, 8)), calexp_ref())
         monkeypatch.undo()
-        assert self.snapshot(ds) == before  # type: ignore[attr-defined]
+        assert self.snapshot(ds) == before
 
     def test_corrupt_file_is_detected(self, factory: Factory) -> None:
         ds = factory()
         ds.put({"value": 12345}, metric_ref())
-        self.corrupt(ds, metric_ref(), b'{"value": 99999}')  # type: ignore[attr-defined]
+        self.corrupt(ds, metric_ref(), b'{"value": 99999}')
         from nightshift.butler.datastores import DatasetCorruptError
 
         with pytest.raises(DatasetCorruptError):
@@ -301,7 +307,7 @@ class TestPosixDatastore(DatastoreConformance, FileDatastoreFaults):
 
         ds = factory()
         ds.put(make_exposure((16, 16)), calexp_ref())
-        path = Path(ds.backend.local_path(ds.record(calexp_ref()).path))  # type: ignore[attr-defined]
+        path = Path(ds.backend.local_path(ds.record(calexp_ref()).path))  # type: ignore[attr-defined]  # a FileDatastore
         path.write_bytes(path.read_bytes()[:-2880])
         with pytest.raises(DatasetCorruptError):
             ds.get(calexp_ref().make_component_ref("wcs"))
@@ -322,7 +328,7 @@ class TestPosixDatastore(DatastoreConformance, FileDatastoreFaults):
 
         ds = factory()
         ds.put({"v": 1}, metric_ref())
-        directory = Path(ds.backend.local_path(ds.record(metric_ref()).path)).parent  # type: ignore[attr-defined]
+        directory = Path(ds.backend.local_path(ds.record(metric_ref()).path)).parent  # type: ignore[attr-defined]  # a FileDatastore
         if os.geteuid() == 0:  # root ignores mode bits; the immutable attribute binds root too
             lock = ["chattr", "+i", str(directory)]
             unlock = ["chattr", "-i", str(directory)]
@@ -411,7 +417,7 @@ class TestChainedDatastore(DatastoreConformance):
 
     def snapshot(self, ds: Datastore) -> Any:
         assert isinstance(ds, ChainedDatastore)
-        return [posix_snapshot(c.backend.root) for c in ds.children]  # type: ignore[attr-defined]
+        return [posix_snapshot(c.backend.root) for c in ds.children]  # type: ignore[attr-defined]  # children are FileDatastores
 
     def test_one_put_writes_each_child_in_its_own_format(self, factory: Factory) -> None:
         """REQ-0063."""

@@ -29,13 +29,12 @@ from registry_support import drop_schema
 from nightshift.butler import Butler
 from nightshift.butler.datastores import DatasetCorruptError, DatastoreError
 from nightshift.butler.external import (
-    Cone,
-    ConvexPolygon,
     ReferenceCatalogError,
     ingest_reference_catalog,
     load_reference_catalog,
 )
 from nightshift.butler.formatters import FormatterError
+from nightshift.sky import Circle, ConvexPolygon
 
 RUN = "refcats/gaia_dr3"
 N_ROWS = 4000
@@ -147,7 +146,7 @@ def test_cone_and_polygon_match_brute_force(butler: Butler, provider: tuple[Tabl
         assert sorted(got["source_id"]) == sorted(brute["source_id"])
         assert got.colnames == catalog.colnames
     # only the requested columns come back, in the order asked
-    subset = load_reference_catalog(butler, "gaia_dr3", Cone(45.0, 0.5, 2.0), columns=["g_mag", "source_id"],
+    subset = load_reference_catalog(butler, "gaia_dr3", Circle(45.0, 0.5, 2.0), columns=["g_mag", "source_id"],
                                     collections=[RUN])
     assert subset.colnames == ["g_mag", "source_id"]
     brute = catalog[all_coords.separation(SkyCoord(45.0, 0.5, unit="deg")).deg <= 2.0]
@@ -235,17 +234,16 @@ def test_in_place_ingest_refused_by_remote_datastore(tmp_path: Path, s3_endpoint
 
 
 @pytest.mark.parametrize("region, message", [
-    ((45.0, 95.0, 1.0), "a cone needs"),
-    ((45.0, 0.0, 0.0), "a cone needs"),
-    ([(0.0, 0.0), (1.0, 0.0)], "a region is a Cone"),
+    ((45.0, 95.0, 1.0), "not a valid position"),
+    ((45.0, 0.0, 0.0), "0 < radius < 180"),
+    ([(0.0, 0.0), (1.0, 0.0)], "a region is a Circle"),
     ([(0.0, 0.0), (2.0, 0.0), (1.0, 0.2), (2.0, 2.0), (0.0, 2.0)], "not convex"),
-    ("north", "a region is a Cone"),
+    ("north", "a region is a Circle"),
 ])
-def test_regions_are_validated(region: object, message: str) -> None:
-    from nightshift.butler.external._region import as_region
-
-    with pytest.raises(ReferenceCatalogError, match=message):
-        as_region(region)  # type: ignore[arg-type]
+def test_regions_are_validated(tmp_path: Path, region: object, message: str) -> None:
+    Butler.create(tmp_path / "repo").close()
+    with Butler(tmp_path / "repo", run=RUN) as b, pytest.raises(ReferenceCatalogError, match=message):
+        load_reference_catalog(b, "gaia_dr3", region, collections=RUN)  # type: ignore[arg-type]  # deliberately not a region
 
 
 def test_load_needs_a_sky_pixel_catalog(butler: Butler) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -311,7 +311,9 @@ def _foreign_hdf5(path: Path) -> None:
 
 @pytest.mark.parametrize("damage", [_truncated, _garbage, _fits_instead, _foreign_hdf5])
 @pytest.mark.parametrize("component", [None, "image", "wcs", "metadata"])
-def test_damaged_or_foreign_file_is_a_formatter_error(tmp_path: Path, damage, component: str | None) -> None:  # type: ignore[no-untyped-def]
+def test_damaged_or_foreign_file_is_a_formatter_error(
+    tmp_path: Path, damage: Callable[[Path], None], component: str | None
+) -> None:
     f = registry_formatter("hdf5_exposure")
     path = tmp_path / "c.h5"
     f.write(rich_exposure((128, 128)), path)

@@ -90,8 +90,10 @@ def test_new_repository_with_improved_records(make_registry: RegistryFactory) ->
     assert improved.copy_dimension_records_from(original)["visit"] == 0
 
 
-def test_dataset_types_registered_at_preflight(registry: Registry) -> None:
-    """REQ-0059: a new dataset type can be registered at any time and used at once."""
+def test_dataset_types_registered_programmatically(registry: Registry) -> None:
+    """REQ-0059 (programmatic half): a new dataset type can be registered at any time and used at once.
+
+    The pre-flight half is ``tests/pipe/test_preflight_registration.py``."""
     populate(registry, n_visits=1, n_detectors=1)
     registry.register_run("run")
     registry.register_dataset_type(CALEXP)

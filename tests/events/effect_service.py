@@ -14,7 +14,7 @@ import sys
 import asyncpg
 from confluent_kafka import Message
 
-from nightshift.events import Event, EventConsumer
+from nightshift.events import AsyncProducer, Event, EventConsumer
 from nightshift.service import Service, ServiceSettings, setup_logging
 
 
@@ -41,8 +41,8 @@ async def main(topic: str, group: str, table: str) -> None:
             )
         await asyncio.sleep(0.01)
 
-    def consumers(producer):  # type: ignore[no-untyped-def]
-        return [EventConsumer(settings.kafka_bootstrap, group, [topic], handler, producer,
+    def consumers(producer: AsyncProducer) -> list[EventConsumer]:
+        return [EventConsumer(settings.kafka, group, [topic], handler, producer,
                               max_batch=settings.max_batch, concurrency=settings.concurrency,
                               subjects={topic: "dataset.stored"}, config={"session.timeout.ms": 6000})]
 

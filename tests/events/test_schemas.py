@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -91,7 +92,7 @@ def test_compat_checks_nested_arrays_and_unions() -> None:
     assert backward_problems(bad, old)
 
 
-def test_manifest_ids_are_unique_and_files_exist(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_manifest_ids_are_unique_and_files_exist(tmp_path: Path) -> None:
     from nightshift.events import SchemaCatalog, SchemaError, schemas_dir
 
     manifest = json.loads((schemas_dir() / "manifest.json").read_text())

@@ -7,6 +7,7 @@ import json
 import struct
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 
 import fastavro
 import pytest
@@ -35,7 +36,7 @@ def next_visit(**overrides: object) -> NextVisit:
         exposure_time_s=30.0, n_snaps=1, detectors=list(range(189)),
     )
     fields.update(overrides)
-    return NextVisit(**fields)  # type: ignore[arg-type]
+    return NextVisit(**fields)
 
 
 def test_round_trip_keeps_every_field() -> None:
@@ -128,7 +129,7 @@ def test_naive_timestamps_are_refused() -> None:
         )
 
 
-def test_old_version_resolves_to_new(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_old_version_resolves_to_new(tmp_path: Path) -> None:
     """A v2 schema with an added defaulted field reads v1 bytes (schema evolution)."""
     manifest = json.loads((schemas_dir() / "manifest.json").read_text())
     (tmp_path / "events").mkdir()

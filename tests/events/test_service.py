@@ -30,7 +30,7 @@ def start_service(topic: str, group: str, table: str, env: dict[str, str]) -> su
     assert line.startswith("READY"), (
         f"service did not start: {line!r} {proc.stderr.read() if proc.poll() is not None else ''}"
     )
-    proc.port = int(line.split("port=")[1])  # type: ignore[attr-defined]
+    proc.port = int(line.split("port=")[1])  # type: ignore[attr-defined]  # the service's HTTP port, for the test
     return proc
 
 
@@ -94,7 +94,7 @@ async def test_health_readiness_and_metrics(kafka_bootstrap: str, pg_dsn: str, u
             await producer.send(topic, encode(DatasetStored(dataset_id=uuid.uuid4(), dataset_type="raw", run="r", uri="s3://b/k")))
             await producer.send(topic, b"garbage")
         assert await wait_count(conn, f"SELECT count(*) FROM {table}_effects", 1, 120) == 1
-        base = f"http://127.0.0.1:{proc.port}"  # type: ignore[attr-defined]
+        base = f"http://127.0.0.1:{proc.port}"  # type: ignore[attr-defined]  # set by start_service
         handled = f'nightshift_events_total{{status="handled",topic="{topic}"}} 1.0'
         dead = f'nightshift_events_total{{status="dead_lettered",topic="{topic}"}} 1.0'
         async with aiohttp.ClientSession() as http:

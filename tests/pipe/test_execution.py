@@ -49,7 +49,8 @@ MakeExecutor = Callable[..., Executor]
 @pytest.fixture(scope="module")
 def dask_client() -> Iterator[object]:
     distributed = pytest.importorskip("distributed")
-    cluster = distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1, dashboard_address=None)
+    cluster = distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1, dashboard_address=":0",
+                                       scheduler_port=0)  # ports of its own: another cluster may hold 8787
     client = distributed.Client(cluster)
     yield client
     client.close()
@@ -78,9 +79,9 @@ def make_executor(request: pytest.FixtureRequest) -> MakeExecutor:
     return lambda repo, **kw: DaskExecutor(repo, client=client, **kw)
 
 
-def build(repo: Butler, pipe: Pipeline | None = None, run: str = RUN, **kw: object) -> QuantumGraph:
+def build(repo: Butler, pipe: Pipeline | None = None, run: str = RUN, **kw: Any) -> QuantumGraph:
     return build_quantum_graph(repo.registry, pipe or Pipeline.from_yaml(EXAMPLE_PIPELINE), collections=COLLECTIONS,
-                               run=run, **kw)  # type: ignore[arg-type]
+                               run=run, **kw)
 
 
 def test_runs_in_dependency_order_with_butler_io_and_provenance(repo: Butler, make_executor: MakeExecutor,
@@ -201,6 +202,28 @@ def test_a_quantum_already_done_in_this_execution_is_succeeded_not_memoized(repo
         assert len(refs) == 1
         prov = out.registry.get_provenance(refs[0])
         assert prov is not None and prov.execution_id == "exec-1"
+
+
+def test_a_dask_worker_lost_mid_batch_is_retried_and_every_quantum_succeeds(repo: Butler, tmp_path: Path,
+                                                                           dask_client: object) -> None:
+    """A worker dies (os._exit) once: Dask reruns its task (a batch of quanta) elsewhere. Quanta of that batch that
+    had committed their outputs find them written by this execution: SUCCEEDED, not MEMOIZED, not run twice."""
+    marker = tmp_path / "crash-once"
+    marker.write_text("x")
+    pipe = Pipeline.from_yaml(EXAMPLE_PIPELINE)
+    pipe.add_config_override("calibrate", "crash_detectors", [2])  # after detectors 0, 1 of its batch
+    pipe.add_config_override("calibrate", "crash_once_marker", str(marker))
+    graph = build(repo, pipe)
+    report = DaskExecutor(repo.root, client=dask_client, batch=4).run(graph)
+    assert not marker.exists(), "no worker ran a crashing quantum"
+    report.raise_for_failures()
+    assert report.counts()["succeeded"] == len(graph) == 16
+    with Butler(repo.root, collections=[RUN]) as out:
+        for name, n in {"calexp": 12, "visit_summary": 3, "survey_summary": 1}.items():
+            refs = out.registry.query_datasets(name, RUN)
+            assert len(refs) == n
+            assert all(p.execution_id == report.execution_id for p in out.registry.get_provenances(refs))
+            assert len(out.registry.get_provenances(refs)) == n  # one producing quantum each
 
 
 def test_staged_run_uses_node_local_scratch(repo: Butler, make_executor: MakeExecutor, tmp_path: Path) -> None:
@@ -466,7 +489,7 @@ class MakerTask(PipelineTask):
     def init_outputs(self) -> dict[str, object]:
         return {"schema": {"columns": ["a", "b"]}}
 
-    def run(self, raw: object) -> Struct:  # type: ignore[override]
+    def run(self, raw: object) -> Struct:
         return Struct(out={"a": 1, "b": 2})
 
 
@@ -479,7 +502,7 @@ class UserConnections(PipelineTaskConnections, dimensions=("instrument", "visit"
 class UserTask(PipelineTask):
     ConnectionsClass = UserConnections
 
-    def run(self, made: dict) -> Struct:  # type: ignore[override]
+    def run(self, made: dict) -> Struct:
         return Struct(out={c: made[c] for c in self.init_inputs["schema"]["columns"]})
 
 

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 from pipe_support import COLLECTIONS, INSTRUMENT, make_repo
 
-from nightshift.butler import DatasetType
+from nightshift.butler import DatasetRef, DatasetType
 from nightshift.butler._butler import Butler
+from nightshift.butler.registry import Registry
 from nightshift.pipe import (
     Input,
     Output,
@@ -140,7 +143,7 @@ class PerBandVisitTask(PipelineTask):
 
     ConnectionsClass = TractConnections
 
-    def run(self, raws: list[np.ndarray]) -> Struct:  # type: ignore[override]
+    def run(self, raws: list[np.ndarray]) -> Struct:
         return Struct(out={"n": len(raws)})
 
 
@@ -163,7 +166,9 @@ class FlatTask(PipelineTask):
     ConnectionsClass = FlatConnections
 
 
-def _neighbour_bias(registry, dataset_type, collections, data_id):  # type: ignore[no-untyped-def]
+def _neighbour_bias(
+    registry: Registry, dataset_type: DatasetType, collections: Sequence[str], data_id: dict[str, Any]
+) -> list[DatasetRef]:
     """A custom prerequisite lookup: the bias of the next detector (stands in for a spatial shard lookup)."""
     ref = registry.find_dataset("bias", {"instrument": data_id["instrument"], "detector": data_id["detector"] + 1},
                                 collections)

@@ -7,8 +7,11 @@ HEALPix spatial index, history chunks) is described in ``docs/apdb.md``.
 Use :class:`AsyncApdb` in services (one per process) and :class:`Apdb` in
 batch jobs and notebooks. :class:`SkyField` and :func:`simulate_visit` make
 synthetic visits with every column filled (tests, benchmark, demo).
+Regions (:class:`Circle`, :class:`ConvexPolygon`) are those of
+:mod:`nightshift.sky`, re-exported here.
 """
 
+from ..sky import Circle, ConvexPolygon, Region  # re-exported: the regions APDB reads take
 from ._admin import info, prune, stats
 from ._apdb import AsyncApdb, Preload, StoreResult, to_mjd_tai
 from ._exceptions import (
@@ -19,7 +22,6 @@ from ._exceptions import (
     ApdbValidationError,
 )
 from ._ids import make_source_ids, split_source_ids
-from ._region import Circle, ConvexPolygon, Region, pixel_ranges, pixels_of
 from ._schema import apdb_tables, schema_version
 from ._settings import ApdbSettings
 from ._simulate import SimulatedVisit, SkyField, random_positions, simulate_visit
@@ -44,8 +46,6 @@ __all__ = [
     "apdb_tables",
     "info",
     "make_source_ids",
-    "pixel_ranges",
-    "pixels_of",
     "prune",
     "random_positions",
     "schema_version",

@@ -115,8 +115,7 @@ def _strings(values: NDArray[np.bytes_], mask: NDArray[np.bool_] | None) -> pa.A
     """NUL-padded fixed-width ASCII to an Arrow string array, without a per-row Python step."""
     width = values.dtype.itemsize
     fixed = pa.FixedSizeBinaryArray.from_buffers(
-        # numpy's stubs give ndarray the buffer protocol (__buffer__) only for Python >= 3.12
-        pa.binary(width), len(values), [None, pa.py_buffer(values.view(np.uint8))]  # type: ignore[arg-type]
+        pa.binary(width), len(values), [None, pa.py_buffer(values.view(np.uint8))]  # type: ignore[arg-type]  # ndarray.__buffer__ is typed for 3.12+
     )
     text = pc.utf8_rtrim(fixed.cast(pa.binary()).cast(pa.string()), characters="\x00")
     if mask is not None:

@@ -113,7 +113,7 @@ def encode_rows(fields: list[tuple[NDArray[Any], NDArray[np.int32] | None]]) -> 
         arr[f"l{j}"] = lengths
         if keep is None:
             keep = np.ones((nrows, dtype.itemsize), dtype=np.bool_)
-        start = dtype.fields[f"v{j}"][1]  # type: ignore[index]
+        start = dtype.fields[f"v{j}"][1]  # type: ignore[index]  # a structured dtype: fields is not None
         keep[:, start : start + width] = np.arange(width) < np.maximum(lengths, 0)[:, None]
     body = arr.view(np.uint8).reshape(nrows, dtype.itemsize)
     data = body.tobytes() if keep is None else body[keep].tobytes()

@@ -28,13 +28,14 @@ Everything is deterministic given ``seed`` (and the visit index).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 from numpy.typing import ArrayLike, NDArray
 
+from ..sky import Circle
 from ._ids import make_source_ids
-from ._region import Circle
 from ._schema import apdb_tables
 
 __all__ = ["SimulatedVisit", "SkyField", "random_positions", "simulate_visit"]
@@ -289,7 +290,7 @@ def _fill(
     table: str,
     n: int,
     rng: np.random.Generator,
-    given: dict[str, NDArray],  # type: ignore[type-arg]
+    given: dict[str, NDArray[Any]],
     *,
     skip: set[str] | frozenset[str] = frozenset(),
     null_fraction: float = 0.0,

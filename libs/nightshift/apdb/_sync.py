@@ -11,9 +11,9 @@ import pyarrow as pa
 from astropy.time import Time
 from numpy.typing import ArrayLike
 
+from ..sky import Region
 from ._apdb import AsyncApdb, Preload, StoreResult
 from ._ddl import Layout
-from ._region import Region
 from ._settings import ApdbSettings
 from ._validate import TableLike
 

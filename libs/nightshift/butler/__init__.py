@@ -17,6 +17,7 @@ from ._dataset_type import DatasetType
 if TYPE_CHECKING:
     from ._butler import Butler, ButlerConfigError
     from ._file_templates import FileTemplate, FileTemplateError, FileTemplates
+    from ._repository_chain import LocatedDataset, RepositoryChain
     from ._storage_class import StorageClass, StorageClassError, StorageClassFactory
     from .datastores import DatasetNotFoundError, DatastoreError
     from .dimensions import DimensionRecord, DimensionUniverse
@@ -30,6 +31,8 @@ _LAZY = {
     "FileTemplate": "._file_templates",
     "FileTemplateError": "._file_templates",
     "FileTemplates": "._file_templates",
+    "LocatedDataset": "._repository_chain",
+    "RepositoryChain": "._repository_chain",
     "StorageClass": "._storage_class",
     "StorageClassError": "._storage_class",
     "StorageClassFactory": "._storage_class",
@@ -75,9 +78,11 @@ __all__ = [
     "FileTemplateError",
     "FileTemplates",
     "FormatterError",
+    "LocatedDataset",
     "QueryDefinition",
     "Registry",
     "RegistryError",
+    "RepositoryChain",
     "Selection",
     "StorageClass",
     "StorageClassError",

@@ -39,7 +39,7 @@ from .datastores import (
     DatastoreTrash,
     datastore_from_config,
 )
-from .registry import MissingCollectionError, Registry
+from .registry import INDEX_ENV, MissingCollectionError, Registry, RepositoryIndex
 
 if TYPE_CHECKING:
     from .external import Selections
@@ -118,8 +118,17 @@ class Butler(RepositoryOperations):
         registry_db: str | None = None,
         storage_classes: Mapping[str, Any] | None = None,
         registry_schema: str | None = None,
+        *,
+        name: str | None = None,
+        index: str | os.PathLike[str] | None = None,
+        register: bool = True,
     ) -> Butler:
         """Create a repository: ``butler.yaml``, the registry and the datastore root.
+
+        If a repository index is configured (``index`` or
+        ``$NIGHTSHIFT_REPOSITORY_INDEX``), the new repository is registered in
+        it as it is created (DMS-MWBT-REQ-0024), so it can be opened with
+        :meth:`from_name` wherever it later moves.
 
         Parameters
         ----------
@@ -134,8 +143,32 @@ class Butler(RepositoryOperations):
             Extra storage class definitions.
         registry_schema : str, optional
             PostgreSQL schema holding this repository's tables.
+        name : str, optional
+            Name in the repository index; the directory's name by default.
+        index : str or os.PathLike, optional
+            Repository index file; ``$NIGHTSHIFT_REPOSITORY_INDEX`` by default.
+        register : bool
+            False for a scratch repository that should not be listed (e.g. a
+            job's node-local staging area).
+
+        Raises
+        ------
+        ButlerConfigError
+            A repository exists there already, or ``name`` was given but no
+            repository index is configured.
+        ConflictingDefinitionError
+            ``name`` already names another repository in the index (checked
+            before anything is created).
         """
         root = Path(repo).absolute()
+        idx = RepositoryIndex.configured(index) if register else None
+        if idx is None and name is not None:
+            raise ButlerConfigError(
+                f"cannot register {root} as {name!r}: no repository index (pass index= or set ${INDEX_ENV})"
+            )
+        if idx is not None:
+            name = name or root.name
+            idx.check_free(name, str(root))
         root.mkdir(parents=True, exist_ok=True)
         config: dict[str, Any] = {
             "registry": {"db": registry_db, "schema": registry_schema},
@@ -147,7 +180,130 @@ class Butler(RepositoryOperations):
             raise ButlerConfigError(f"a repository already exists at {root}")
         (root / CONFIG_NAME).write_text(yaml.safe_dump(config, sort_keys=False))
         Registry.create(registry_db if registry_db else str(root), schema=registry_schema).close()
+        if idx is not None and name is not None:
+            idx.register(name, str(root))
         return cls(root)
+
+    @classmethod
+    def from_name(
+        cls,
+        name: str,
+        collections: str | Sequence[str] | None = None,
+        run: str | None = None,
+        *,
+        index: str | os.PathLike[str] | None = None,
+    ) -> Butler:
+        """Open a repository by its name in the repository index (DMS-MWBT-REQ-0024).
+
+        Raises
+        ------
+        MissingCollectionError
+            The name is not in the index.
+        ButlerConfigError
+            The name maps to a registry database, not to a repository directory
+            (open it with :meth:`Registry.from_name`).
+        """
+        location, schema = RepositoryIndex(index).get(name)
+        if "://" in location or schema is not None:
+            raise ButlerConfigError(
+                f"repository name {name!r} maps to the registry {location!r} (schema {schema!r}), not to a "
+                "repository directory: open it with Registry.from_name"
+            )
+        return cls(location, collections=collections, run=run)
+
+    def publish_config(self) -> str:
+        """Copy ``butler.yaml`` into the object store next to the datasets (DMS-MWBT-REQ-0019).
+
+        A repository whose registry is on a database server and whose bytes
+        are in an object store needs nothing from this machine but its
+        configuration; once published, any machine opens it with
+        :meth:`attach`. A password in the registry URL is not published
+        (credentials come from each machine's environment, e.g. ``PGPASSWORD``).
+
+        Returns
+        -------
+        str
+            The URI of the repository to give :meth:`attach`.
+
+        Raises
+        ------
+        ButlerConfigError
+            The registry is a local SQLite file, or the datastore is not an
+            object store: other machines could not use the repository.
+        """
+        if not self.registry.is_postgresql:
+            raise ButlerConfigError(
+                f"{self.root}: the registry is a local SQLite file, which other machines cannot use; create the "
+                "repository with registry_db='postgresql://...' to share it"
+            )
+        backend = getattr(self.datastore, "backend", None)
+        if backend is None or not getattr(backend, "remote", False):
+            raise ButlerConfigError(
+                f"{self.root}: datastore {self.datastore.name!r} is not in an object store, so other machines "
+                "cannot reach its files; use an s3 datastore to share the repository"
+            )
+        config = dict(self.config)
+        registry = dict(config.get("registry") or {})
+        import sqlalchemy as sa
+
+        registry["db"] = sa.make_url(str(registry["db"])).set(password=None).render_as_string(hide_password=False)
+        config["registry"] = registry
+        backend.put_bytes(CONFIG_NAME, yaml.safe_dump(config, sort_keys=False).encode())
+        return str(backend.uri("")).rstrip("/")
+
+    @classmethod
+    def attach(
+        cls,
+        uri: str,
+        local_dir: str | os.PathLike[str],
+        collections: str | Sequence[str] | None = None,
+        run: str | None = None,
+        *,
+        endpoint_url: str | None = None,
+    ) -> Butler:
+        """Open, from any machine, a repository whose configuration was published (DMS-MWBT-REQ-0019).
+
+        Parameters
+        ----------
+        uri : str
+            ``s3://bucket/prefix`` of the repository (what
+            :meth:`publish_config` returned).
+        local_dir : str or os.PathLike
+            A local directory for this machine's handle: the configuration
+            copy and the datastore cache; nothing else is kept there.
+        collections, run
+            As for :class:`Butler`.
+        endpoint_url : str, optional
+            S3 endpoint; ``$S3_ENDPOINT`` by default.
+
+        Raises
+        ------
+        ButlerConfigError
+            Not an ``s3://`` URI, no published configuration there, or
+            ``local_dir`` already holds another repository's configuration.
+        """
+        if not uri.startswith("s3://"):
+            raise ButlerConfigError(f"cannot attach {uri!r}: give the s3://bucket/prefix of a published repository")
+        bucket, _, prefix = uri[len("s3://"):].partition("/")
+        prefix = prefix.strip("/")
+        if prefix.endswith(CONFIG_NAME):
+            prefix = prefix[: -len(CONFIG_NAME)].strip("/")
+        from .datastores import S3Backend
+
+        data = S3Backend(bucket, prefix, endpoint_url).get_bytes(CONFIG_NAME)
+        if data is None:
+            raise ButlerConfigError(
+                f"no {CONFIG_NAME} at {uri}: publish it from the uploading machine with Butler.publish_config()"
+            )
+        root = Path(local_dir).absolute()
+        target = root / CONFIG_NAME
+        if target.exists() and target.read_bytes() != data:
+            raise ButlerConfigError(
+                f"{root} already holds another repository's {CONFIG_NAME}; choose another directory"
+            )
+        root.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+        return cls(root, collections=collections, run=run)
 
     def close(self) -> None:
         """Release the registry's database connections (idempotent)."""
@@ -183,6 +339,7 @@ class Butler(RepositoryOperations):
         data_id: Mapping[str, int | str] | None = None,
         *,
         run: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
         **kwargs: int | str,
     ) -> DatasetRef:
         """Store ``obj``; returns its full, resolved :class:`DatasetRef` (DMS-MWBT-REQ-0075).
@@ -192,10 +349,27 @@ class Butler(RepositoryOperations):
         row is inserted in a transaction that commits only after the datastore
         write succeeded; if the commit fails, the written file is removed.
 
+        The metadata fields the dataset type declares (``DatasetType(metadata=
+        {"psf_fwhm": "float"})``) are recorded in the registry in the same
+        transaction (DMS-MWBT-REQ-0091), so :meth:`get_metadata` answers
+        without reading the file. Each value comes from ``metadata`` if given
+        there, else from the object: a mapping's key, or the key of its
+        ``metadata`` (e.g. an exposure's FITS header, case-insensitive) or
+        ``meta`` (an astropy table's) mapping. Declared fields found nowhere
+        are not recorded.
+
+        Parameters
+        ----------
+        metadata : mapping, optional
+            Values of declared metadata fields, overriding what the object holds.
+
         Raises
         ------
         MissingDatasetTypeError, DataIdError, ConflictingDefinitionError
             From the registry (the dataset already exists: no clobber, REQ-0074).
+        DatasetMetadataError
+            A metadata field is not declared by the dataset type, or its value
+            has the wrong type (nothing is stored).
         StorageClassError, FormatterError, DatastoreError
             From the datastore.
         """
@@ -206,11 +380,13 @@ class Butler(RepositoryOperations):
         if component is not None:
             raise ValueError(f"cannot put component {dataset_type!r}: put the composite {dt.name!r}")
         full_id = {**(data_id or {}), **kwargs}
+        values = _declared_metadata(dt, obj, metadata)
         self._ensure_run(run)
         written: DatasetRef | None = None
         try:
             with self.registry.transaction():
-                (ref,) = self.registry.insert_datasets(dt, [full_id], run)
+                (ref,) = self.registry.insert_datasets(dt, [full_id], run,
+                                                     metadata=[values] if values else None)
                 self.datastore.put(obj, ref)
                 written = ref
         except BaseException:
@@ -231,7 +407,8 @@ class Butler(RepositoryOperations):
 
         On POSIX the batch's files and directories are fsync'd together at the
         end of the batch, before the registry commits, rather than each file
-        as it is written.
+        as it is written. Declared metadata is taken from each object as in
+        :meth:`put`.
 
         Parameters
         ----------
@@ -249,11 +426,13 @@ class Butler(RepositoryOperations):
         if component is not None:
             raise ValueError(f"cannot put component {dataset_type!r}")
         items = list(items)
+        values = [_declared_metadata(dt, obj, None) for obj, _ in items]
         self._ensure_run(run)
         written: list[DatasetRef] = []
         try:
             with self.registry.transaction():
-                refs = self.registry.insert_datasets(dt, [d for _, d in items], run)
+                refs = self.registry.insert_datasets(dt, [d for _, d in items], run,
+                                                     metadata=values if any(values) else None)
                 self.datastore.put_many(zip([o for o, _ in items], refs, strict=True))
                 written = refs
         except BaseException:
@@ -439,6 +618,23 @@ class Butler(RepositoryOperations):
             found = self.__dict__["_selections"] = Selections(self.config.get("selections"), self.root / CONFIG_NAME)
         return found
 
+    def get_metadata(self, dataset_type: str | DatasetType | DatasetRef,
+                     data_id: Mapping[str, int | str] | None = None, *,
+                     collections: str | Sequence[str] | None = None, **kwargs: int | str) -> dict[str, Any]:
+        """The metadata recorded for a dataset at put time, from the registry only (DMS-MWBT-REQ-0091).
+
+        The dataset's file is never opened: this works when the bytes are
+        remote, slow, or gone.
+
+        Raises
+        ------
+        DatasetNotFoundError
+            No such dataset in the collections.
+        """
+        ref = dataset_type if isinstance(dataset_type, DatasetRef) else self.find(
+            dataset_type, data_id, collections=collections, **kwargs)
+        return self.registry.get_dataset_metadata(ref)
+
     def exists(self, dataset_type: str | DatasetType | DatasetRef, data_id: Mapping[str, int | str] | None = None,
                *, collections: str | Sequence[str] | None = None, **kwargs: int | str) -> bool:
         """Whether the dataset is in the registry *and* its bytes are in the datastore."""
@@ -520,6 +716,26 @@ class Butler(RepositoryOperations):
              "storage_classes": self.storage_classes.to_dict()["storage_classes"]},
             sort_keys=False,
         )
+
+
+def _declared_metadata(dt: DatasetType, obj: Any, given: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The values of ``dt``'s declared metadata fields: from ``given``, else found in ``obj`` (REQ-0091)."""
+    found: dict[str, Any] = {}
+    sources = [obj if isinstance(obj, Mapping) else None, getattr(obj, "metadata", None), getattr(obj, "meta", None)]
+    for name in dt.metadata:
+        for source in sources:
+            if source is None or not hasattr(source, "__contains__") or not hasattr(source, "__getitem__"):
+                continue
+            try:
+                if name not in source:
+                    continue
+                value = source[name]
+                found[name] = value.item() if hasattr(value, "item") and callable(value.item) else value
+            except (TypeError, KeyError, ValueError):  # not a mapping after all, or not a scalar
+                continue
+            break
+    found.update(given or {})  # undeclared keys are refused by the registry with the declared list
+    return found or None
 
 
 def _as_mapping(value: Any, ref: DatasetRef) -> Mapping[str, Any]:

@@ -172,8 +172,50 @@ class FileTemplates:
         )
 
     def path(self, ref: DatasetRef) -> str:
-        """The relative path (without extension) of ``ref``."""
-        return self.get_template(ref.dataset_type).format(ref)
+        """The relative path (without extension) of ``ref``.
+
+        Raises
+        ------
+        FileTemplateError
+            As :meth:`FileTemplate.format`; also when a template shared by
+            several dataset types (``default`` or a storage class's) names
+            neither ``dataset_type`` nor ``id``, so two types could collide.
+        """
+        template = self.get_template(ref.dataset_type)
+        shared = template is self.default or template is self._templates.get(ref.dataset_type.storage_class)
+        if shared and not {"dataset_type", "id"} & set(template.fields):
+            raise FileTemplateError(
+                f"file template {template.template!r} serves several dataset types but names neither "
+                "'{dataset_type}' nor '{id}': datasets of two types could get the same path"
+            )
+        return template.format(ref)
+
+    def file_name(self, ref: DatasetRef) -> str:
+        """The name (without extension) under which ``ref``'s file is handed to a user (DMS-MWBT-REQ-0078).
+
+        Every way of retrieving a file (:meth:`Butler.retrieve_files`,
+        :meth:`Butler.export_file`, ``nightshift butler retrieve``) names it
+        this, whatever the storage (POSIX, S3). It is the path's last element
+        when that alone identifies the dataset (the default template's does:
+        type, data ID and run); otherwise the directories are folded in, with
+        ``~`` for ``/`` (a character no data ID value can contain), so the
+        name stays unique without the directory hierarchy.
+        """
+        template = self.get_template(ref.dataset_type)
+        path = self.path(ref)
+        last = template.template.replace("\\", "/").rsplit("/", 1)[-1]
+        try:
+            tail = FileTemplate(last)
+            tail.check_unique(ref.dataset_type)
+            specific = template is not self.default and template is not self._templates.get(
+                ref.dataset_type.storage_class)
+            if not specific and not {"dataset_type", "id"} & set(tail.fields):
+                raise FileTemplateError("the name alone does not say the dataset type")
+            if "run" in tail.fields:  # a run's own "/" would cut the name: only run_flat keeps it whole
+                raise FileTemplateError("the name holds only part of the run")
+        except FileTemplateError:
+            return path.replace("/", "~")
+        return path.rsplit("/", 1)[-1]
 
     def to_dict(self) -> dict[str, str]:
         """Active configuration (DMS-MWBT-REQ-0026)."""

@@ -61,7 +61,11 @@ class RepositoryOperations:
         collections: list[str]
 
         @classmethod
-        def create(cls, repo: str | os.PathLike[str], datastore: Mapping[str, Any] | None = None) -> Butler: ...
+        def create(cls, repo: str | os.PathLike[str], datastore: Mapping[str, Any] | None = None,
+                   registry_db: str | None = None, storage_classes: Mapping[str, Any] | None = None,
+                   registry_schema: str | None = None, *, register: bool = True) -> Butler: ...
+
+        def publish_config(self) -> str: ...
 
         def get(self, dataset_type: str | DatasetType | DatasetRef, data_id: Mapping[str, int | str] | None = None,
                 **kwargs: Any) -> Any: ...
@@ -80,9 +84,9 @@ class RepositoryOperations:
     ) -> Path:
         """Write one dataset, with its overrides combined in, as a single file (DMS-MWBT-REQ-0077).
 
-        The file is named by the datastore's file template (the last path
-        element), so its name does not depend on how it was obtained
-        (DMS-MWBT-REQ-0078).
+        The file is named :meth:`FileTemplates.file_name` plus the format's
+        extension, as by :meth:`retrieve_files`, so its name does not depend
+        on how it was obtained (DMS-MWBT-REQ-0078).
 
         Returns
         -------
@@ -100,7 +104,7 @@ class RepositoryOperations:
             from ._file_templates import FileTemplates
 
             templates = FileTemplates()
-        dest = Path(directory) / (Path(templates.path(ref)).name + formatter.extension)
+        dest = Path(directory) / (templates.file_name(ref) + formatter.extension)
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = dest.with_name(f".{dest.name}.part")
         try:
@@ -110,6 +114,45 @@ class RepositoryOperations:
             tmp.unlink(missing_ok=True)
         return dest
 
+
+    def retrieve_files(self, refs: Iterable[DatasetRef], directory: str | os.PathLike[str]) -> list[Path]:
+        """Copy the stored files of datasets, byte for byte, into a local directory (DMS-MWBT-REQ-0078).
+
+        Each file is named :meth:`FileTemplates.file_name` plus its stored
+        extension: the same name whatever the storage (POSIX, S3) and the same
+        as :meth:`export_file` gives, unique across the repository. Checksums
+        are verified on the way.
+
+        Returns
+        -------
+        list of pathlib.Path
+            The written files, in the order of ``refs``.
+
+        Raises
+        ------
+        DatastoreError
+            The datastore keeps no files (in-memory, REST publishing).
+        """
+        export = getattr(self.datastore, "export_file", None)
+        templates = getattr(self.datastore, "templates", None)
+        record = getattr(self.datastore, "record", None)
+        if export is None or templates is None or record is None:
+            from .datastores import DatastoreError
+
+            raise DatastoreError(f"datastore {self.datastore.name!r} keeps no files to retrieve")
+        out = Path(directory)
+        out.mkdir(parents=True, exist_ok=True)
+        written: list[Path] = []
+        for ref in refs:
+            dest = out / (templates.file_name(ref) + Path(record(ref).path).suffix)
+            tmp = dest.with_name(f".{dest.name}.part")
+            try:
+                export(ref, tmp)
+                os.replace(tmp, dest)
+            finally:
+                tmp.unlink(missing_ok=True)
+            written.append(dest)
+        return written
 
     # -- moving data between repositories ------------------------------------------------------------
     def all_datasets(self, dataset_types: Sequence[str] | None = None, *, where: str = "",
@@ -137,13 +180,22 @@ class RepositoryOperations:
         collections: Sequence[str] | None = None,
         transfer: TransferMode = "copy",
         datastore: Mapping[str, Any] | None = None,
+        registry_db: str | None = None,
+        registry_schema: str | None = None,
     ) -> Butler:
         """Create a new repository holding a subset of this one.
 
         ``transfer="copy"`` copies the files (DMS-MWBT-REQ-0011); ``"symlink"``
         makes a view whose files are shared with this repository
         (DMS-MWBT-REQ-0010). ``datastore`` may put the new repository in
-        another storage context, e.g. S3 (DMS-MWBT-REQ-0019, copy only).
+        another storage context, e.g. S3.
+
+        Upload to the Science Platform (DMS-MWBT-REQ-0019): with an object
+        store ``datastore`` and a database-server ``registry_db`` (and
+        ``registry_schema``), nothing of the new repository stays on this
+        machine but a handle: its ``butler.yaml`` is published next to the
+        datasets, and any machine opens it with
+        ``Butler.attach("s3://bucket/prefix", local_dir)``.
         Dimension records are copied whole; dataset ids are kept.
 
         Returns
@@ -152,9 +204,11 @@ class RepositoryOperations:
             The new repository (caller closes it).
         """
         refs = self.all_datasets(dataset_types, where=where, data_id=data_id, collections=collections)
-        new = type(self).create(dest, datastore=datastore)
+        new = type(self).create(dest, datastore=datastore, registry_db=registry_db, registry_schema=registry_schema)
         try:
             new.import_from(self, refs, transfer=transfer)
+            if registry_db is not None and getattr(getattr(new.datastore, "backend", None), "remote", False):
+                new.publish_config()
         except BaseException:
             new.close()
             raise
@@ -279,7 +333,7 @@ class RepositoryOperations:
         dimension records and all dataset types are copied too. Returns it (the caller closes it);
         write outputs to it and hand them back with :meth:`stage_out`.
         """
-        local = type(self).create(local_dir)
+        local = type(self).create(local_dir, register=False)  # scratch: not listed in the repository index
         try:
             for dt in self.registry.query_dataset_types():  # outputs may be of any known type
                 local.register_dataset_type(dt)
@@ -305,53 +359,119 @@ class RepositoryOperations:
 
     @staticmethod
     def remove_repository(
-        repo: str | os.PathLike[str], known_repositories: Sequence[str | os.PathLike[str]] = ()
+        repo: str | os.PathLike[str],
+        known_repositories: Sequence[str | os.PathLike[str]] = (),
+        *,
+        index: str | os.PathLike[str] | None = None,
     ) -> int:
-        """Delete a repository, keeping datasets other known repositories still use (REQ-0005, REQ-0006).
+        """Delete a repository from its storage, its registry database and the repository index (REQ-0005).
 
-        A file of ``repo`` that a view in one of ``known_repositories`` links
-        to is moved into that repository (replacing the link) instead of being
-        deleted; everything else is removed. Storage permissions are respected:
-        a file the user may not delete raises ``DatastorePermissionError``
-        (REQ-0004).
+        Datasets other known repositories still use are kept (REQ-0006): a
+        file of ``repo`` that a view in one of ``known_repositories`` links to
+        is moved into that repository (replacing the link) instead of being
+        deleted. Storage permissions are respected: a file the user may not
+        delete raises ``DatastorePermissionError`` (REQ-0004).
+
+        The steps run in this order, so that a failure part-way leaves a
+        repository that is still recognisable (``butler.yaml`` is deleted
+        last) and calling ``remove_repository`` again finishes the job:
+
+        1. hand over the files views link to;
+        2. remove the datasets whose bytes are outside the directory (object
+           storage, another file system): rows and bytes together;
+        3. remove every name of the repository from the repository index
+           (``index`` or ``$NIGHTSHIFT_REPOSITORY_INDEX``, if configured);
+        4. delete the registry: the PostgreSQL schema (or tables), or the
+           SQLite file;
+        5. delete the directory, ``butler.yaml`` last.
+
+        A step that fails raises its own error, with a note saying which step
+        stopped and that a second call finishes the removal.
 
         Returns
         -------
         int
             Number of dataset files handed over to other repositories.
+
+        Raises
+        ------
+        ButlerConfigError
+            ``repo`` is not a repository (nothing is changed).
+        RegistryDatabaseError
+            The registry database cannot be reached or refuses.
+        DatastorePermissionError
+            The storage does not let this user delete a file.
         """
-        from ._butler import CONFIG_NAME, ButlerConfigError
+        import yaml
+
+        from ._butler import CONFIG_NAME, Butler, ButlerConfigError
+        from .registry import Registry, RepositoryIndex
 
         root = Path(repo).absolute()
-        if not (root / CONFIG_NAME).exists():
+        config_path = root / CONFIG_NAME
+        if not config_path.exists():
             raise ButlerConfigError(f"{root} is not a repository (no {CONFIG_NAME})")
-        handed = 0
-        for other in known_repositories:
-            for dirpath, _, files in os.walk(Path(other).absolute()):
-                for name in files:
-                    link = Path(dirpath) / name
-                    if link.is_symlink():
-                        target = Path(os.path.realpath(link))
-                        if target.is_relative_to(root) and target.exists():
-                            os.replace(target, link)  # same file system: the data moves, the view keeps it
-                            handed += 1
-        # bytes in object storage or outside the directory, and rows in a database server, are not
-        # removed by deleting the directory: remove those datasets properly first (rows and bytes)
-        from ._butler import Butler
+        registry_config = (yaml.safe_load(config_path.read_text()) or {}).get("registry") or {}
+        db = registry_config.get("db")
+        location = str(root) if db is None else (db if "://" in str(db) else str(root / db))
+        schema = registry_config.get("schema")
+        step = "checking the registry"
+        try:
+            has_registry = Registry.exists(location, schema=schema)  # False when a previous call got past step 4
+            step = "handing over files linked from other repositories"
+            handed = 0
+            for other in known_repositories:
+                for dirpath, _, files in os.walk(Path(other).absolute()):
+                    for name in files:
+                        link = Path(dirpath) / name
+                        if link.is_symlink():
+                            target = Path(os.path.realpath(link))
+                            if target.is_relative_to(root) and target.exists():
+                                os.replace(target, link)  # same file system: the data moves, the view keeps it
+                                handed += 1
+            if has_registry:
+                step = "removing the datasets stored outside the repository directory"
+                with Butler(root) as butler:
+                    if _stored_outside(butler.datastore, root):
+                        refs = butler.all_datasets()
+                        if refs:
+                            butler.remove_datasets(refs, force=True)
+                    backend = getattr(butler.datastore, "backend", None)
+                    if backend is not None and getattr(backend, "remote", False) and backend.exists(CONFIG_NAME):
+                        backend.delete(CONFIG_NAME)  # the copy publish_config made for other machines
+            step = "removing the repository from the repository index"
+            idx = RepositoryIndex.configured(index)
+            if idx is not None:
+                idx.unregister(str(root))
+            if has_registry:
+                step = "deleting the registry database"
+                Registry.remove(location, schema=schema)
+            step = "deleting the repository directory"
 
-        with Butler(root) as butler:
-            if _stored_outside(butler.datastore, root) or butler.registry.is_postgresql:
-                refs = butler.all_datasets()
-                if refs:
-                    butler.remove_datasets(refs, force=True)
+            def refuse(func: Any, path: str, info: Any) -> None:
+                exc = info[1]
+                if isinstance(exc, PermissionError):
+                    raise DatastorePermissionError(f"not allowed to delete {path}: {exc}") from exc
+                raise exc
 
-        def refuse(func: Any, path: str, info: Any) -> None:
-            exc = info[1]
-            if isinstance(exc, PermissionError):
-                raise DatastorePermissionError(f"not allowed to delete {path}: {exc}") from exc
-            raise exc
-
-        shutil.rmtree(root, onerror=refuse)  # Python 3.11 (pinned): onexc arrives in 3.12
+            for child in sorted(root.iterdir()):
+                if child.name == CONFIG_NAME:
+                    continue
+                if child.is_dir() and not child.is_symlink():
+                    shutil.rmtree(child, onerror=refuse)  # Python 3.11 (pinned): onexc arrives in 3.12
+                else:
+                    try:
+                        child.unlink()
+                    except PermissionError as exc:
+                        raise DatastorePermissionError(f"not allowed to delete {child}: {exc}") from exc
+            config_path.unlink()
+            root.rmdir()
+        except BaseException as exc:
+            exc.add_note(
+                f"removing the repository {root} stopped while {step}; what came before is done. Fix the cause "
+                f"and call Butler.remove_repository({str(root)!r}) again to finish"
+            )
+            raise
         return handed
 
 

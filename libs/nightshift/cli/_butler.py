@@ -7,20 +7,20 @@ The butler is imported inside the commands, so ``nightshift --help`` stays fast.
 
 from __future__ import annotations
 
-import functools
 import json
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import click
 
+from ._errors import cli_errors as _errors
+
 if TYPE_CHECKING:
     from ..butler import Butler, DatasetRef
+    from ..butler.datastores import TransferMode
 
 __all__ = ["butler"]
-
-F = TypeVar("F", bound=Callable[..., Any])
 
 WHERE_HELP = (
     "Filter expression over dimensions and their record fields, e.g. "
@@ -29,21 +29,6 @@ WHERE_HELP = (
     "Operators: = != < <= > >= IN (a, b) IN (lo..hi) AND OR NOT; values are bound, never pasted into SQL."
 )
 COLLECTIONS_HELP = "Collection to search (repeat for a search path, first match wins). Default: every RUN collection."
-
-
-def _errors(func: F) -> F:
-    """Turn library errors into ``Error: <message>`` and exit code 1 (no traceback)."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from .._exceptions import NightshiftError
-
-        try:
-            return func(*args, **kwargs)
-        except (NightshiftError, LookupError, ValueError) as exc:
-            raise click.ClickException(str(exc)) from exc
-
-    return wrapper  # type: ignore[return-value]
 
 
 @contextmanager
@@ -103,12 +88,17 @@ def butler() -> None:
 @click.option("--registry-db", metavar="URL",
               help="PostgreSQL URL for the registry (postgresql://user@host:port/db). Default: SQLite in REPO.")
 @click.option("--registry-schema", metavar="SCHEMA", help="PostgreSQL schema for this repository's tables.")
+@click.option("--name", metavar="NAME",
+              help="Name in the repository index ($NIGHTSHIFT_REPOSITORY_INDEX). Default: REPO's directory name.")
 @_errors
-def create_cmd(repo: str, registry_db: str | None, registry_schema: str | None) -> None:
-    """Create an empty repository at REPO (POSIX datastore under REPO/datastore)."""
+def create_cmd(repo: str, registry_db: str | None, registry_schema: str | None, name: str | None) -> None:
+    """Create an empty repository at REPO (POSIX datastore under REPO/datastore).
+
+    With $NIGHTSHIFT_REPOSITORY_INDEX set, the repository is registered there as it is created.
+    """
     from ..butler import Butler
 
-    Butler.create(repo, registry_db=registry_db, registry_schema=registry_schema).close()
+    Butler.create(repo, registry_db=registry_db, registry_schema=registry_schema, name=name).close()
     click.echo(f"created repository {repo}")
 
 
@@ -237,7 +227,7 @@ def query_collections_cmd(repo: str, pattern: str | None, types: tuple[str, ...]
               help="copy: an independent repository; symlink: a view sharing REPO's files (POSIX).")
 @_errors
 def export_cmd(repo: str, dest: str, dataset_types: tuple[str, ...], where: str, collections: tuple[str, ...],
-               transfer: str) -> None:
+               transfer: TransferMode) -> None:
     """Export a subset of REPO as a new repository DEST (dimension records, types, datasets, files).
 
     \b
@@ -246,10 +236,32 @@ def export_cmd(repo: str, dest: str, dataset_types: tuple[str, ...], where: str,
     """
     with _open(repo) as b:
         new = b.export_subset(dest, list(dataset_types), where=where, collections=list(collections) or None,
-                              transfer=transfer)  # type: ignore[arg-type]
+                              transfer=transfer)
         with new:
             n = len(new.all_datasets())
     click.echo(f"exported {n} dataset(s) to {dest}")
+
+
+@butler.command("retrieve")
+@click.argument("repo")
+@click.argument("dest")
+@click.argument("dataset_types", nargs=-1, required=True)
+@click.option("--where", default="", help=WHERE_HELP)
+@click.option("--collections", "-c", multiple=True, help="RUN collections to take datasets from. Default: all.")
+@_errors
+def retrieve_cmd(repo: str, dest: str, dataset_types: tuple[str, ...], where: str,
+                 collections: tuple[str, ...]) -> None:
+    """Copy the files of datasets into the directory DEST, each under its repository-wide unique name.
+
+    \b
+    Example:
+      nightshift butler retrieve ./repo ./download calexp --where "visit = 12"
+    """
+    with _open(repo) as b:
+        paths = b.retrieve_files(b.all_datasets(list(dataset_types), where=where,
+                                                collections=list(collections) or None), dest)
+    for path in paths:
+        click.echo(str(path))
 
 
 @butler.command("import")
@@ -261,10 +273,10 @@ def export_cmd(repo: str, dest: str, dataset_types: tuple[str, ...], where: str,
                    "(keep ours), keep_both (theirs into <run>/merged), replace (remove ours, take theirs).")
 @click.option("--transfer", type=click.Choice(["copy", "symlink"]), default="copy", show_default=True)
 @_errors
-def import_cmd(repo: str, source: str, conflict: str, transfer: str) -> None:
+def import_cmd(repo: str, source: str, conflict: str, transfer: TransferMode) -> None:
     """Import every dataset of repository SOURCE into REPO (merging; all or nothing)."""
     with _open(repo) as b, _open(source) as other:
-        done = b.import_from(other, transfer=transfer, conflict=conflict)  # type: ignore[arg-type]
+        done = b.import_from(other, transfer=transfer, conflict=conflict)
     click.echo(f"imported {len(done)} dataset(s) from {source}")
 
 

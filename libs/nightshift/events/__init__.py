@@ -14,6 +14,7 @@ from ._consumer import ConsumerStats, EventConsumer, Handler, is_retriable
 from ._errors import (
     DecodeError,
     DeliveryError,
+    EnqueueTimeoutError,
     EventError,
     EventValidationError,
     KafkaAuthenticationError,
@@ -35,12 +36,27 @@ from ._models import (
     RawIngested,
 )
 from ._producer import PRODUCER_DEFAULTS, AsyncProducer, Delivered
+from ._registry import (
+    ALERT_SUBJECT,
+    RegistrationResult,
+    RegistrySchema,
+    SchemaRegistryError,
+    SchemaRegistryUnavailableError,
+    alert_registry_schemas,
+    alert_schema_document,
+    alert_schema_versions,
+    ccompat_url,
+    check_registry,
+    event_registry_schemas,
+    register_schemas,
+)
 from ._schemas import SchemaCatalog, SchemaVersion, default_catalog, schemas_dir
 from ._serde import decode, encode, schema_id_of
 from ._settings import KafkaSettings, SaslMechanism, SecurityProtocol, kafka_settings
 from ._topics import TOPICS, all_topics, dlq_topic, ensure_topics
 
 __all__ = [
+    "ALERT_SUBJECT",
     "EVENT_TYPES",
     "PRODUCER_DEFAULTS",
     "TOPICS",
@@ -51,6 +67,7 @@ __all__ = [
     "DecodeError",
     "Delivered",
     "DeliveryError",
+    "EnqueueTimeoutError",
     "DiaResults",
     "Event",
     "EventConsumer",
@@ -66,22 +83,33 @@ __all__ = [
     "QuantumPlanned",
     "RawArrived",
     "RawIngested",
+    "RegistrationResult",
+    "RegistrySchema",
     "SchemaCatalog",
     "SchemaError",
+    "SchemaRegistryError",
+    "SchemaRegistryUnavailableError",
     "SchemaVersion",
     "SaslMechanism",
     "SecurityProtocol",
     "UnknownSchemaError",
+    "alert_registry_schemas",
+    "alert_schema_document",
+    "alert_schema_versions",
     "all_topics",
     "backward_problems",
+    "ccompat_url",
     "check_connection",
+    "check_registry",
     "decode",
     "default_catalog",
     "dlq_topic",
     "encode",
+    "event_registry_schemas",
     "ensure_topics",
     "is_retriable",
     "kafka_settings",
+    "register_schemas",
     "schema_id_of",
     "schemas_dir",
 ]

@@ -50,11 +50,12 @@ class QuantumContext:
     def _wait_for(self, refs: list[DatasetRef]) -> None:
         """Poll the registry until every ref exists (it is written by a cooperating quantum)."""
         butler = self.butler
+        assert butler is not None  # deferred inputs are read only by quanta that do I/O
         deadline = time.monotonic() + self.deferred_timeout
         todo = {r.id for r in refs}
         delay = 0.01
         while todo:
-            todo -= {r.id for r in butler.registry.get_datasets(list(todo))}  # type: ignore[union-attr]
+            todo -= {r.id for r in butler.registry.get_datasets(list(todo))}
             if not todo:
                 return
             if time.monotonic() > deadline:

@@ -1,54 +1,31 @@
-"""HEALPix (nested) pixelization of sky regions, through cdshealpix.
+"""The registry's HEALPix index: its order and small helpers over nested indices.
 
-Regions are convex polygons given as ``[(ra_deg, dec_deg), ...]``. The registry
-indexes each region by the HEALPix cells of order :data:`COMMON_ORDER` that
-touch it; two regions "overlap" when they share a cell (conservative at the
-scale of one cell, ~0.46 deg at order 7).
+The registry indexes each dimension record's region by the ranges of nested
+HEALPix cells of order :data:`COMMON_ORDER` that touch it
+(:meth:`nightshift.sky.Region.pixel_ranges`); SQL finds candidate pairs of
+regions through shared cells, and the registry then keeps only the pairs whose
+regions really overlap (:meth:`nightshift.sky.Region.overlaps`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
-__all__ = ["COMMON_ORDER", "cell_range", "point_pixel", "polygon_pixels"]
+__all__ = ["COMMON_ORDER", "cell_range", "point_pixel"]
 
 #: HEALPix order of the registry's spatial index (~0.46 degree cells).
 COMMON_ORDER = 7
 
 
-def polygon_pixels(vertices: Sequence[Sequence[float]], order: int = COMMON_ORDER) -> list[int]:
-    """Nested HEALPix indices at ``order`` of every cell touching a convex polygon.
+def point_pixel(ra: float, dec: float, order: int = COMMON_ORDER) -> int:
+    """Nested HEALPix index at ``order`` of the cell holding a point (degrees).
 
     Raises
     ------
-    ValueError
-        If the polygon has fewer than 3 vertices or bad coordinates.
+    RegionError
+        If ``dec`` is outside [-90, 90] or ``order`` outside [0, 29].
     """
-    if len(vertices) < 3:
-        raise ValueError(f"a region needs at least 3 (ra, dec) vertices, got {len(vertices)}")
-    import astropy.units as u
-    import numpy as np
-    from astropy.coordinates import Latitude, Longitude
-    from cdshealpix.nested import polygon_search
+    from ._region import pixels_of
 
-    arr = np.asarray(vertices, dtype=float)
-    if arr.ndim != 2 or arr.shape[1] != 2 or np.any(np.abs(arr[:, 1]) > 90):
-        raise ValueError(f"region vertices must be (ra, dec) degree pairs with |dec| <= 90, got {vertices!r}")
-    ipix, depth, _full = polygon_search(
-        Longitude(arr[:, 0] % 360.0, u.deg), Latitude(arr[:, 1], u.deg), order, flat=True
-    )
-    return sorted({int(p) for p in ipix})
-
-
-def point_pixel(ra: float, dec: float, order: int = COMMON_ORDER) -> int:
-    """Nested HEALPix index at ``order`` of the cell holding a point."""
-    import astropy.units as u
-    from astropy.coordinates import Latitude, Longitude
-    from cdshealpix.nested import lonlat_to_healpix
-
-    if not -90.0 <= dec <= 90.0:
-        raise ValueError(f"dec must be within [-90, 90], got {dec}")
-    return int(lonlat_to_healpix(Longitude([ra % 360.0], u.deg), Latitude([dec], u.deg), order)[0])
+    return int(pixels_of([ra], [dec], order)[0])
 
 
 def cell_range(pixel: int, order: int, target_order: int = COMMON_ORDER) -> tuple[int, int]:

@@ -35,12 +35,9 @@ from ._exceptions import (
 if TYPE_CHECKING:
     from ._query import QueryDefinition, run_query
     from ._refcat import ingest_reference_catalog, load_reference_catalog, skypix_dimension
-    from ._region import Cone, ConvexPolygon
     from ._selection import Selection, Selections
 
 _LAZY = {
-    "Cone": "._region",
-    "ConvexPolygon": "._region",
     "QueryDefinition": "._query",
     "Selection": "._selection",
     "Selections": "._selection",
@@ -55,8 +52,6 @@ __getattr__, __dir__ = _lazy_exports(__name__, _LAZY)
 
 
 __all__ = [
-    "Cone",
-    "ConvexPolygon",
     "ExternalDataError",
     "QueryBindError",
     "QueryDatasetError",

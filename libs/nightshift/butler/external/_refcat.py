@@ -12,7 +12,7 @@ datasets::
     stars = load_reference_catalog(butler, "gaia_dr3", (45.0, -3.0, 1.5), columns=["source_id", "g_mag"])
 
 :func:`load_reference_catalog` asks the registry for the shards overlapping a
-cone or convex polygon (cdshealpix coverage at the shards' order), reads only
+region of :mod:`nightshift.sky` (its HEALPix cover at the shards' order), reads only
 the columns needed and keeps the rows inside the region.
 """
 
@@ -31,9 +31,9 @@ from .._dataset_ref import DatasetRef
 from .._dataset_type import DatasetType
 from ..formatters import UnsupportedComponentError
 from ._exceptions import ReferenceCatalogError
-from ._region import SkyRegion, as_region
 
 if TYPE_CHECKING:
+    from ...sky import Region
     from .._butler import Butler
 
 __all__ = [
@@ -189,7 +189,7 @@ def ingest_reference_catalog(
 def load_reference_catalog(
     butler: Butler,
     dataset_type: str,
-    region: SkyRegion | Sequence[Any],
+    region: Region | Sequence[Any],
     *,
     columns: Sequence[str] | None = None,
     collections: str | Sequence[str] | None = None,
@@ -204,8 +204,10 @@ def load_reference_catalog(
         The repository.
     dataset_type : str
         The catalog's dataset type (one ``healpix<order>`` dimension).
-    region : Cone, ConvexPolygon, (ra, dec, radius) or [(ra, dec), ...]
-        Degrees; a polygon is convex with great-circle edges.
+    region : nightshift.sky.Region, (ra, dec, radius) or [(ra, dec), ...]
+        Degrees: a :class:`~nightshift.sky.Circle`, :class:`~nightshift.sky.ConvexPolygon`,
+        :class:`~nightshift.sky.Box` or :class:`~nightshift.sky.UnionRegion`, or the
+        values of a circle or a convex polygon.
     columns : sequence of str, optional
         Columns to return (only these plus ra/dec are read); all by default.
     collections : str or sequence of str, optional
@@ -228,13 +230,18 @@ def load_reference_catalog(
     """
     from astropy.table import Table, vstack
 
-    shape = as_region(region)
+    from ...sky import RegionError, as_region, pixel_ranges
+
+    try:
+        shape = as_region(region)
+    except RegionError as exc:
+        raise ReferenceCatalogError(f"bad reference-catalog region: {exc}") from exc
     dt = butler.registry.get_dataset_type(dataset_type)
     dim, order = _order_of(dt)
     search = [collections] if isinstance(collections, str) else list(collections or butler.collections)
     if not search:
         raise ReferenceCatalogError("no collections to search: pass collections= or set the butler's collections")
-    pixels = [int(p) for p in shape.pixels(order)]
+    pixels = [p for lo, hi in pixel_ranges(shape, order).tolist() for p in range(lo, hi)]
     refs = butler.registry.query_datasets(dt, search, where=f"{dim} IN (pixels)", bind={"pixels": pixels})
     refs.sort(key=lambda r: int(r.data_id[dim]))
     wanted = list(columns) if columns is not None else None

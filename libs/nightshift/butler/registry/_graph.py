@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
 
 from .._dataset_ref import DatasetRef
 
@@ -75,10 +76,10 @@ class DatasetGraph:
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, object]) -> DatasetGraph:
+    def from_dict(cls, data: Mapping[str, Any]) -> DatasetGraph:
         """Inverse of :meth:`to_dict`."""
-        graph = cls(data["dimensions"])  # type: ignore[arg-type]
-        for node in data["nodes"]:  # type: ignore[attr-defined]
+        graph = cls(data["dimensions"])
+        for node in data["nodes"]:
             graph.add_node(node["data_id"])
             for ref in node["inputs"]:
                 graph.add_edge(node["data_id"], DatasetRef.from_dict(ref))

@@ -1,10 +1,20 @@
-"""The repository index: names -> locations, so users refer to repositories by name (REQ-0024)."""
+"""The repository index: names -> locations, so users refer to repositories by name (REQ-0024).
+
+A site (or a user) configures one index file with ``$NIGHTSHIFT_REPOSITORY_INDEX``;
+from then on every repository :meth:`Butler.create <nightshift.butler.Butler.create>`
+makes is registered in it as it is created, and
+:meth:`Butler.remove_repository <nightshift.butler.Butler.remove_repository>`
+unregisters it. Writers serialize on an advisory lock (``<index>.lock``), so
+repositories created concurrently by several processes are all recorded.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import yaml
@@ -39,6 +49,60 @@ class RepositoryIndex:
             path = env
         self.path = Path(path)
 
+    @classmethod
+    def configured(cls, path: str | os.PathLike[str] | None = None) -> RepositoryIndex | None:
+        """The index at ``path``, else the one ``$NIGHTSHIFT_REPOSITORY_INDEX`` names, else None (no index)."""
+        if path is not None:
+            return cls(path)
+        return cls() if os.environ.get(INDEX_ENV) else None
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """Hold the index's advisory write lock (read-modify-write of the file happens inside)."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path.with_name(self.path.name + ".lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def _write(self, entries: Mapping[str, Mapping[str, str | None]]) -> None:
+        raw = {k: (v["location"] if v["schema"] is None else dict(v)) for k, v in sorted(entries.items())}
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".index-")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as stream:
+                yaml.safe_dump(raw, stream, sort_keys=True)
+                stream.flush()
+                os.fsync(stream.fileno())
+            os.replace(tmp, self.path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+
+    def names_of(self, location: str, schema: str | None = None) -> list[str]:
+        """Every name that maps to ``location`` (and ``schema``)."""
+        return sorted(n for n, e in self.entries().items() if e["location"] == location and e["schema"] == schema)
+
+    def unregister(self, location: str, schema: str | None = None) -> list[str]:
+        """Remove every name that maps to ``location`` (and ``schema``); returns the names removed."""
+        with self._locked():
+            entries = self.entries()
+            gone = sorted(n for n, e in entries.items() if e["location"] == location and e["schema"] == schema)
+            if gone:
+                self._write({n: e for n, e in entries.items() if n not in gone})
+        return gone
+
+    def check_free(self, name: str, location: str, schema: str | None = None) -> None:
+        """Raise ``ConflictingDefinitionError`` if ``name`` already maps elsewhere."""
+        taken = self.entries().get(name)
+        if taken is not None and taken != {"location": location, "schema": schema}:
+            raise ConflictingDefinitionError(
+                f"repository name {name!r} already maps to {taken['location']!r} in the index {self.path}; "
+                "choose another name"
+            )
+
     def entries(self) -> dict[str, dict[str, str | None]]:
         """All names -> ``{"location": ..., "schema": ...}``."""
         if not self.path.exists():
@@ -72,23 +136,19 @@ class RepositoryIndex:
         return str(e["location"]), e["schema"]
 
     def register(self, name: str, location: str, schema: str | None = None, *, replace: bool = False) -> None:
-        """Add a name (atomically rewriting the file).
+        """Add a name (under the index's lock, atomically rewriting the file).
 
         Raises
         ------
         ConflictingDefinitionError
             If the name maps to another location and ``replace`` is false.
         """
-        entries = self.entries()
-        new = {"location": location, "schema": schema}
-        if name in entries and entries[name] != new and not replace:
-            raise ConflictingDefinitionError(
-                f"repository name {name!r} already maps to {entries[name]['location']!r}; pass replace=True"
-            )
-        entries[name] = new
-        raw = {k: (v["location"] if v["schema"] is None else dict(v)) for k, v in sorted(entries.items())}
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".index-")
-        with os.fdopen(fd, "w", encoding="utf-8") as stream:
-            yaml.safe_dump(raw, stream, sort_keys=True)
-        os.replace(tmp, self.path)
+        with self._locked():
+            entries = self.entries()
+            new = {"location": location, "schema": schema}
+            if name in entries and entries[name] != new and not replace:
+                raise ConflictingDefinitionError(
+                    f"repository name {name!r} already maps to {entries[name]['location']!r}; pass replace=True"
+                )
+            entries[name] = new
+            self._write(entries)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import json
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -16,7 +18,9 @@ from ._exclusions import ExclusionList
 from ._graph import DatasetGraph
 
 if TYPE_CHECKING:
+    from ...sky import ConvexPolygon
     from ._queries import JoinPlan
+    from ._queries._plan import SpatialConstraint
     from ._registry_base import RegistryBase
 
 __all__ = ["dimension_record_rows", "query_data_ids", "query_datasets", "query_graph", "refs_by_id"]
@@ -95,9 +99,52 @@ def _cached(registry: RegistryBase, key: tuple[Any, ...], build: Any) -> Any:
     return found
 
 
+@functools.lru_cache(maxsize=8192)
+def _region(text: str) -> ConvexPolygon | None:
+    """The region of a record's ``region`` column (JSON vertices); None if it is not a valid polygon."""
+    from ...sky import ConvexPolygon, RegionError
+
+    try:
+        return ConvexPolygon(json.loads(text))
+    except (RegionError, TypeError, ValueError):
+        return None
+
+
+def _refine(spatial: Sequence[SpatialConstraint], rows: Sequence[Any]) -> list[Any]:
+    """The rows (carrying ``_region_<element>`` columns) whose regions pass every constraint exactly.
+
+    SQL matched them through shared HEALPix cells of the spatial index (one
+    cell is ~0.46 deg); here two regions must really overlap and a region must
+    really contain the point. A stored region that is not a valid polygon
+    keeps its rows (the index's answer stands).
+    """
+    if not spatial:
+        return list(rows)
+    overlaps: dict[tuple[str, str], bool] = {}
+
+    def holds(c: SpatialConstraint, m: Mapping[str, Any]) -> bool:
+        text = m[f"_region_{c.element}"]
+        if text is None:
+            return False
+        if c.point is not None:
+            region = _region(text)
+            return region is None or bool(region.contains(c.point[0], c.point[1]))
+        other = m[f"_region_{c.other}"]
+        if other is None:
+            return False
+        key = (text, other)
+        found = overlaps.get(key)
+        if found is None:
+            a, b = _region(text), _region(other)
+            found = overlaps[key] = a is None or b is None or a.overlaps(b)
+        return found
+
+    return [r for r in rows if all(holds(c, r._mapping) for c in spatial)]
+
+
 def dimension_record_rows(
     registry: RegistryBase, element: str, where: str, bind: Mapping[str, Any], data_id: Mapping[str, int | str]
-) -> list[sa.RowMapping]:
+) -> list[Mapping[Any, Any]]:
     universe = registry.universe
     dim = universe[element]
     tree, dims, elements = _parse(registry, where, bind)
@@ -108,11 +155,19 @@ def dimension_record_rows(
     _apply_data_id(registry, plan, data_id)
     table = registry._tables.dimensions[element]
     order = [table.c[k] for k in (*dim.requires, dim.key_name)]
-    stmt = sa.select(table).select_from(*plan.froms).where(*plan.conditions).order_by(*order)
+    regions = plan.region_columns()
+    stmt = sa.select(table, *regions.values()).select_from(*plan.froms).where(*plan.conditions).order_by(*order)
     if plan.needs_distinct or len(plan.froms) > 1:
         stmt = stmt.distinct()
     with registry._db.reading() as conn:
-        return [r._mapping for r in conn.execute(stmt)]
+        rows = conn.execute(stmt).all()
+    if not plan.spatial:
+        return [r._mapping for r in rows]
+    out: dict[tuple[Any, ...], Mapping[Any, Any]] = {}
+    for r in _refine(plan.spatial, rows):
+        record = {c.name: r._mapping[c.name] for c in table.columns}
+        out.setdefault(tuple(record.values()), record)
+    return list(out.values())
 
 
 def _dataset_columns(registry: RegistryBase, dataset_table: sa.FromClause, dimensions: Iterable[str]) -> dict[str, Any]:
@@ -257,7 +312,13 @@ def _dataset_select(
     time_ns: int | None,
     find_first: bool,
     exclude_flags: Sequence[str],
-) -> tuple[sa.Select[Any], DatasetType]:
+) -> tuple[sa.Select[Any], DatasetType, tuple[SpatialConstraint, ...]]:
+    """The statement of a dataset query, and the region constraints its rows must still pass.
+
+    With constraints, find-first ranking and the limit happen after the
+    exact cut (:func:`_first_refined`): the statement returns every candidate
+    with its ``data_id_key``, ``_rank`` and region columns.
+    """
     universe = registry.universe
     dt_id, dt = registry._dataset_type_entry(dataset_type)
     ds = registry._tables.dataset
@@ -272,6 +333,12 @@ def _dataset_select(
     cols = [ds.c.id, ds.c.run_id, *[ds.c[d] for d in dt.dimensions]]
     froms = [ds, *member_froms, *plan.froms]
     distinct = bool(plan.froms) and (plan.needs_distinct or len(plan.froms) > 0)
+    order = [ds.c[d] for d in dt.dimensions]
+    if plan.spatial:
+        ranked = [rank.label("_rank")] if find_first and rank is not None else []
+        stmt = sa.select(*cols, ds.c.data_id_key, *ranked, *plan.region_columns().values())
+        stmt = stmt.select_from(*froms).where(*conds).distinct()
+        return stmt.order_by(*order), dt, tuple(plan.spatial)
     if find_first and rank is not None:
         rn = sa.func.row_number().over(partition_by=ds.c.data_id_key, order_by=rank).label("rn")
         inner = sa.select(*cols, rn).select_from(*froms).where(*conds)
@@ -279,11 +346,23 @@ def _dataset_select(
             inner = inner.distinct()
         sub = inner.subquery("ranked")
         stmt = sa.select(*[sub.c[c.name] for c in cols]).where(sub.c.rn == 1)
-        return stmt.order_by(*[sub.c[d] for d in dt.dimensions]), dt
+        return stmt.order_by(*[sub.c[d] for d in dt.dimensions]), dt, ()
     stmt = sa.select(*cols).select_from(*froms).where(*conds)
     if distinct:
         stmt = stmt.distinct()
-    return stmt.order_by(*[ds.c[d] for d in dt.dimensions]), dt
+    return stmt.order_by(*order), dt, ()
+
+
+def _first_refined(spatial: Sequence[SpatialConstraint], rows: Sequence[Any], find_first: bool) -> list[Any]:
+    """Rows passing the exact region cut; with ``find_first``, the best-ranked dataset per data ID."""
+    best: dict[Any, Any] = {}
+    for row in _refine(spatial, rows):
+        m = row._mapping
+        key = m["data_id_key"] if find_first else m["id"]
+        held = best.get(key)
+        if held is None or (find_first and "_rank" in m and m["_rank"] < held._mapping["_rank"]):
+            best[key] = row
+    return list(best.values())
 
 
 def query_datasets(
@@ -327,31 +406,33 @@ def _query_datasets(
            _value_key(where, bind), tuple(sorted(data_id)),
            find_first, time is None, tuple(exclude_flags), limit if not exclude else None)
 
-    def build() -> tuple[sa.Select[Any], DatasetType]:
+    def build() -> tuple[sa.Select[Any], DatasetType, tuple[SpatialConstraint, ...]]:
         tree, dims, elements = _parse(registry, where, bind)
         for k in data_id:
             registry.universe[k]
-        stmt, dt = _dataset_select(
+        stmt, dt, spatial = _dataset_select(
             registry, dataset_type, leaves, tree=tree, where=where, bind=bind, dims=dims, elements=elements,
             data_id=data_id, time_ns=time, find_first=find_first, exclude_flags=exclude_flags,
         )
-        if limit is not None and not exclude:
+        if limit is not None and not exclude and not spatial:
             stmt = stmt.limit(limit)
-        return stmt, dt
+        return stmt, dt, spatial
 
-    stmt, dt = _cached(registry, key, build)
+    stmt, dt, spatial = _cached(registry, key, build)
     if isinstance(dataset_type, DatasetType):
         registry._dataset_type_entry(dataset_type)  # a DatasetType argument must match the registered one
     with registry._db.reading() as conn:
         rows = conn.execute(stmt, _parameters(registry, bind, data_id, time)).all()
+        if spatial:
+            rows = _first_refined(spatial, rows, find_first)
         names = {c.id: c.name for c in leaves} | _run_names(
             registry, conn, {r.run_id for r in rows} - {c.id for c in leaves}
         )
     refs = [_row_to_ref(dt, r, names) for r in rows]
     if exclude:
         refs = [r for r in refs if not exclude.excludes(r.data_id, r.id)]
-        if limit is not None:
-            refs = refs[:limit]
+    if limit is not None and (exclude or spatial):
+        refs = refs[:limit]
     return refs
 
 
@@ -368,7 +449,7 @@ def _data_id_select(
     datasets: Sequence[str | DatasetType],
     leaves: Sequence[CollectionRecord] | None,
     exclude_flags: Sequence[str],
-) -> tuple[sa.Select[Any], tuple[str, ...]]:
+) -> tuple[sa.Select[Any], tuple[str, ...], tuple[SpatialConstraint, ...]]:
     universe = registry.universe
     requested = universe.required_closure(dimensions)
     dataset_entries = [registry._dataset_type_entry(d) for d in datasets]
@@ -388,8 +469,9 @@ def _data_id_select(
         )
         plan.conditions.append(sa.exists(sub))
     cols = [plan.canonical[d].label(d) for d in requested]
-    stmt = sa.select(*cols).select_from(*plan.froms).where(*plan.conditions).distinct()
-    return stmt.order_by(*[plan.canonical[d] for d in requested]), requested
+    regions = plan.region_columns()
+    stmt = sa.select(*cols, *regions.values()).select_from(*plan.froms).where(*plan.conditions).distinct()
+    return stmt.order_by(*[plan.canonical[d] for d in requested]), requested, tuple(plan.spatial)
 
 
 def query_data_ids(
@@ -417,7 +499,7 @@ def query_data_ids(
            tuple(d if isinstance(d, str) else d.name for d in datasets),
            tuple(c.id for c in leaves) if leaves is not None else None, tuple(exclude_flags))
 
-    def build() -> tuple[sa.Select[Any], tuple[str, ...]]:
+    def build() -> tuple[sa.Select[Any], tuple[str, ...], tuple[SpatialConstraint, ...]]:
         tree, dims, elements = _parse(registry, where, bind)
         for k in data_id:
             registry.universe[k]
@@ -427,9 +509,13 @@ def query_data_ids(
         )
 
     with registry._db.reading() as conn:
-        stmt, requested = _cached(registry, key, build)
+        stmt, requested, spatial = _cached(registry, key, build)
         rows = conn.execute(stmt, _parameters(registry, bind, data_id, None)).all()
-    out = [dict(zip(requested, r, strict=True)) for r in rows]
+    if spatial:  # the exact cut, then one row per data ID (several region pairs may have matched)
+        keys = dict.fromkeys(tuple(r._mapping[d] for d in requested) for r in _refine(spatial, rows))
+        out = [dict(zip(requested, k, strict=True)) for k in keys]
+    else:
+        out = [dict(zip(requested, r, strict=True)) for r in rows]
     if exclude:
         out = [d for d in out if not exclude.excludes(d)]
     return out

@@ -113,18 +113,13 @@ def skypix_rows(
     if not dim.has_region or row.get("region") is None:
         return []
     if ranges is None:
-        from ...sky import polygon_pixels
+        from ...sky import COMMON_ORDER, ConvexPolygon, RegionError
 
         try:
-            pixels = polygon_pixels(json.loads(row["region"]))
-        except ValueError as exc:
+            polygon = ConvexPolygon(json.loads(row["region"]))
+        except RegionError as exc:
             raise DimensionRecordError(f"{dim.name} record region is invalid: {exc}") from exc
-        ranges = []
-        for p in pixels:
-            if ranges and ranges[-1][1] == p:
-                ranges[-1] = (ranges[-1][0], p + 1)
-            else:
-                ranges.append((p, p + 1))
+        ranges = [(lo, hi) for lo, hi in polygon.pixel_ranges(COMMON_ORDER).tolist()]
     keys = {k: row[k] for k in dim.requires}
     keys[dim.name] = row[dim.key_name]
     return [{**keys, "pix_begin": b, "pix_end": e} for b, e in ranges]

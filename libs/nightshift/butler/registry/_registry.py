@@ -17,6 +17,7 @@ from .._dataset_type import DatasetType
 from .._registry_exceptions import (
     ConflictingDefinitionError,
     MigrationRequiredError,
+    RegistryDatabaseError,
     RegistryError,
     RepositoryVersionError,
 )
@@ -174,9 +175,88 @@ class Registry(DimensionRecordsMixin, CollectionsMixin, DatasetsMixin):
 
     @classmethod
     def from_name(cls, name: str, *, index: str | os.PathLike[str] | None = None) -> Registry:
-        """Open a repository by its name in the repository index (REQ-0024)."""
+        """Open a repository's registry by its name in the repository index (REQ-0024).
+
+        The name may map to a registry (database URL + schema) or to a Butler
+        repository directory, whose ``butler.yaml`` says where its registry is.
+        """
         location, schema = RepositoryIndex(index).get(name)
+        config = os.path.join(location, "butler.yaml")
+        if "://" not in location and os.path.isfile(config):
+            import yaml
+
+            with open(config, encoding="utf-8") as stream:
+                reg = (yaml.safe_load(stream) or {}).get("registry") or {}
+            db = reg.get("db")
+            if db is not None:
+                return cls(db if "://" in str(db) else os.path.join(location, str(db)), schema=reg.get("schema"))
         return cls(location, schema=schema)
+
+    @classmethod
+    def exists(cls, location: str | os.PathLike[str], *, schema: str | None = None) -> bool:
+        """Whether a registry is at ``location`` (and ``schema``), without opening it.
+
+        Raises
+        ------
+        RegistryDatabaseError
+            The database cannot be reached (so whether it exists is unknown).
+        """
+        url = resolve_url(location)
+        if url.startswith("sqlite:///") and not os.path.exists(url[len("sqlite:///"):]):
+            return False
+        db = Database(url, schema)
+        try:
+            with db.reading() as conn:
+                return sa.inspect(conn).has_table("butler_attributes", schema=schema)
+        finally:
+            db.dispose()
+
+    @classmethod
+    def remove(cls, location: str | os.PathLike[str], *, schema: str | None = None) -> bool:
+        """Delete a registry and everything in it (REQ-0005); idempotent.
+
+        On PostgreSQL the repository's ``schema`` is dropped with everything in
+        it (the schema belongs to the repository: :meth:`create` made it);
+        without a schema, the registry's tables are dropped. A SQLite registry
+        file is deleted (with its WAL and shared-memory files). Nobody may have
+        the registry open.
+
+        Returns
+        -------
+        bool
+            Whether there was a registry to delete.
+
+        Raises
+        ------
+        RegistryDatabaseError
+            The database refused or could not be reached; nothing was deleted.
+        """
+        url = resolve_url(location)
+        if url.startswith("sqlite:///"):
+            path = url[len("sqlite:///"):]
+            found = os.path.exists(path)
+            for suffix in ("-wal", "-shm", ""):  # the database file last: a failure leaves it detectable
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path + suffix)
+            return found
+        db = Database(url, schema)
+        try:
+            with db.transaction() as conn:
+                if schema is not None:
+                    found = bool(sa.inspect(conn).has_schema(schema))
+                    conn.execute(sa.schema.DropSchema(schema, cascade=True, if_exists=True))
+                    return found
+                if not sa.inspect(conn).has_table("butler_attributes"):
+                    return False
+                attrs_t = sa.Table("butler_attributes", sa.MetaData(), autoload_with=conn)
+                universe = conn.execute(sa.select(attrs_t.c.value).where(attrs_t.c.name == "universe")).scalar_one()
+                tables = build_tables(DimensionUniverse(json.loads(universe)), None, conn.dialect.name)
+                tables.metadata.drop_all(conn, checkfirst=True)
+                return True
+        except sa.exc.SQLAlchemyError as exc:
+            raise RegistryDatabaseError(f"cannot delete the registry {location!r} (schema {schema!r}): {exc}") from exc
+        finally:
+            db.dispose()
 
     @classmethod
     def migrate(cls, location: str | os.PathLike[str], *, schema: str | None = None) -> list[str]:
@@ -222,7 +302,7 @@ class Registry(DimensionRecordsMixin, CollectionsMixin, DatasetsMixin):
         )
         try:
             with self._db.reading() as conn:
-                return dict(conn.execute(sa.select(t.c.name, t.c.value)).all())  # type: ignore[arg-type]
+                return dict(conn.execute(sa.select(t.c.name, t.c.value)).tuples().all())
         except sa.exc.ProgrammingError:  # PostgreSQL: relation does not exist
             return None
         except (sa.exc.OperationalError, RegistryError) as exc:

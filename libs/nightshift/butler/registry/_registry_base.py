@@ -46,7 +46,7 @@ class RegistryBase:
 
     if TYPE_CHECKING:  # provided by the other parts of Registry
 
-        def _collection_record(self, name: str, *, missing_ok: bool = False) -> CollectionRecord: ...
+        def _collection_record(self, name: str) -> CollectionRecord: ...
 
         def _dataset_type_entry(self, dataset_type: str | DatasetType) -> tuple[int, DatasetType]: ...
 
@@ -134,8 +134,9 @@ class RegistryBase:
         prep = conn.dialect.identifier_preparer
         sql = f"COPY {prep.format_table(table)} ({', '.join(prep.quote(c) for c in cols)}) FROM STDIN"
         raw = conn.connection.driver_connection
+        assert raw is not None  # an open connection has its driver (psycopg) connection
         try:
-            with raw.cursor() as cur, cur.copy(sql) as copy:  # type: ignore[union-attr]
+            with raw.cursor() as cur, cur.copy(sql) as copy:
                 for r in rows:
                     copy.write_row(tuple(r[c] for c in cols))
         except psycopg.IntegrityError as exc:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 from collections.abc import Iterable, Mapping, Sequence
+from typing import Literal, overload
 
 import sqlalchemy as sa
 
@@ -62,7 +63,13 @@ class CollectionsMixin(RegistryBase):
         """Create a RUN collection (where datasets are written)."""
         return self.register_collection(name, CollectionType.RUN, doc)
 
-    def _collection_record(self, name: str, *, missing_ok: bool = False) -> CollectionRecord:
+    @overload
+    def _collection_record(self, name: str, *, missing_ok: Literal[False] = False) -> CollectionRecord: ...
+
+    @overload
+    def _collection_record(self, name: str, *, missing_ok: bool) -> CollectionRecord | None: ...
+
+    def _collection_record(self, name: str, *, missing_ok: bool = False) -> CollectionRecord | None:
         rec = self._collections.get(name)
         if rec is not None:
             return rec
@@ -71,7 +78,7 @@ class CollectionsMixin(RegistryBase):
             row = conn.execute(sa.select(t).where(t.c.name == name)).first()
         if row is None:
             if missing_ok:
-                return None  # type: ignore[return-value]
+                return None
             raise MissingCollectionError(f"collection {name!r} does not exist; create it first")
         rec = CollectionRecord(row.collection_id, row.name, CollectionType(row.type), row.doc)
         self._collections[name] = rec

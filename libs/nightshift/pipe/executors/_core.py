@@ -21,7 +21,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ParamSpec, TypeVar
+from typing import ParamSpec, TypedDict, TypeVar
 
 from .._graph import QuantumGraph
 from .._logging import LogFormat, configure_logging, pipeline_logging
@@ -35,6 +35,16 @@ _T = TypeVar("_T")
 
 _log = logging.getLogger("nightshift.pipe.executor")
 ProgressCallback = Callable[[QuantumReport], None]
+
+
+class ExecutorOptions(TypedDict, total=False):
+    """The keyword options of :class:`Executor` that every executor passes on to it."""
+
+    memoize: bool
+    progress: ProgressCallback | None
+    log_level: str | None
+    deferred_timeout: float
+    stage_dir: str | os.PathLike[str] | None
 
 
 @dataclass(frozen=True)

@@ -13,10 +13,10 @@ import concurrent.futures as cf
 import contextlib
 import os
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Unpack
 
 from .._graph import QuantumGraph
-from ._core import Executor, WorkerSetup, warm_worker
+from ._core import Executor, ExecutorOptions, WorkerSetup, warm_worker
 
 __all__ = ["DaskExecutor"]
 
@@ -40,15 +40,14 @@ class DaskExecutor(Executor):
     name = "dask"
 
     def __init__(self, repo: str | os.PathLike[str] | None = None, *, client: Any, batch: int = 8,
-                 **kwargs: object) -> None:
-        super().__init__(repo, **kwargs)  # type: ignore[arg-type]
+                 **kwargs: Unpack[ExecutorOptions]) -> None:
+        super().__init__(repo, **kwargs)
         try:
             import distributed
         except ImportError as exc:  # pragma: no cover - a declared dependency
             raise ImportError('the Dask executor needs `pip install "dask[distributed]"`') from exc
         self._own_client = isinstance(client, str)
-        # distributed.Client.__init__ has no annotations
-        self.client = distributed.Client(client) if isinstance(client, str) else client  # type: ignore[no-untyped-call]
+        self.client = distributed.Client(client) if isinstance(client, str) else client  # type: ignore[no-untyped-call]  # unannotated __init__
         self.batch = batch
 
     def _workers(self) -> int:

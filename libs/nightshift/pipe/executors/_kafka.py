@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar, cast
+from typing import Any, ParamSpec, TypeVar, Unpack, cast
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
@@ -48,6 +48,7 @@ from ...events import (
     QuantumCompleted,
     QuantumFailed,
     QuantumPlanned,
+    check_connection,
     decode,
     dlq_topic,
     encode,
@@ -57,7 +58,7 @@ from ...events import (
 from .._graph import QuantumGraph
 from .._report import QuantumReport, QuantumStatus
 from .._runner import HOST, ButlerSpec
-from ._core import Executor, WorkerSetup, _runner_for, run_quanta_in_worker
+from ._core import Executor, ExecutorOptions, WorkerSetup, _runner_for, run_quanta_in_worker
 
 __all__ = ["KafkaExecutor", "QuantumEventError", "QuantumEventHandler", "QuantumTopics"]
 
@@ -197,7 +198,7 @@ def _run_guarded(setup: WorkerSetup, event: QuantumPlanned, max_attempts: int) -
             f.write(f"{HOST} pid {os.getpid()} at {datetime.now(UTC).isoformat(timespec='seconds')}\n")
     except OSError as exc:  # the graph's directory is read-only here: run without the guard
         _log.warning("cannot count attempts of quantum %s in %s: %s", event.quantum_id, marker.parent, exc)
-        marker = None  # type: ignore[assignment]
+        marker = None  # type: ignore[assignment]  # no attempts file: nothing to remove below
     report = _run_planned(setup, event.quantum_index, event.quantum_id)
     if marker is not None:
         with contextlib.suppress(OSError):
@@ -477,8 +478,8 @@ class KafkaExecutor(Executor):
     def __init__(self, repo: str | os.PathLike[str] | None = None, *, bootstrap: str | KafkaSettings,
                  topics: QuantumTopics | None = None, max_in_flight: int = 256, quantum_timeout: float | None = None,
                  stall_warning_s: float = 30.0, create_topics: bool = True, config: dict[str, Any] | None = None,
-                 **kwargs: object) -> None:
-        super().__init__(repo, **kwargs)  # type: ignore[arg-type]
+                 **kwargs: Unpack[ExecutorOptions]) -> None:
+        super().__init__(repo, **kwargs)
         if max_in_flight < 1:
             raise ValueError(f"max_in_flight must be >= 1, got {max_in_flight}")
         if quantum_timeout is not None and quantum_timeout <= 0:
@@ -500,7 +501,9 @@ class KafkaExecutor(Executor):
     @contextlib.contextmanager
     def _pool(self, graph: QuantumGraph, setup: WorkerSetup) -> Iterator[cf.Executor]:
         if self.create_topics:
-            ensure_fleet_topics(self.kafka, self.topics)
+            ensure_fleet_topics(self.kafka, self.topics)  # checks the connection first
+        else:
+            check_connection(self.kafka)  # refused credentials fail here, at once
         pool = _KafkaPool(self.kafka, self.topics, graph, execution_id=setup.execution_id or uuid.uuid4().hex,
                           quantum_timeout=self.quantum_timeout,
                           stall_warning_s=self.stall_warning_s, config=self.config)

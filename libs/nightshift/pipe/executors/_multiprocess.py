@@ -17,10 +17,10 @@ import multiprocessing
 import os
 from collections.abc import Callable, Iterator
 from concurrent.futures.process import BrokenProcessPool
-from typing import ParamSpec, TypeVar
+from typing import ParamSpec, TypeVar, Unpack
 
 from .._graph import QuantumGraph
-from ._core import Executor, WorkerSetup, warm_worker
+from ._core import Executor, ExecutorOptions, WorkerSetup, warm_worker
 
 __all__ = ["MultiProcessExecutor"]
 
@@ -48,8 +48,8 @@ class MultiProcessExecutor(Executor):
     name = "multiprocess"
 
     def __init__(self, repo: str | os.PathLike[str] | None = None, *, processes: int | None = None,
-                 start_method: str = "forkserver", batch: int = 8, **kwargs: object) -> None:
-        super().__init__(repo, **kwargs)  # type: ignore[arg-type]
+                 start_method: str = "forkserver", batch: int = 8, **kwargs: Unpack[ExecutorOptions]) -> None:
+        super().__init__(repo, **kwargs)
         if processes is not None and processes < 1:
             raise ValueError(f"processes must be >= 1, got {processes}")
         if batch < 1:

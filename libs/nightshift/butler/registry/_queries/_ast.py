@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 __all__ = [
@@ -97,7 +98,7 @@ class InList:
 Node = Literal | TimeLiteral | Identifier | RangeLiteral | Point | TupleNode | UnaryOp | BinaryOp | InList
 
 
-def walk(node: Node):  # type: ignore[no-untyped-def]
+def walk(node: Node) -> Iterator[Node]:
     """Yield ``node`` and all its descendants (pre-order)."""
     yield node
     if isinstance(node, UnaryOp):

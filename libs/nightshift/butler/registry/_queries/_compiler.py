@@ -30,7 +30,7 @@ from ._ast import (
     UnaryOp,
     walk,
 )
-from ._plan import JoinPlan, point_overlap, region_overlap
+from ._plan import JoinPlan, SpatialConstraint, point_overlap, region_overlap
 
 __all__ = ["WhereCompiler", "bind_parameters", "bind_signature", "referenced_names"]
 
@@ -128,9 +128,7 @@ def referenced_names(node: Node, universe: DimensionUniverse, bind: Mapping[str,
             if fname == dim.key_name or fname in dim.requires:
                 dims.update(universe.required_closure([head]))
                 continue
-            if fname in ("region",) and dim.has_region:
-                continue  # region predicates use the skypix table, not the record
-            elements.add(head)
+            elements.add(head)  # (a region predicate reads the record's region to refine the skypix match)
     return dims, elements
 
 
@@ -150,8 +148,12 @@ class WhereCompiler:
         self.plan = plan
         self.bind = bind
         self.text = text
+        # True while the node being compiled must hold for a row to match (reached from the root through
+        # AND only): region predicates there are also refined exactly on the rows (plan.spatial).
+        self._required = True
 
     def compile(self, node: Node) -> sa.ColumnElement[bool]:
+        self._required = True
         typed = self._expr(node)
         if typed.kind != "bool":
             raise QueryTypeError(
@@ -175,7 +177,11 @@ class WhereCompiler:
         if isinstance(node, Identifier):
             return self._identifier(node)
         if isinstance(node, UnaryOp):
-            inner = self._expr(node.operand)
+            required, self._required = self._required, False
+            try:
+                inner = self._expr(node.operand)
+            finally:
+                self._required = required
             if node.op == "NOT":
                 self._need(inner, {"bool"}, "NOT", node.pos)
                 return _Typed("bool", sa.not_(inner.sql))
@@ -227,15 +233,18 @@ class WhereCompiler:
         if fname in (*dim.requires, *dim.implies) and len(parts) == 2:
             col = self.plan.canonical.get(fname)
             if col is None or fname in dim.implies:
-                col = table.c[fname]  # type: ignore[union-attr]
+                assert table is not None  # the plan joins the table of every element a field of which is named
+                col = table.c[fname]
             return _Typed(self.universe[fname].key_type, col)
         if fname in dim.fields and len(parts) == 2:
-            return _Typed(dim.fields[fname], table.c[fname])  # type: ignore[union-attr]
+            assert table is not None
+            return _Typed(dim.fields[fname], table.c[fname])
         if fname == "timespan" and dim.has_timespan:
+            assert table is not None
             if len(parts) == 2:
-                return _Typed("timespan", (table.c.timespan_begin, table.c.timespan_end), element=head)  # type: ignore[union-attr]
+                return _Typed("timespan", (table.c.timespan_begin, table.c.timespan_end), element=head)
             if len(parts) == 3 and parts[2] in ("begin", "end"):
-                return _Typed("time", table.c[f"timespan_{parts[2]}"])  # type: ignore[union-attr]
+                return _Typed("time", table.c[f"timespan_{parts[2]}"])
         if fname == "region" and dim.has_region and len(parts) == 2:
             return _Typed("region", element=head)
         fields = [dim.key_name, *dim.requires, *dim.implies, *dim.fields]
@@ -249,7 +258,12 @@ class WhereCompiler:
         )
 
     def _binary(self, node: BinaryOp) -> _Typed:
-        lhs, rhs = self._expr(node.lhs), self._expr(node.rhs)
+        required = self._required
+        self._required = required and node.op == "AND"
+        try:
+            lhs, rhs = self._expr(node.lhs), self._expr(node.rhs)
+        finally:
+            self._required = required
         if node.op in ("AND", "OR"):
             self._need(lhs, {"bool"}, node.op, node.pos)
             self._need(rhs, {"bool"}, node.op, node.pos)
@@ -347,10 +361,17 @@ class WhereCompiler:
                     pixel = point_pixel(ra, dec)
                 except ValueError as exc:
                     raise QueryTypeError(str(exc), self.text, pos) from exc
+                if self._required and lhs.element is not None:
+                    self.plan.spatial.append(SpatialConstraint(lhs.element, point=(ra, dec)))
                 return _Typed("bool", point_overlap(self.universe, self.tables, self.plan.canonical, lhs.element,
                                                     pixel))
             if rhs.kind == "region":
                 assert rhs.element is not None
+                if self._required and lhs.element and rhs.element and lhs.element != rhs.element:
+                    a, b = sorted((lhs.element, rhs.element))
+                    constraint = SpatialConstraint(a, other=b)
+                    if constraint not in self.plan.spatial:
+                        self.plan.spatial.append(constraint)
                 return _Typed("bool", region_overlap(self.universe, self.tables, self.plan.canonical, lhs.element,
                                                      rhs.element))
             raise QueryTypeError("a region OVERLAPS a POINT(ra, dec) or another region", self.text, pos)

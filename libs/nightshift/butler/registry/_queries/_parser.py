@@ -26,6 +26,7 @@ from __future__ import annotations
 import functools
 import re
 from dataclasses import dataclass
+from typing import NoReturn
 
 from ..._registry_exceptions import QuerySyntaxError
 from ._ast import (
@@ -113,9 +114,9 @@ class _Parser:
         tok = self.accept(kind, text)
         if tok is None:
             self.fail(f"expected {what}")
-        return tok  # type: ignore[return-value]
+        return tok
 
-    def fail(self, message: str) -> None:
+    def fail(self, message: str) -> NoReturn:
         tok = self.peek()
         found = "end of expression" if tok.kind == "eof" else repr(tok.text)
         raise QuerySyntaxError(f"{message}, found {found}", self.text, tok.pos)
@@ -184,8 +185,8 @@ class _Parser:
                 s = self.accept("number")
                 if s is None or not s.text.isdigit() or int(s.text) == 0:
                     self.fail("a range stride must be a positive integer, e.g. 1..10:2")
-                stride = int(s.text)  # type: ignore[union-attr]
-            return RangeLiteral(int(tok.text), int(stop.text), stride, tok.pos)  # type: ignore[union-attr]
+                stride = int(s.text)
+            return RangeLiteral(int(tok.text), int(stop.text), stride, tok.pos)
         return self.operand()
 
     def operand(self) -> Node:
@@ -230,7 +231,7 @@ class _Parser:
                 part = self.accept("ident")
                 if part is None:
                     self.fail("expected a field name after '.'")
-                parts.append(part.text)  # type: ignore[union-attr]
+                parts.append(part.text)
             return Identifier(tuple(parts), tok.pos)
         if tok.kind == "op" and tok.text == "(":
             self.next()

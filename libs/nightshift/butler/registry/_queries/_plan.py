@@ -11,12 +11,47 @@ import sqlalchemy as sa
 from ...dimensions import DimensionUniverse
 from .._schema import RegistryTables
 
-__all__ = ["JoinPlan", "plan_join", "region_overlap"]
+__all__ = ["JoinPlan", "SpatialConstraint", "plan_join", "region_overlap"]
+
+
+@dataclass(frozen=True)
+class SpatialConstraint:
+    """A region predicate that SQL answers only at the scale of one index cell, refined on the fetched rows.
+
+    The registry's spatial index (``<element>_skypix``: HEALPix ranges of
+    order ``COMMON_ORDER``, ~0.46 deg) finds the candidate rows; the query then
+    keeps only the rows whose regions really overlap ``other``'s region, or
+    really contain ``point`` (:meth:`nightshift.sky.Region.overlaps`,
+    :meth:`~nightshift.sky.Region.contains`).
+
+    Attributes
+    ----------
+    element : str
+        Element whose record region is tested.
+    other : str or None
+        The other element of a region-region overlap.
+    point : (ra, dec) or None
+        The point of a region-point overlap, degrees.
+    """
+
+    element: str
+    other: str | None = None
+    point: tuple[float, float] | None = None
+
+    @property
+    def elements(self) -> tuple[str, ...]:
+        """The elements whose regions the test reads."""
+        return (self.element,) if self.other is None else (self.element, self.other)
 
 
 @dataclass
 class JoinPlan:
-    """FROM items, join conditions and the column holding each dimension's value."""
+    """FROM items, join conditions and the column holding each dimension's value.
+
+    ``spatial`` lists the region predicates that every result row must also
+    pass exactly (the SQL conditions for them are conservative); the tables
+    of their elements are in ``element_tables``.
+    """
 
     dimensions: tuple[str, ...]
     canonical: dict[str, sa.ColumnElement[Any]]
@@ -24,6 +59,12 @@ class JoinPlan:
     froms: list[sa.FromClause] = field(default_factory=list)
     conditions: list[sa.ColumnElement[bool]] = field(default_factory=list)
     needs_distinct: bool = False
+    spatial: list[SpatialConstraint] = field(default_factory=list)
+
+    def region_columns(self) -> dict[str, sa.ColumnElement[Any]]:
+        """``_region_<element>``-labelled region columns of the elements that ``spatial`` tests."""
+        names = dict.fromkeys(e for c in self.spatial for e in c.elements)
+        return {e: self.element_tables[e].c.region.label(f"_region_{e}") for e in names}
 
 
 def _needs_full_closure(universe: DimensionUniverse, full: Iterable[str]) -> bool:
@@ -65,6 +106,8 @@ def plan_join(
     full_set = set(full)
     canonical: dict[str, sa.ColumnElement[Any]] = dict(base or {})
     fe = set(field_elements)
+    spatial = _spatial_join_elements(universe, full)
+    fe.update(spatial)  # their regions are read to refine the join
     plan = JoinPlan(full, canonical, {})
     for name in full:
         dim = universe[name]
@@ -101,6 +144,15 @@ def plan_join(
             plan.conditions.extend(jt.c[d] == canonical[d] for d in join.dimensions)
             plan.needs_distinct = True
     # automatic spatial join between region elements of different families
+    for i in range(len(spatial)):
+        for j in range(i + 1, len(spatial)):
+            plan.conditions.append(region_overlap(universe, tables, canonical, spatial[i], spatial[j]))
+            plan.spatial.append(SpatialConstraint(spatial[i], other=spatial[j]))
+    return plan
+
+
+def _spatial_join_elements(universe: DimensionUniverse, full: Iterable[str]) -> list[str]:
+    """The region elements to join spatially: the most specific one per family, if there are two families."""
     families: dict[str, str] = {}
     for name in full:
         dim = universe[name]
@@ -111,12 +163,7 @@ def plan_join(
         best = families.get(root)
         if best is None or len(universe.required_closure([best])) < len(closure):
             families[root] = name
-    if len(families) >= 2:
-        elems = sorted(families.values())
-        for i in range(len(elems)):
-            for j in range(i + 1, len(elems)):
-                plan.conditions.append(region_overlap(universe, tables, canonical, elems[i], elems[j]))
-    return plan
+    return sorted(families.values()) if len(families) >= 2 else []
 
 
 def _skypix_keys(
@@ -133,7 +180,11 @@ def region_overlap(
     a: str,
     b: str,
 ) -> sa.ColumnElement[bool]:
-    """EXISTS a pair of HEALPix ranges of element ``a`` and ``b`` that intersect."""
+    """EXISTS a pair of HEALPix ranges of element ``a`` and ``b`` that intersect.
+
+    Conservative at the scale of one index cell: pair it with a
+    :class:`SpatialConstraint` so the rows are refined exactly.
+    """
     sa_ = tables.alias(tables.skypix[a], f"{a}_px")
     sb = tables.alias(tables.skypix[b], f"{b}_px")
     return sa.exists(
