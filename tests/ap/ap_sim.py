@@ -13,7 +13,7 @@ from astropy.table import Table
 from astropy.wcs import WCS
 from numpy.typing import NDArray
 
-from nightshift.ap import DetectorGeometry
+from nightshift.ap import Detector
 from nightshift.butler.formatters import Exposure
 
 PIXEL_SCALE = 0.2  # arcsec / pixel
@@ -114,7 +114,7 @@ def add_cosmic_rays(image: NDArray[np.float32], n: int, seed: int = 3, amplitude
     return truth
 
 
-def to_raw(image_e: NDArray[np.float32], detector, *, overscan_level: float = 1000.0,
+def to_raw(image_e: NDArray[np.float32], detector: Detector, *, overscan_level: float = 1000.0,
            read_noise_adu: float = 3.0, seed: int = 4, saturation_clip: bool = True) -> NDArray[np.float32]:
     """Disassemble an image in electrons into a raw array in ADU with overscan columns (the inverse of ISR)."""
     rng = np.random.default_rng(seed)
