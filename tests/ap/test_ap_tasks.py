@@ -132,3 +132,15 @@ def test_ap_pipeline_runs_through_the_framework(ap_repo: Butler, executor: str, 
         assert {r.dataset_type.name for r in prov.actual_inputs} == {"dia_source_unassociated", "difference",
                                                                       "calexp", "preloaded_dia_objects"}
         assert isinstance(src, pa.Table)
+
+
+def test_a_missing_template_is_named(ap_repo: Butler) -> None:
+    """Without a template the subtraction quanta are dropped at pre-flight, the missing dataset type named;
+    the steps that do not need it are still planned."""
+    ref = ap_repo.find("ap_template", {"instrument": INSTRUMENT}, collections=["ap/inputs"])
+    ap_repo.remove_datasets([ref])
+    graph = build_quantum_graph(ap_repo.registry, _pipeline(), collections=["raw/all", "ap/inputs"],
+                                run="u/ap/missing")
+    assert graph.counts().get("isr") == 2 and graph.counts().get("characterize") == 2
+    assert graph.counts()["subtract"] == graph.counts()["detect"] == graph.counts()["associate"] == 0
+    assert graph.metadata["dropped"] == {"subtract: no prerequisite ap_template": 2}
