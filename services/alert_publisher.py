@@ -231,6 +231,8 @@ class TransactionalAlertLoop:
             log.error("transaction of %d events aborted: %s", len(msgs), exc, exc_info=not fatal)
             if fatal:  # fenced by a newer instance, or the broker lost our producer state
                 raise
+            # An abort that fails too leaves the transaction to the broker's timeout or to our successor's
+            # init_transactions: exit, and let the restart fence and abort it.
             producer.abort_transaction(s.kafka_timeout_s)
             self._rewind(consumer)
             self._stop.wait(1.0)  # back off before consuming the same events again

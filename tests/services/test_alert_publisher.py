@@ -119,7 +119,8 @@ def night(kafka_bootstrap: str, s3_endpoint: str, unique_name: str) -> Night:
 class Publisher:
     """One service subprocess."""
 
-    def __init__(self, night: Night, name: str, registry: str, tmp: Path, crash_after: int | None = None) -> None:
+    def __init__(self, night: Night, name: str, registry: str, tmp: Path, crash_after: int | None = None,
+                 cli: bool = False) -> None:
         self.port = _free_port()
         self.alert_topic = f"alerts-{name}"
         self.dlq = f"alerts.dlq-{name}"
@@ -137,8 +138,9 @@ class Publisher:
             env["NIGHTSHIFT_CRASH_AFTER_PRODUCES"] = str(crash_after)
         self.log = tmp / f"publisher-{time.monotonic_ns()}.log"
         with self.log.open("wb") as out:
-            self.proc = subprocess.Popen([sys.executable, "-m", "nightshift_services.alert_publisher"], env=env,
-                                         stdout=out, stderr=subprocess.STDOUT)
+            command = ([str(Path(sys.executable).parent / "nightshift"), "service", "alert-publisher"] if cli
+                       else [sys.executable, "-m", "nightshift_services.alert_publisher"])
+            self.proc = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
 
     def stop(self) -> int:
         if self.proc.poll() is None:
@@ -285,7 +287,8 @@ def test_a_publisher_killed_inside_a_transaction_still_publishes_every_alert_onc
     uncommitted = _read_all(kafka_bootstrap, first.alert_topic, "read_uncommitted")
     assert len(committed_before) < crash_after <= len(uncommitted)
 
-    second = Publisher(night, unique_name, schema_registry_url, tmp_path)  # same transactional.id and group
+    # Same transactional.id and group, started the other documented way (the CLI).
+    second = Publisher(night, unique_name, schema_registry_url, tmp_path, cli=True)
     try:
         _wait_consumed(kafka_bootstrap, second, night.topic)
         _assert_exactly_once(kafka_bootstrap, schema_registry_url, night, second)
