@@ -102,7 +102,7 @@ class AlertPublisherSettings(ServiceSettings):
     s3_endpoint_url: str | None = Field(
         default=None, validation_alias=AliasChoices("NIGHTSHIFT_S3_ENDPOINT_URL", "S3_ENDPOINT"))
     exposure_time_s: float = Field(default=30.0, gt=0)
-    max_batch: int = Field(default=16, ge=1)  # dia.results events per transaction
+    max_batch: int = Field(default=1, ge=1)  # dia.results events per transaction (1: measured, docs/operations.md)
     transaction_timeout_ms: int = Field(default=60_000, ge=1_000)
     session_timeout_ms: int = Field(default=30_000, ge=6_000)
     kafka_timeout_s: float = Field(default=60.0, gt=0)
