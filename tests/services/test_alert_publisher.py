@@ -120,7 +120,7 @@ class Publisher:
     """One service subprocess."""
 
     def __init__(self, night: Night, name: str, registry: str, tmp: Path, crash_after: int | None = None,
-                 cli: bool = False) -> None:
+                 cli: bool = False, env_extra: dict[str, str] | None = None) -> None:
         self.port = _free_port()
         self.alert_topic = f"alerts-{name}"
         self.dlq = f"alerts.dlq-{name}"
@@ -134,6 +134,7 @@ class Publisher:
             "NIGHTSHIFT_ARCHIVE_BUCKET": night.bucket, "SCHEMA_REGISTRY_URL": registry,
         }
         env.pop("NIGHTSHIFT_CRASH_AFTER_PRODUCES", None)
+        env.update(env_extra or {})
         if crash_after is not None:
             env["NIGHTSHIFT_CRASH_AFTER_PRODUCES"] = str(crash_after)
         self.log = tmp / f"publisher-{time.monotonic_ns()}.log"
@@ -297,6 +298,36 @@ def test_a_publisher_killed_inside_a_transaction_still_publishes_every_alert_onc
         assert any(n > 1 for n in raw.values())
     finally:
         assert second.stop() == 0, second.output()
+
+
+def test_an_object_store_that_does_not_answer_aborts_and_publishes_nothing_until_it_does(
+    kafka_bootstrap: str, schema_registry_url: str, night: Night, unique_name: str, tmp_path: Path
+) -> None:
+    # The bundles cannot be fetched (nothing listens on port 9): a failure that may pass, so every
+    # transaction aborts and its events are consumed again; nothing reaches read_committed readers.
+    down = Publisher(night, unique_name, schema_registry_url, tmp_path,
+                     env_extra={"NIGHTSHIFT_S3_ENDPOINT_URL": "http://127.0.0.1:9"})
+    try:
+        deadline = time.monotonic() + GUARD
+        while True:
+            try:
+                aborted = _sample(down.metrics(), "nightshift_alert_publisher_transactions_total", 'outcome="aborted"')
+            except OSError:  # the HTTP endpoint is not up yet
+                aborted = 0.0
+            if aborted >= 2:
+                break
+            assert down.proc.poll() is None and time.monotonic() < deadline, down.output()
+            time.sleep(0.2)  # poll interval of a condition wait
+        assert _read_all(kafka_bootstrap, down.alert_topic, "read_committed") == []
+        assert _read_all(kafka_bootstrap, night.topic + ".dlq", "read_committed") == []  # not dead-lettered
+    finally:
+        assert down.stop() == 0, down.output()
+    up = Publisher(night, unique_name, schema_registry_url, tmp_path)
+    try:
+        _wait_consumed(kafka_bootstrap, up, night.topic)
+        _assert_exactly_once(kafka_bootstrap, schema_registry_url, night, up)
+    finally:
+        assert up.stop() == 0, up.output()
 
 
 def test_alert_inputs_round_trip_through_a_file_and_refuse_garbage(tmp_path: Path) -> None:
