@@ -130,6 +130,29 @@ def test_commit_failure_removes_the_written_file(butler: Butler, monkeypatch: py
     assert not butler.exists("metric", instrument="Cam", visit=1)
 
 
+def test_commit_and_cleanup_failure_keeps_the_original_error(butler: Butler,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """REQ-0076: when removing the written file fails too, the commit error is raised with a note naming it."""
+    real = butler.registry.transaction
+
+    @contextlib.contextmanager
+    def failing_commit() -> Iterator[None]:
+        with real():
+            yield
+            raise RuntimeError("database went away at commit (injected)")
+
+    def failing_remove(ref: Any) -> None:
+        raise OSError("disk went read-only (injected)")
+
+    monkeypatch.setattr(butler.registry, "transaction", failing_commit)
+    monkeypatch.setattr(butler.datastore, "remove", failing_remove)
+    with pytest.raises(RuntimeError, match="at commit") as info:
+        butler.put({"v": 1}, "metric", instrument="Cam", visit=1)
+    notes = getattr(info.value, "__notes__", [])
+    assert len(notes) == 1
+    assert "metric" in notes[0] and "disk went read-only" in notes[0] and "by hand" in notes[0]
+
+
 def test_append_in_later_process_and_relocation(tmp_path: Path) -> None:
     """REQ-0064 (append to an existing repository) and REQ-0001 (relocate by moving the root)."""
     Butler.create(tmp_path / "a").close()

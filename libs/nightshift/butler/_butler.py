@@ -20,7 +20,6 @@ directory, so a repository is relocated by moving it (DMS-MWBT-REQ-0001).
 
 from __future__ import annotations
 
-import contextlib
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -30,7 +29,7 @@ import yaml
 
 from ._dataset_ref import DatasetRef
 from ._dataset_type import DatasetType
-from ._repository_ops import RepositoryOperations, restore_trash
+from ._repository_ops import RepositoryOperations
 from ._storage_class import StorageClassFactory
 from .datastores import (
     DatasetNotFoundError,
@@ -38,6 +37,8 @@ from .datastores import (
     DatastoreError,
     DatastoreTrash,
     datastore_from_config,
+    removing_on_failure,
+    restore_trash,
 )
 from .registry import INDEX_ENV, MissingCollectionError, Registry, RepositoryIndex
 
@@ -382,18 +383,10 @@ class Butler(RepositoryOperations):
         full_id = {**(data_id or {}), **kwargs}
         values = _declared_metadata(dt, obj, metadata)
         self._ensure_run(run)
-        written: DatasetRef | None = None
-        try:
-            with self.registry.transaction():
-                (ref,) = self.registry.insert_datasets(dt, [full_id], run,
-                                                     metadata=[values] if values else None)
-                self.datastore.put(obj, ref)
-                written = ref
-        except BaseException:
-            if written is not None:  # the commit failed after the file was written
-                with contextlib.suppress(Exception):  # the original error matters more
-                    self.datastore.remove(written)
-            raise
+        with removing_on_failure(self.datastore) as written, self.registry.transaction():
+            (ref,) = self.registry.insert_datasets(dt, [full_id], run, metadata=[values] if values else None)
+            self.datastore.put(obj, ref)
+            written.append(ref)  # removed again if the commit fails
         return ref
 
     def put_many(
@@ -428,18 +421,11 @@ class Butler(RepositoryOperations):
         items = list(items)
         values = [_declared_metadata(dt, obj, None) for obj, _ in items]
         self._ensure_run(run)
-        written: list[DatasetRef] = []
-        try:
-            with self.registry.transaction():
-                refs = self.registry.insert_datasets(dt, [d for _, d in items], run,
-                                                     metadata=values if any(values) else None)
-                self.datastore.put_many(zip([o for o, _ in items], refs, strict=True))
-                written = refs
-        except BaseException:
-            for ref in written:
-                with contextlib.suppress(Exception):
-                    self.datastore.remove(ref)
-            raise
+        with removing_on_failure(self.datastore) as written, self.registry.transaction():
+            refs = self.registry.insert_datasets(dt, [d for _, d in items], run,
+                                                 metadata=values if any(values) else None)
+            self.datastore.put_many(zip([o for o, _ in items], refs, strict=True))
+            written.extend(refs)
         return refs
 
     def ingest(
@@ -490,17 +476,10 @@ class Butler(RepositoryOperations):
                 "POSIX datastore that can link to the file); use transfer='copy'"
             )
         self._ensure_run(run)
-        written: DatasetRef | None = None
-        try:
-            with self.registry.transaction():
-                (ref,) = self.registry.insert_datasets(dt, [{**(data_id or {}), **kwargs}], run)
-                ingest(path, ref, mode)
-                written = ref
-        except BaseException:
-            if written is not None:
-                with contextlib.suppress(Exception):
-                    self.datastore.remove(written)
-            raise
+        with removing_on_failure(self.datastore) as written, self.registry.transaction():
+            (ref,) = self.registry.insert_datasets(dt, [{**(data_id or {}), **kwargs}], run)
+            ingest(path, ref, mode)
+            written.append(ref)
         return ref
 
     def find(

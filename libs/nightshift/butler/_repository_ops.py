@@ -9,7 +9,6 @@ from :class:`RepositoryOperations`; ``_butler.py`` keeps the core put/get/find.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import sys
@@ -19,7 +18,14 @@ from typing import TYPE_CHECKING, Any
 
 from ._dataset_ref import DatasetRef
 from ._dataset_type import DatasetType
-from .datastores import DatastorePermissionError, DatastoreTrash, TransferMode, transfer_dataset
+from .datastores import (
+    DatastorePermissionError,
+    DatastoreTrash,
+    TransferMode,
+    removing_on_failure,
+    restore_trash,
+    transfer_dataset,
+)
 from .registry import CollectionType, ConflictingDefinitionError
 
 if TYPE_CHECKING:
@@ -28,17 +34,7 @@ if TYPE_CHECKING:
     from .datastores import Datastore
     from .registry import Registry
 
-__all__ = ["RepositoryOperations", "progress", "restore_trash"]
-
-
-def restore_trash(trash: DatastoreTrash | None, exc: BaseException) -> None:
-    """Undo a datastore trash after ``exc``; a failure to undo is noted on ``exc``, never raised over it."""
-    if trash is None:
-        return
-    try:
-        trash.restore()
-    except Exception as undo:  # noqa: BLE001 - the original error is what the caller must see
-        exc.add_note(f"restoring the datastore after this error failed too: {undo}")
+__all__ = ["RepositoryOperations", "progress"]
 
 
 def progress(items: Sequence[Any], what: str) -> Iterable[Any]:
@@ -276,24 +272,21 @@ class RepositoryOperations:
             elif conflict == "replace":
                 replaced.append(mine)
                 plan.append((ref, ref))
-        done: list[DatasetRef] = []
         trash: DatastoreTrash | None = None
         try:
             if replaced:  # ours move aside first: theirs may go to the very same paths
                 trash = self.datastore.trash(replaced)
-            with self.datastore.batch():  # one flush for the whole import
-                for src, dst in progress(plan, "importing datasets"):
-                    transfer_dataset(other.datastore, self.datastore, src, transfer, dst)
-                    done.append(dst)
-            with self.registry.transaction():
-                if replaced:
-                    self.registry.remove_datasets(replaced)
-                self.registry.import_datasets(done)
-                self._copy_provenance(other, [src for src, dst in plan if src.id == dst.id])
+            with removing_on_failure(self.datastore) as done:  # theirs removed before ours are restored
+                with self.datastore.batch():  # one flush for the whole import
+                    for src, dst in progress(plan, "importing datasets"):
+                        transfer_dataset(other.datastore, self.datastore, src, transfer, dst)
+                        done.append(dst)
+                with self.registry.transaction():
+                    if replaced:
+                        self.registry.remove_datasets(replaced)
+                    self.registry.import_datasets(done)
+                    self._copy_provenance(other, [src for src, dst in plan if src.id == dst.id])
         except BaseException as exc:
-            for ref in done:
-                with contextlib.suppress(Exception):
-                    self.datastore.remove(ref)
             restore_trash(trash, exc)
             raise
         if trash is not None:

@@ -5,7 +5,6 @@ Used by every executor, in whatever process the quantum lands (REQ-0020).
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import platform
@@ -18,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import __version__
 from ..butler import DatasetRef
+from ..butler.datastores import removing_on_failure
 from ._context import QuantumContext
 from ._exceptions import OutputExistsError, PipelineError, QuantumExecutionError
 from ._graph import METADATA_CONNECTION, Quantum, QuantumGraph
@@ -299,27 +299,20 @@ class QuantumRunner:
         }
         items = [(ctx.pending[c.name], ctx.output_ref(c.name)) for c in node.of_kind("output") if c.name in ctx.pending]
         items.append((metadata, ctx.metadata_ref))
-        written: list[DatasetRef] = []
-        try:
-            with butler.registry.transaction():
-                for obj, predicted in items:
-                    ref = butler.put(obj, predicted.dataset_type, dict(predicted.data_id), run=predicted.run)
-                    written.append(ref)
-                    if ref.id != predicted.id:
-                        raise QuantumExecutionError(
-                            f"output {predicted.dataset_type.name} got id {ref.id}, predicted {predicted.id}",
-                            task_label=node.label, data_id=quantum.data_id)
-                butler.registry.record_quantum(
-                    node.label, config_hash=node.config_hash, code_version=node.code_version,
-                    data_id=quantum.data_id, predicted_inputs=quantum.input_refs(),
-                    actual_inputs=list(ctx.actual_inputs.values()), outputs=written, run=quantum_run(quantum),
-                    quantum_id=quantum.id, execution_id=self.execution_id,
-                )
-        except BaseException:
-            for ref in written:
-                with contextlib.suppress(Exception):  # the original error matters more
-                    butler.datastore.remove(ref)
-            raise
+        with removing_on_failure(butler.datastore) as written, butler.registry.transaction():
+            for obj, predicted in items:
+                ref = butler.put(obj, predicted.dataset_type, dict(predicted.data_id), run=predicted.run)
+                written.append(ref)
+                if ref.id != predicted.id:
+                    raise QuantumExecutionError(
+                        f"output {predicted.dataset_type.name} got id {ref.id}, predicted {predicted.id}",
+                        task_label=node.label, data_id=quantum.data_id)
+            butler.registry.record_quantum(
+                node.label, config_hash=node.config_hash, code_version=node.code_version,
+                data_id=quantum.data_id, predicted_inputs=quantum.input_refs(),
+                actual_inputs=list(ctx.actual_inputs.values()), outputs=written, run=quantum_run(quantum),
+                quantum_id=quantum.id, execution_id=self.execution_id,
+            )
         return written
 
 
