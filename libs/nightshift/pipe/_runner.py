@@ -28,7 +28,7 @@ from ._report import QuantumReport, QuantumStatus
 from ._task import PipelineTask
 
 if TYPE_CHECKING:
-    from ..butler._butler import Butler
+    from ..butler import Butler
 
 __all__ = ["ButlerSpec", "QuantumButlerFactory", "QuantumRunner", "initialize_run"]
 
@@ -77,7 +77,7 @@ class QuantumButlerFactory:
 
     def make(self) -> Butler:
         """A fresh Butler for one quantum."""
-        from ..butler._butler import Butler
+        from ..butler import Butler
 
         search = [self.spec.run, *self.spec.collections]
         if self._base is None:
