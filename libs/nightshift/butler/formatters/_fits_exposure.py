@@ -25,7 +25,7 @@ from astropy.wcs import WCS, FITSFixedWarning
 
 from .._storage_class import StorageClass
 from ._base import Formatter
-from ._exceptions import FormatterError, UnsupportedComponentError, UnsupportedParameterError
+from ._exceptions import FormatterError, UnsupportedParameterError
 from ._exposure import Box, Exposure
 from ._fits_layout import read_header, read_image_section, scan_layout
 
@@ -67,6 +67,7 @@ class FitsExposureFormatter(Formatter):
     """
 
     name: ClassVar[str] = "fits_exposure"
+    reads: ClassVar[str] = "Exposure"
     extension: ClassVar[str] = ".fits"
     supported_options: ClassVar[frozenset[str]] = frozenset({"compression", "quantize_level", "tile_shape"})
     read_parameters: ClassVar[frozenset[str]] = frozenset({"bbox"})
@@ -111,28 +112,17 @@ class FitsExposureFormatter(Formatter):
             raise FormatterError(f"cannot write Exposure as FITS to {path}: {exc}") from exc
 
     # -- read ----------------------------------------------------------------------------------
-    def read(
-        self,
-        path: Path,
-        storage_class: StorageClass,
-        component: str | None = None,
-        parameters: Mapping[str, Any] | None = None,
-    ) -> Any:
-        params = dict(parameters or {})
-        bbox = Box.coerce(params.pop("bbox")) if "bbox" in params else None
-        if params:
-            raise UnsupportedParameterError(f"{self.name} cannot apply parameter(s) {sorted(params)}")
-        if component is not None and component not in self.read_components:
-            raise UnsupportedComponentError(f"Exposure has no component {component!r}")
-        try:
-            with warnings.catch_warnings():
-                # A truncated or damaged file is an error, not a warning.
-                warnings.simplefilter("error", AstropyUserWarning)
-                return self._read(path, component, bbox)
-        except (OSError, KeyError, IndexError, TypeError, AstropyUserWarning) as exc:
-            raise FormatterError(f"cannot read Exposure {component or ''} from {path}: {exc}") from exc
+    def _read(self, path: Path, storage_class: StorageClass, component: str | None,
+              parameters: dict[str, Any]) -> Any:
+        with warnings.catch_warnings():
+            # A truncated or damaged file is an error, not a warning.
+            warnings.simplefilter("error", AstropyUserWarning)
+            return self._read_part(path, component, parameters.get("bbox"))
 
-    def _read(self, path: Path, component: str | None, bbox: Box | None) -> Any:
+    def _read_errors(self) -> tuple[type[BaseException], ...]:
+        return (OSError, KeyError, IndexError, TypeError, AstropyUserWarning)
+
+    def _read_part(self, path: Path, component: str | None, bbox: Box | None) -> Any:
         if component in _PLANES:
             return self._read_plane(path, component, bbox)
         if component == "metadata":
