@@ -17,6 +17,7 @@ from ._dataset_type import DatasetType
 if TYPE_CHECKING:
     from ._butler import Butler, ButlerConfigError
     from ._file_templates import FileTemplate, FileTemplateError, FileTemplates
+    from ._read_hooks import ReadHook, ReadHooks, read_hooks
     from ._repository_chain import LocatedDataset, RepositoryChain
     from ._storage_class import StorageClass, StorageClassError, StorageClassFactory
     from .datastores import DatasetNotFoundError, DatastoreError
@@ -32,6 +33,9 @@ _LAZY = {
     "FileTemplateError": "._file_templates",
     "FileTemplates": "._file_templates",
     "LocatedDataset": "._repository_chain",
+    "ReadHook": "._read_hooks",
+    "ReadHooks": "._read_hooks",
+    "read_hooks": "._read_hooks",
     "RepositoryChain": "._repository_chain",
     "StorageClass": "._storage_class",
     "StorageClassError": "._storage_class",
@@ -80,6 +84,8 @@ __all__ = [
     "FormatterError",
     "LocatedDataset",
     "QueryDefinition",
+    "ReadHook",
+    "ReadHooks",
     "Registry",
     "RegistryError",
     "RepositoryChain",
@@ -91,4 +97,5 @@ __all__ = [
     "deterministic_dataset_id",
     "ingest_reference_catalog",
     "load_reference_catalog",
+    "read_hooks",
 ]

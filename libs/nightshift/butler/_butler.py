@@ -29,6 +29,7 @@ import yaml
 
 from ._dataset_ref import DatasetRef
 from ._dataset_type import DatasetType
+from ._read_hooks import read_hooks
 from ._repository_ops import RepositoryOperations
 from ._storage_class import StorageClassFactory
 from .datastores import (
@@ -48,7 +49,6 @@ if TYPE_CHECKING:
 __all__ = ["Butler", "ButlerConfigError"]
 
 CONFIG_NAME = "butler.yaml"
-_NOT_EXTERNAL = object()  # Butler._get_external: "not an external-data read"
 DEFAULT_DATASTORE: dict[str, Any] = {"cls": "posix", "name": "posix", "root": "datastore"}
 
 
@@ -535,6 +535,8 @@ class Butler(RepositoryOperations):
             ``{"selection": name}`` reads a named selection of a catalog
             (REQ-0056, :attr:`selections`); for a query dataset (storage
             class ``QueryDefinition``) the extra bind values (REQ-0057).
+            Both are served by read hooks that ``nightshift.butler.external``
+            registers (see :data:`~nightshift.butler.read_hooks`).
         collections : str or sequence, optional
             Search path (defaults to the butler's).
         storage_class : str, optional
@@ -560,9 +562,9 @@ class Butler(RepositoryOperations):
         else:
             ref = self.find(dataset_type, data_id, collections=collections, **kwargs)
         if not (component_overrides or component_updates):
-            external = self._get_external(ref, parameters, storage_class)
-            if external is not _NOT_EXTERNAL:
-                return external
+            hook = read_hooks.find(ref, parameters)
+            if hook is not None:  # a plug-in serves this read (e.g. a named selection, a query dataset)
+                return hook(self, ref, parameters, storage_class)
         obj = self.datastore.get(ref, parameters, storage_class)
         if component_overrides or component_updates:
             delegate = self.storage_classes.get(ref.dataset_type.storage_class).delegate()
@@ -574,18 +576,6 @@ class Butler(RepositoryOperations):
                 merged.update(_as_mapping(self.get(update), update))
                 obj = delegate.set_component(obj, component, merged)
         return obj
-
-    def _get_external(self, ref: DatasetRef, parameters: Mapping[str, Any] | None, storage_class: str | None) -> Any:
-        """Reads served by ``nightshift.butler.external``: named selections and query datasets."""
-        if parameters and "selection" in parameters:
-            from .external._selection import read_selection
-
-            return read_selection(self, ref, parameters, storage_class)
-        if ref.dataset_type.storage_class == "QueryDefinition" and ref.dataset_type.component is None:
-            from .external._query import read_query_dataset
-
-            return read_query_dataset(self, ref, parameters, storage_class)
-        return _NOT_EXTERNAL
 
     @property
     def selections(self) -> Selections:
