@@ -10,7 +10,8 @@
     cut = butler.get("calexp", data_id, parameters={"bbox": Box(0, 0, 50, 50)})
 
 Repository operations (export/import, subsets, merging, staging, repository
-removal) live in ``_repository_ops.py`` and are inherited.
+removal) are plain functions of a Butler in ``_repository_ops.py``; the class
+exposes them as methods by assignment (no mixin).
 
 A repository is a directory holding ``butler.yaml`` (registry location and
 datastore configuration) and, by default, the SQLite registry and the POSIX
@@ -27,10 +28,10 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from . import _repository_ops as _ops
 from ._dataset_ref import DatasetRef
 from ._dataset_type import DatasetType
 from ._read_hooks import read_hooks
-from ._repository_ops import RepositoryOperations
 from ._storage_class import StorageClassFactory
 from .datastores import (
     DatasetNotFoundError,
@@ -58,7 +59,7 @@ class ButlerConfigError(DatastoreError, ValueError):
     error_type = "butler_config"
 
 
-class Butler(RepositoryOperations):
+class Butler:
     """Read and write datasets of one repository.
 
     Parameters
@@ -322,7 +323,8 @@ class Butler(RepositoryOperations):
         parent, _, component = name.partition(".")
         return self.registry.get_dataset_type(parent), (component or None)
 
-    def _ensure_run(self, run: str) -> None:
+    def ensure_run(self, run: str) -> None:
+        """Register the RUN collection ``run`` unless this butler already did."""
         if run not in self._known_runs:
             self.registry.register_run(run)
             self._known_runs.add(run)
@@ -382,7 +384,7 @@ class Butler(RepositoryOperations):
             raise ValueError(f"cannot put component {dataset_type!r}: put the composite {dt.name!r}")
         full_id = {**(data_id or {}), **kwargs}
         values = _declared_metadata(dt, obj, metadata)
-        self._ensure_run(run)
+        self.ensure_run(run)
         with removing_on_failure(self.datastore) as written, self.registry.transaction():
             (ref,) = self.registry.insert_datasets(dt, [full_id], run, metadata=[values] if values else None)
             self.datastore.put(obj, ref)
@@ -420,7 +422,7 @@ class Butler(RepositoryOperations):
             raise ValueError(f"cannot put component {dataset_type!r}")
         items = list(items)
         values = [_declared_metadata(dt, obj, None) for obj, _ in items]
-        self._ensure_run(run)
+        self.ensure_run(run)
         with removing_on_failure(self.datastore) as written, self.registry.transaction():
             refs = self.registry.insert_datasets(dt, [d for _, d in items], run,
                                                  metadata=values if any(values) else None)
@@ -475,7 +477,7 @@ class Butler(RepositoryOperations):
                 f"datastore {self.datastore.name!r} cannot ingest in place (transfer=None/'direct' needs a "
                 "POSIX datastore that can link to the file); use transfer='copy'"
             )
-        self._ensure_run(run)
+        self.ensure_run(run)
         with removing_on_failure(self.datastore) as written, self.registry.transaction():
             (ref,) = self.registry.insert_datasets(dt, [{**(data_id or {}), **kwargs}], run)
             ingest(path, ref, mode)
@@ -677,6 +679,16 @@ class Butler(RepositoryOperations):
         assert trash is not None
         trash.empty()
         return removed
+
+    # -- repository operations: plain functions of a Butler (``_repository_ops``), exposed as methods --
+    export_file = _ops.export_file
+    retrieve_files = _ops.retrieve_files
+    all_datasets = _ops.all_datasets
+    export_subset = _ops.export_subset
+    import_from = _ops.import_from
+    stage_in = _ops.stage_in
+    stage_out = _ops.stage_out
+    remove_repository = staticmethod(_ops.remove_repository)
 
     def dump_config(self) -> str:
         """The active configuration as YAML (DMS-MWBT-REQ-0026)."""
