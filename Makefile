@@ -1,7 +1,7 @@
 # nightshift: two commands on a fresh machine.
 #   make demo   install what is missing, start the local stack, run the main job, stop the stack
 #   make test   install what is missing, run make check, start the local stack, run the whole test suite, stop the stack
-#   make check  ruff (lint, whole repository) and mypy --strict (libs/nightshift, services); no servers needed
+#   make check  ruff (lint, whole repository) and mypy --strict (libs/nightshift, libs/nightshift_dev, services); no servers needed
 # Both are idempotent: a second run reuses the virtual environment, jars and server data.
 
 PYTHON ?= python3.11

@@ -247,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.export:
         results["export_posix"] = bench_export(args.export)
     if not args.no_s3:
-        from nightshift.devstack import up
+        from nightshift_dev.devstack import up
 
         os.environ.update(up(names=["s3"]))
         s3 = {"cls": "s3", "bucket": "bench" + uuid.uuid4().hex[:8], "create_bucket": True,

@@ -58,7 +58,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from nightshift.pipe import InProcessExecutor, Pipeline, build_quantum_graph
     from nightshift.pipe.examples import NOOP_PIPELINE
-    from nightshift.pipe.executors import KafkaExecutor, LocalRunnerFleet
+    from nightshift.pipe.executors import KafkaExecutor
+    from nightshift_dev.fleet import LocalRunnerFleet
 
     doc: dict[str, Any] = {"visits": args.visits, "detectors": args.detectors, "runners": args.runners,
                            "load_average": os.getloadavg()}

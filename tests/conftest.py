@@ -15,10 +15,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from nightshift.devstack import StackError, StackSettings, up
-from nightshift.devstack._kafka import no_sasl_listener_hint
-from nightshift.devstack._process import port_open
 from nightshift.events import KafkaSettings
+from nightshift_dev.devstack import StackError, StackSettings, up
+from nightshift_dev.devstack._kafka import no_sasl_listener_hint
+from nightshift_dev.devstack._process import port_open
 
 
 def _start(name: str) -> dict[str, str]:

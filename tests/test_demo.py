@@ -6,7 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from nightshift.demo import run_demo
+from nightshift_dev.demo import run_demo
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

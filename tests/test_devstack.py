@@ -9,9 +9,9 @@ import pytest
 from botocore.config import Config
 from confluent_kafka.admin import AdminClient
 
-from nightshift.devstack import MissingToolError, StackError, StackSettings, stack_env
-from nightshift.devstack._java import find_java
-from nightshift.devstack._process import check_port_free, which
+from nightshift_dev.devstack import MissingToolError, StackError, StackSettings, stack_env
+from nightshift_dev.devstack._java import find_java
+from nightshift_dev.devstack._process import check_port_free, which
 
 
 @pytest.mark.integration
@@ -80,8 +80,8 @@ def test_busy_port_is_reported_with_the_variable_to_change(pg_dsn: str) -> None:
 def test_kafka_data_survives_down_and_up(kafka_bootstrap: str, unique_name: str) -> None:
     from confluent_kafka import Consumer, Producer
 
-    from nightshift.devstack import down, up
     from nightshift.events import ensure_topics
+    from nightshift_dev.devstack import down, up
 
     topic = f"restart.{unique_name}"
     ensure_topics(kafka_bootstrap, [topic], partitions=1)

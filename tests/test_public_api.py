@@ -11,7 +11,7 @@ PACKAGES = [
     "nightshift",
     "nightshift.events",
     "nightshift.service",
-    "nightshift.devstack",
+    "nightshift_dev.devstack",
     "nightshift.butler",
     "nightshift.butler.dimensions",
     "nightshift.butler.registry",
@@ -19,7 +19,11 @@ PACKAGES = [
     "nightshift.butler.formatters",
     "nightshift.butler.external",
     "nightshift.sky",
+    "nightshift.alerts",
+    "nightshift.obs",
+    "nightshift.obs.sim",
     "nightshift.efd",
+    "nightshift.ap",
 ]
 
 
@@ -32,3 +36,14 @@ def test_all_matches_public_names(name: str) -> None:
     public = {n for n in dir(module) if not n.startswith("_") and not inspect.ismodule(getattr(module, n))}
     public -= {"annotations", "TYPE_CHECKING", "Any"}  # typing helpers of the module itself
     assert public - exported == set(), f"{name} exposes names not in __all__"
+
+
+def test_the_root_docstring_lists_every_subpackage() -> None:
+    import pkgutil
+
+    import nightshift
+
+    packages = {m.name for m in pkgutil.iter_modules(nightshift.__path__) if m.ispkg and not m.name.startswith("_")}
+    doc = nightshift.__doc__ or ""
+    listed = {line.strip() for line in doc.splitlines() if line.strip() in packages and not line.startswith(" ")}
+    assert packages - listed == set(), "add these subpackages to the docstring of libs/nightshift/__init__.py"

@@ -3,14 +3,15 @@
 Each subpackage defines a small hierarchy under :class:`NightshiftError`::
 
     NightshiftError
-    ├── devstack.StackError            (local stack could not start / is misconfigured)
-    │   └── devstack.MissingToolError  (java, mvn, initdb ... not installed)
     ├── events.EventError
     │   ├── events.SchemaError            (schema file invalid or incompatible)
     │   ├── events.DecodeError            (bytes are not a valid event)     [non-retriable]
     │   ├── events.EventValidationError   (decoded, but content impossible) [non-retriable]
     │   └── events.DeliveryError          (broker did not accept a message) [retriable]
     └── ...
+
+The development package of the checkout (``nightshift_dev``) derives its errors from it too
+(``nightshift_dev.devstack.StackError``, ``nightshift_dev.fleet.RunnerStartError``).
 
 Every class carries ``retriable`` so callers (consumers, executors) can decide
 between a retry and the dead-letter topic without string matching.

@@ -15,9 +15,10 @@ import asyncio
 import os
 import time
 
-from nightshift.apdb import ApdbSettings, AsyncApdb, SkyField
-from nightshift.apdb._apdb import _cols, _last_plan
+from nightshift.apdb import ApdbSettings, AsyncApdb, SkyField, _store
 from nightshift.apdb._ddl import CHUNK_TABLES, RECORD_COLUMN, q
+from nightshift.apdb._schema_ops import ensure_partitions
+from nightshift.apdb._store import _cols, _last_plan
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -26,20 +27,19 @@ async def main(args: argparse.Namespace) -> None:
     async with AsyncApdb(ApdbSettings(schema_name=args.schema)) as apdb:
         layout = await apdb.layout()
         t = time.perf_counter()
-        p = apdb._prepare(layout, v.mjd, v.objects, v.sources, v.forced_sources)
+        p = _store._prepare(layout, v.mjd, v.objects, v.sources, v.forced_sources)
         print(f"validate + pixels: {time.perf_counter() - t:.3f}s")
         streams = {}
         for name in ("DiaSource", "DiaForcedSource", "DiaObject"):
             t = time.perf_counter()
-            streams[name] = apdb._encode(p, name, 0, 1)
+            streams[name] = _store._encode(p, name, 0, 1)
             print(f"encode {name}: {time.perf_counter() - t:.3f}s, {len(streams[name][0]) / 1e6:.1f} MB")
         t = time.perf_counter()
-        last_stream, last_names = apdb._encode_last(p)
+        last_stream, last_names = _store._encode_last(p)
         print(f"encode DiaObjectLast staging: {time.perf_counter() - t:.3f}s, {len(last_stream) / 1e6:.1f} MB")
         w = layout.window(v.mjd)
-        await apdb._ensure_partitions(
-            layout, {t: {w} for t in ("DiaObject", "DiaSource", "DiaForcedSource", *CHUNK_TABLES.values())}
-        )
+        tables = ("DiaObject", "DiaSource", "DiaForcedSource", *CHUNK_TABLES.values())
+        await ensure_partitions(apdb.pool, layout, {table: {w} for table in tables}, set())
         async with apdb.pool.acquire() as conn:
             tr = conn.transaction()
             await tr.start()
@@ -51,7 +51,7 @@ async def main(args: argparse.Namespace) -> None:
                     )
                     print(f"COPY {name}: {time.perf_counter() - t:.3f}s")
                 t = time.perf_counter()
-                stage = await apdb._stage(conn, "DiaObjectLast", last_stream, last_names)
+                stage = await _store._stage(conn, "DiaObjectLast", last_stream, last_names)
                 print(f"staging COPY DiaObjectLast: {time.perf_counter() - t:.3f}s")
                 plan = _last_plan()
                 last = [*plan.target_columns(), RECORD_COLUMN]

@@ -19,14 +19,14 @@ from nightshift.apdb import ApdbSettings, AsyncApdb, SkyField
 
 async def write(i: int) -> dict[str, object]:
     v = SkyField().visit(i)
-    async with AsyncApdb(ApdbSettings()) as apdb:  # type: ignore[call-arg]  # settings from the environment
+    async with AsyncApdb(ApdbSettings()) as apdb:  # settings from the environment
         r = await apdb.store(v.mjd, v.objects, v.sources, v.forced_sources)
     return {"stored": {"visit": v.visit, "dia_objects": r.dia_objects, "dia_sources": r.dia_sources}}
 
 
 async def preload(i: int) -> dict[str, object]:
     sky = SkyField()
-    async with AsyncApdb(ApdbSettings()) as apdb:  # type: ignore[call-arg]  # settings from the environment
+    async with AsyncApdb(ApdbSettings()) as apdb:  # settings from the environment
         await apdb.layout()
         print(json.dumps({"ready": True}), flush=True)
         if not await asyncio.to_thread(sys.stdin.readline):

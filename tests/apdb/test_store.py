@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -115,7 +116,7 @@ async def test_missing_schema_is_a_schema_error(pg_dsn: str, unique_name: str) -
 async def test_store_then_read_back_every_column(
     apdb: AsyncApdb, monkeypatch: pytest.MonkeyPatch, part_rows: int
 ) -> None:
-    monkeypatch.setattr("nightshift.apdb._apdb._PART_ROWS", part_rows)  # 64: the COPY streams go in 6 parts
+    monkeypatch.setattr("nightshift.apdb._store._PART_ROWS", part_rows)  # 64: the COPY streams go in 6 parts
     objects, sources, forced = visit(400, 1001, 60000.2)
     result = await apdb.store(Time(60000.2, format="mjd", scale="tai"), objects, sources, forced)
     assert (result.dia_objects, result.dia_sources, result.dia_forced_sources) == (400, 400, 400)
@@ -173,7 +174,7 @@ async def test_astropy_and_numpy_inputs(apdb: AsyncApdb) -> None:
 
 @pytest.mark.parametrize("part_rows", [2500, 64])
 async def test_replay_leaves_one_copy(apdb: AsyncApdb, monkeypatch: pytest.MonkeyPatch, part_rows: int) -> None:
-    monkeypatch.setattr("nightshift.apdb._apdb._PART_ROWS", part_rows)
+    monkeypatch.setattr("nightshift.apdb._store._PART_ROWS", part_rows)
     objects, sources, forced = visit(300, 11, 60010.0)
     first = await apdb.store(60010.0, objects, sources, forced)
     again = await apdb.store(60010.0, objects, sources, forced)
@@ -191,7 +192,7 @@ async def test_replay_leaves_one_copy(apdb: AsyncApdb, monkeypatch: pytest.Monke
 async def test_partial_replay_adds_only_new_rows(
     apdb: AsyncApdb, monkeypatch: pytest.MonkeyPatch, part_rows: int
 ) -> None:
-    monkeypatch.setattr("nightshift.apdb._apdb._PART_ROWS", part_rows)
+    monkeypatch.setattr("nightshift.apdb._store._PART_ROWS", part_rows)
     objects, sources, forced = visit(200, 12, 60011.0)
     await apdb.store(60011.0, objects.slice(0, 100), sources.slice(0, 100), forced.slice(0, 100))
     result = await apdb.store(60011.0, objects, sources, forced)
@@ -204,7 +205,7 @@ async def test_partial_replay_adds_only_new_rows(
 async def test_concurrent_writers_of_one_visit_store_one_copy(
     apdb: AsyncApdb, apdb_settings: ApdbSettings, monkeypatch: pytest.MonkeyPatch, part_rows: int
 ) -> None:
-    monkeypatch.setattr("nightshift.apdb._apdb._PART_ROWS", part_rows)
+    monkeypatch.setattr("nightshift.apdb._store._PART_ROWS", part_rows)
     objects, sources, forced = visit(2000, 13, 60012.0)
     async with AsyncApdb(apdb_settings) as other:
         a, b = await asyncio.gather(
@@ -512,3 +513,30 @@ async def test_upgrade_from_layout_1_keeps_data_and_reads(apdb: AsyncApdb) -> No
             f'"{schema}"."DiaObjectLast"',
         )}
     assert "u_psfFluxMean" not in cols and {"diaObjectId", "ra", "dec", "pixelId", "apdbRecord"} <= cols
+
+
+def _encoder_threads() -> set[threading.Thread]:
+    return {t for t in threading.enumerate() if t.name.startswith("apdb-encode")}
+
+
+async def test_close_stops_the_encoder_thread_and_open_starts_a_new_one(apdb_settings: ApdbSettings) -> None:
+    before = _encoder_threads()
+    db = AsyncApdb(apdb_settings)
+    await db.open()
+    try:
+        await db.create()
+        objects, sources, forced = visit(20, 1, 60001.0)
+        await db.store(60001.0, objects, sources, forced)
+        mine = _encoder_threads() - before
+        assert mine, "a store encodes its COPY streams on the client's encoder thread"
+        await db.close()
+        for thread in mine:
+            thread.join(60)  # a deadlock guard; the thread ends once its executor is shut down
+        assert not any(t.is_alive() for t in mine)
+        await db.open()  # closed clients can be opened again, with a new encoder
+        result = await db.store(60002.0, *visit(20, 2, 60002.0, seed=1, ids=np.arange(101, 121, dtype=np.int64)))
+        assert result.dia_sources == 20
+    finally:
+        await db.open()
+        await db.drop()
+        await db.close()

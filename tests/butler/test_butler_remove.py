@@ -86,7 +86,7 @@ def test_storage_permission_is_respected(butler: Butler) -> None:
     """REQ-0004: a file this user may not delete refuses the whole removal, rows included."""
     refs = _put_metrics(butler)
     before = _state(butler)
-    locked = Path(butler.datastore.backend.local_path(butler.datastore.record(refs[1]).path)).parent
+    locked = Path(butler.datastore.backend.local_path(butler.datastore.record(refs[1]).path)).parent  # type: ignore[attr-defined]  # a FileDatastore
     subprocess.run(["chattr", "+i", str(locked)], check=True)  # binds root as well (tests run as root)
     try:
         with pytest.raises(DatastorePermissionError, match="not allowed"):
@@ -104,7 +104,7 @@ def test_datastore_failure_at_every_move_changes_nothing(butler: Butler, monkeyp
     """Strong guarantee: the n-th file move fails -> moved files come back, rows stay."""
     refs = _put_metrics(butler)  # 3 datasets = 6 moves (record, then file)
     before = _state(butler)
-    backend = butler.datastore.backend
+    backend = butler.datastore.backend  # type: ignore[attr-defined]  # a FileDatastore
     real_move = backend.move
     calls = {"n": 0}
 
@@ -137,7 +137,7 @@ def test_commit_failure_puts_the_bytes_back(butler: Butler, monkeypatch: pytest.
 def test_failed_restore_is_reported_on_the_original_error(butler: Butler, monkeypatch: pytest.MonkeyPatch) -> None:
     (ref,) = _put_metrics(butler, 1)
     fail_commit(butler, monkeypatch)
-    backend = butler.datastore.backend
+    backend = butler.datastore.backend  # type: ignore[attr-defined]  # a FileDatastore
     real_move = backend.move
 
     def no_way_back(src: str, dst: str) -> None:
@@ -186,7 +186,7 @@ def test_remove_on_s3_and_postgresql(tmp_path: Path, s3_endpoint: str, pg_dsn: s
         assert [b.get(r) for r in refs] == [{"v": 0}, {"v": 1}]
         assert b.remove_datasets(refs) == 2
         assert not any(b.datastore.exists(r) for r in refs) and b.all_datasets() == []
-        assert list(b.datastore.backend.list("")) == []  # no trash left
+        assert list(b.datastore.backend.list("")) == []  # type: ignore[attr-defined]  # no trash left
 
 
 def _repo_with(tmp_path: Path, name: str, values: dict[int, Any]) -> Butler:
@@ -233,7 +233,7 @@ def test_trash_left_by_a_crash_after_commit_is_purged(butler: Butler, monkeypatc
     monkeypatch.undo()
     left = [f for f in files_under(butler.root / "datastore") if f.startswith("_trash")]
     assert len(left) == 4 and butler.all_datasets() == [] and list(butler.datastore.refs()) == []
-    assert butler.datastore.purge_trash() == 4
+    assert butler.datastore.purge_trash() == 4  # type: ignore[attr-defined]  # a FileDatastore
     assert files_under(butler.root / "datastore") == set()
 
 
@@ -266,7 +266,7 @@ def test_removing_a_repository_on_s3_and_postgresql_leaves_no_bytes_or_rows(
     with Butler(tmp_path / "r", run=RUN) as b:
         setup_repo(b)
         _put_metrics(b, 3)
-        backend = b.datastore.backend
+        backend = b.datastore.backend  # type: ignore[attr-defined]  # a FileDatastore
         assert list(backend.list(""))
     assert Butler.remove_repository(tmp_path / "r") == 0
     assert not (tmp_path / "r").exists()

@@ -162,11 +162,11 @@ class DatastoreConformance:
 class FileDatastoreFaults:
     """Fault injection for file datastores: every step of put fails in turn (REQ-0076)."""
 
-    # provided by each concrete test class (with DatastoreConformance)
+    # provided by each concrete test class (with DatastoreConformance); the datastore is its factory's FileDatastore
     snapshot: Callable[[Datastore], Any]
-    fail_record_write: Callable[[FileDatastore, pytest.MonkeyPatch], None]
-    fail_publish: Callable[[FileDatastore, pytest.MonkeyPatch], None]
-    corrupt: Callable[[FileDatastore, DatasetRef, bytes], None]
+    fail_record_write: Callable[[Any, pytest.MonkeyPatch], None]
+    fail_publish: Callable[[Any, pytest.MonkeyPatch], None]
+    corrupt: Callable[[Any, DatasetRef, bytes], None]
 
     def test_formatter_failure_leaves_nothing(self, factory: Factory) -> None:
         ds = factory()
@@ -307,7 +307,7 @@ class TestPosixDatastore(DatastoreConformance, FileDatastoreFaults):
 
         ds = factory()
         ds.put(make_exposure((16, 16)), calexp_ref())
-        path = Path(ds.backend.local_path(ds.record(calexp_ref()).path))
+        path = Path(ds.backend.local_path(ds.record(calexp_ref()).path))  # type: ignore[attr-defined]  # a FileDatastore
         path.write_bytes(path.read_bytes()[:-2880])
         with pytest.raises(DatasetCorruptError):
             ds.get(calexp_ref().make_component_ref("wcs"))
@@ -328,7 +328,7 @@ class TestPosixDatastore(DatastoreConformance, FileDatastoreFaults):
 
         ds = factory()
         ds.put({"v": 1}, metric_ref())
-        directory = Path(ds.backend.local_path(ds.record(metric_ref()).path)).parent
+        directory = Path(ds.backend.local_path(ds.record(metric_ref()).path)).parent  # type: ignore[attr-defined]  # a FileDatastore
         if os.geteuid() == 0:  # root ignores mode bits; the immutable attribute binds root too
             lock = ["chattr", "+i", str(directory)]
             unlock = ["chattr", "-i", str(directory)]
@@ -417,7 +417,7 @@ class TestChainedDatastore(DatastoreConformance):
 
     def snapshot(self, ds: Datastore) -> Any:
         assert isinstance(ds, ChainedDatastore)
-        return [posix_snapshot(c.backend.root) for c in ds.children]
+        return [posix_snapshot(c.backend.root) for c in ds.children]  # type: ignore[attr-defined]  # children are FileDatastores
 
     def test_one_put_writes_each_child_in_its_own_format(self, factory: Factory) -> None:
         """REQ-0063."""

@@ -243,7 +243,7 @@ def test_in_place_ingest_refused_by_remote_datastore(tmp_path: Path, s3_endpoint
 def test_regions_are_validated(tmp_path: Path, region: object, message: str) -> None:
     Butler.create(tmp_path / "repo").close()
     with Butler(tmp_path / "repo", run=RUN) as b, pytest.raises(ReferenceCatalogError, match=message):
-        load_reference_catalog(b, "gaia_dr3", region, collections=RUN)  # type: ignore[arg-type]
+        load_reference_catalog(b, "gaia_dr3", region, collections=RUN)  # type: ignore[arg-type]  # deliberately not a region
 
 
 def test_load_needs_a_sky_pixel_catalog(butler: Butler) -> None:

@@ -33,7 +33,7 @@ def sasl(**overrides: object) -> KafkaSettings:
         "bootstrap_servers": "broker-1:9096,broker-2:9096", "security_protocol": "SASL_SSL",
         "sasl_username": "alert-reader", "sasl_password": PASSWORD, **overrides,
     }
-    return KafkaSettings(**values)  # type: ignore[arg-type]
+    return KafkaSettings(**values)  # type: ignore[arg-type]  # values of mixed types, validated by pydantic
 
 
 # -- the settings object -----------------------------------------------------------------------
@@ -60,12 +60,12 @@ def test_librdkafka_config_maps_every_set_field_to_its_dotted_name(tmp_path: Pat
 
 
 def test_dotted_librdkafka_names_are_accepted_and_unknown_ones_refused() -> None:
-    s = KafkaSettings(**{"bootstrap.servers": "h:1", "socket.timeout.ms": 5000, "client.id": "x"})  # type: ignore[arg-type]
+    s = KafkaSettings(**{"bootstrap.servers": "h:1", "socket.timeout.ms": 5000, "client.id": "x"})  # type: ignore[arg-type]  # aliases
     assert (s.bootstrap_servers, s.socket_timeout_ms, s.client_id) == ("h:1", 5000, "x")
     with pytest.raises(ValidationError, match="linger.ms"):
         KafkaSettings(**{"linger.ms": 5})  # type: ignore[arg-type]  # a producer property, not a connection one
     with pytest.raises(ValidationError, match="security_protocol"):
-        KafkaSettings(security_protocol="SASL_TLS")  # type: ignore[arg-type]
+        KafkaSettings(security_protocol="SASL_TLS")
     with pytest.raises(ValidationError, match="sasl_mechanism"):
         sasl(sasl_mechanism="GSSAPI")
 
@@ -77,7 +77,7 @@ def test_the_password_shows_nowhere_but_in_the_librdkafka_dict() -> None:
     assert "alert-reader" in s.describe() and "SCRAM-SHA-512" in s.describe()
     # A validation error does not echo its input, which may hold the password.
     with pytest.raises(ValidationError) as info:
-        KafkaSettings(security_protocol="SASL_SSL", sasl_password=PASSWORD)  # type: ignore[arg-type]
+        KafkaSettings(security_protocol="SASL_SSL", sasl_password=PASSWORD)
     assert PASSWORD not in str(info.value)
     assert "NIGHTSHIFT_KAFKA_SASL_USERNAME" in str(info.value)
     with pytest.raises(ValidationError) as info:
@@ -89,7 +89,7 @@ def test_sasl_needs_credentials_and_credentials_need_sasl() -> None:
     with pytest.raises(ValidationError, match="needs sasl_username and sasl_password"):
         KafkaSettings(security_protocol="SASL_PLAINTEXT", sasl_username="u")
     with pytest.raises(ValidationError, match="would not send them"):
-        KafkaSettings(sasl_username="u", sasl_password=PASSWORD)  # type: ignore[arg-type]
+        KafkaSettings(sasl_username="u", sasl_password=PASSWORD)
 
 
 def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -159,7 +159,7 @@ async def test_producer_and_consumer_authenticate_with_scram_sha_512(
         finally:
             await consumer.close(10)
             await task
-    assert sorted(e.uri for e in got) == sorted(f"s3://repo/c/{i}.fits" for i in range(5))  # type: ignore[attr-defined]
+    assert sorted(e.uri for e in got) == sorted(f"s3://repo/c/{i}.fits" for i in range(5))  # type: ignore[attr-defined]  # DatasetStored events
     # A plain confluent-kafka client with the same dict reads the same topic.
     c = Consumer({**kafka_sasl.librdkafka_config(), "group.id": f"plain-{unique_name}",
                   "auto.offset.reset": "earliest"})
@@ -167,7 +167,7 @@ async def test_producer_and_consumer_authenticate_with_scram_sha_512(
         c.subscribe([topic])
         values: list[bytes] = []
         for _ in range(120):  # deadlock guard: at most 120 polls of 0.5 s
-            values += [m.value() for m in c.consume(10, 0.5) if m.error() is None]  # type: ignore[misc]
+            values += [m.value() for m in c.consume(10, 0.5) if m.error() is None]  # type: ignore[misc]  # error-free messages have a value
             if len(values) == 5:
                 break
     finally:

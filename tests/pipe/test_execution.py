@@ -79,7 +79,7 @@ def make_executor(request: pytest.FixtureRequest) -> MakeExecutor:
     return lambda repo, **kw: DaskExecutor(repo, client=client, **kw)
 
 
-def build(repo: Butler, pipe: Pipeline | None = None, run: str = RUN, **kw: object) -> QuantumGraph:
+def build(repo: Butler, pipe: Pipeline | None = None, run: str = RUN, **kw: Any) -> QuantumGraph:
     return build_quantum_graph(repo.registry, pipe or Pipeline.from_yaml(EXAMPLE_PIPELINE), collections=COLLECTIONS,
                                run=run, **kw)
 

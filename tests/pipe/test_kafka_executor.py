@@ -174,7 +174,7 @@ def test_the_fleet_runs_over_sasl_scram(repo: Butler, kafka_sasl: KafkaSettings,
     """Executor and runner services authenticate with SCRAM-SHA-512 (runners get NIGHTSHIFT_KAFKA_*)."""
     graph = build_quantum_graph(repo.registry, Pipeline.from_yaml(EXAMPLE_PIPELINE), collections=COLLECTIONS,
                                 run=RUN, where="visit = 0")
-    with RunnerFleet(kafka_sasl, tmp_path).start(1) as fleet:  # type: ignore[arg-type]
+    with RunnerFleet(kafka_sasl, tmp_path).start(1) as fleet:
         report = KafkaExecutor(repo.root, bootstrap=kafka_sasl, topics=fleet.topics, quantum_timeout=120).run(graph)
         runner_pids = {p.pid for p in fleet.procs}
     report.raise_for_failures()

@@ -233,4 +233,4 @@ def test_bad_yaml_documents() -> None:
 
 def test_config_rejects_unknown_fields_directly() -> None:
     with pytest.raises(ValueError):
-        PipelineTaskConfig(nonsense=1)
+        PipelineTaskConfig(nonsense=1)  # type: ignore[call-arg]  # deliberately an unknown field

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import sys
 from typing import Any
 
 import click
 
-from ..apdb import Apdb, ApdbError, ApdbSettings
+from ..apdb import Apdb, ApdbSettings
+from ._errors import cli_errors
 
 _SCHEMA = click.option(
     "--schema", "schema_name", default=None, help="PostgreSQL schema (default: NIGHTSHIFT_APDB_SCHEMA_NAME or 'apdb')."
@@ -28,12 +28,8 @@ def _settings(schema_name: str | None, **overrides: Any) -> ApdbSettings:
 
 
 def _run(settings: ApdbSettings, action: Any) -> Any:
-    try:
-        with Apdb(settings) as apdb:
-            return action(apdb)
-    except ApdbError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(1)
+    with Apdb(settings) as apdb:
+        return action(apdb)
 
 
 @click.group()
@@ -46,6 +42,7 @@ def apdb() -> None:
 
 
 @apdb.command("create")
+@cli_errors
 @_SCHEMA
 @click.option("--drop", is_flag=True, help="Drop an existing schema of that name first (deletes its data).")
 @click.option("--partition-days", type=int, default=None, help="Width of the time partitions (default 30).")
@@ -63,6 +60,7 @@ def create_cmd(
 
 
 @apdb.command("info")
+@cli_errors
 @_SCHEMA
 def info_cmd(schema_name: str | None) -> None:
     """Print the schema version, layout and settings (no secrets) as JSON."""
@@ -72,6 +70,7 @@ def info_cmd(schema_name: str | None) -> None:
 
 
 @apdb.command("stats")
+@cli_errors
 @_SCHEMA
 @click.option("--exact", is_flag=True, help="Count rows exactly instead of using planner estimates.")
 def stats_cmd(schema_name: str | None, exact: bool) -> None:
@@ -82,6 +81,7 @@ def stats_cmd(schema_name: str | None, exact: bool) -> None:
 
 
 @apdb.command("upgrade")
+@cli_errors
 @_SCHEMA
 def upgrade_cmd(schema_name: str | None) -> None:
     """Bring an APDB of an older nightshift layout to the current one, keeping its data (idempotent)."""
@@ -91,6 +91,7 @@ def upgrade_cmd(schema_name: str | None) -> None:
 
 
 @apdb.command("prune")
+@cli_errors
 @_SCHEMA
 @click.option("--before-mjd", type=float, required=True, help="Drop partitions entirely older than this MJD (TAI).")
 def prune_cmd(schema_name: str | None, before_mjd: float) -> None:

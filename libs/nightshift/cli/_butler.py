@@ -7,21 +7,20 @@ The butler is imported inside the commands, so ``nightshift --help`` stays fast.
 
 from __future__ import annotations
 
-import functools
 import json
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any
 
 import click
+
+from ._errors import cli_errors as _errors
 
 if TYPE_CHECKING:
     from ..butler import Butler, DatasetRef
     from ..butler.datastores import TransferMode
 
 __all__ = ["butler"]
-
-F = TypeVar("F", bound=Callable[..., Any])
 
 WHERE_HELP = (
     "Filter expression over dimensions and their record fields, e.g. "
@@ -30,21 +29,6 @@ WHERE_HELP = (
     "Operators: = != < <= > >= IN (a, b) IN (lo..hi) AND OR NOT; values are bound, never pasted into SQL."
 )
 COLLECTIONS_HELP = "Collection to search (repeat for a search path, first match wins). Default: every RUN collection."
-
-
-def _errors(func: F) -> F:
-    """Turn library errors into ``Error: <message>`` and exit code 1 (no traceback)."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from .._exceptions import NightshiftError
-
-        try:
-            return func(*args, **kwargs)
-        except (NightshiftError, LookupError, ValueError) as exc:
-            raise click.ClickException(str(exc)) from exc
-
-    return cast(F, wrapper)  # functools.wraps keeps the signature at run time
 
 
 @contextmanager

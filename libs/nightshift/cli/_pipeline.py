@@ -10,9 +10,9 @@ from typing import Any, TypeVar
 
 import click
 
-from .._exceptions import NightshiftError
 from ..pipe import QuantumGraph, QuantumReport, QuantumStatus
 from ..pipe._script import build_graph, load_pipeline, make_executor, show_config, show_graph
+from ._errors import cli_errors
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -43,11 +43,6 @@ def _with(options: list[Callable[[Any], Any]]) -> Callable[[_F], _F]:
     return deco
 
 
-def _fail(exc: Exception) -> None:
-    click.echo(f"error: {exc}", err=True)
-    sys.exit(2)
-
-
 @click.group()
 def pipeline() -> None:
     """Pipelines: pre-flight a quantum graph, run it, inspect it.
@@ -62,19 +57,18 @@ def pipeline() -> None:
 
 
 @pipeline.command("show-config")
+@cli_errors
 @click.argument("pipeline_file", type=click.Path(exists=True, dir_okay=False))
 @click.option("--label", default=None, help="Only this task.")
 @_with(_overrides)
 def show_config_cmd(pipeline_file: str, label: str | None, overrides: tuple[str, ...],
                     override_files: tuple[str, ...]) -> None:
     """Print the final config of each task (YAML) with the overrides that made it."""
-    try:
-        click.echo(show_config(load_pipeline(pipeline_file, overrides, override_files), label), nl=False)
-    except NightshiftError as exc:
-        _fail(exc)
+    click.echo(show_config(load_pipeline(pipeline_file, overrides, override_files), label), nl=False)
 
 
 @pipeline.command("build-graph")
+@cli_errors
 @click.argument("repo", type=click.Path(exists=True, file_okay=False))
 @click.argument("pipeline_file", type=click.Path(exists=True, dir_okay=False))
 @_with(_overrides + _query)
@@ -84,13 +78,9 @@ def build_graph_cmd(repo: str, pipeline_file: str, overrides: tuple[str, ...], o
                     collections: tuple[str, ...], run: str, where: str, outputs: tuple[str, ...], output_where: str,
                     steps: tuple[str, ...], save: str | None, png: str | None) -> None:
     """Pre-flight: build the quantum graph of PIPELINE_FILE over REPO's data (exit 1 if empty)."""
-    try:
-        pipe = load_pipeline(pipeline_file, overrides, override_files)
-        graph = build_graph(repo, pipe, collections=collections, run=run, where=where, outputs=outputs,
-                            output_where=output_where, steps=steps)
-    except NightshiftError as exc:
-        _fail(exc)
-        return
+    pipe = load_pipeline(pipeline_file, overrides, override_files)
+    graph = build_graph(repo, pipe, collections=collections, run=run, where=where, outputs=outputs,
+                        output_where=output_where, steps=steps)
     if save:
         size = graph.save(save)
         click.echo(f"saved {save} ({size} bytes)")
@@ -102,16 +92,13 @@ def build_graph_cmd(repo: str, pipeline_file: str, overrides: tuple[str, ...], o
 
 
 @pipeline.command("show-graph")
+@cli_errors
 @click.argument("graph_file", type=click.Path(exists=True, dir_okay=False))
 @click.option("--quanta", is_flag=True, help="List every quantum with its dependencies.")
 @click.option("--png", type=click.Path(dir_okay=False), help="Draw the graph as a PNG.")
 def show_graph_cmd(graph_file: str, quanta: bool, png: str | None) -> None:
     """Summarize a saved quantum graph (and draw it)."""
-    try:
-        graph = QuantumGraph.load(graph_file)
-    except NightshiftError as exc:
-        _fail(exc)
-        return
+    graph = QuantumGraph.load(graph_file)
     click.echo(show_graph(graph, list_quanta=quanta))
     if png:
         graph.plot(png)
@@ -119,6 +106,7 @@ def show_graph_cmd(graph_file: str, quanta: bool, png: str | None) -> None:
 
 
 @pipeline.command("run")
+@cli_errors
 @click.argument("repo", type=click.Path(exists=True, file_okay=False))
 @click.option("--graph", "graph_file", type=click.Path(exists=True, dir_okay=False), help="A saved graph.")
 @click.option("-p", "--pipeline", "pipeline_file", type=click.Path(exists=True, dir_okay=False),
@@ -154,17 +142,13 @@ def run_cmd(repo: str, graph_file: str | None, pipeline_file: str | None, overri
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     # the framework sets up the standard logging of each phase (REQ-0025): pre-flight and run get the level
-    try:
-        if graph_file:
-            graph = QuantumGraph.load(graph_file)
-        elif pipeline_file and collections and run:
-            pipe = load_pipeline(pipeline_file, overrides, override_files)
-            graph = build_graph(repo, pipe, collections=collections, run=run, where=where, log_level=log_level)
-        else:
-            raise click.UsageError("give --graph FILE, or --pipeline FILE with -i and -o")
-    except NightshiftError as exc:
-        _fail(exc)
-        return
+    if graph_file:
+        graph = QuantumGraph.load(graph_file)
+    elif pipeline_file and collections and run:
+        pipe = load_pipeline(pipeline_file, overrides, override_files)
+        graph = build_graph(repo, pipe, collections=collections, run=run, where=where, log_level=log_level)
+    else:
+        raise click.UsageError("give --graph FILE, or --pipeline FILE with -i and -o")
     if not len(graph):
         click.echo(f"nothing to run: {graph.explanation or 'empty graph'}", err=True)
         sys.exit(1)
@@ -180,18 +164,14 @@ def run_cmd(repo: str, graph_file: str | None, pipeline_file: str | None, overri
             counts[rep.status.value] += 1
             bar.update(task_id, advance=1, status=" ".join(f"{k}={v}" for k, v in counts.items() if v))
 
-    try:
-        executor = make_executor(kind, repo, processes=processes, scheduler=dask_scheduler, memoize=not no_memoize,
-                                 progress=on_quantum, log_level=log_level, kafka_bootstrap=kafka_bootstrap,
-                                 topic_prefix=topic_prefix, quantum_timeout=quantum_timeout, stage_dir=stage_dir)
-        with bar, tempfile.TemporaryDirectory() as tmp:
-            path = graph_file or str(Path(tmp) / "graph.qg")
-            if not graph_file and kind != "inprocess":
-                graph.save(path)
-            report = executor.run(graph, graph_path=path if kind != "inprocess" else None)
-    except (NightshiftError, ValueError) as exc:
-        _fail(exc)
-        return
+    executor = make_executor(kind, repo, processes=processes, scheduler=dask_scheduler, memoize=not no_memoize,
+                             progress=on_quantum, log_level=log_level, kafka_bootstrap=kafka_bootstrap,
+                             topic_prefix=topic_prefix, quantum_timeout=quantum_timeout, stage_dir=stage_dir)
+    with bar, tempfile.TemporaryDirectory() as tmp:
+        path = graph_file or str(Path(tmp) / "graph.qg")
+        if not graph_file and kind != "inprocess":
+            graph.save(path)
+        report = executor.run(graph, graph_path=path if kind != "inprocess" else None)
     if report_file:
         Path(report_file).write_text(report.to_json())
     c = report.counts()

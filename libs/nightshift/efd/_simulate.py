@@ -39,11 +39,16 @@ def _altaz(ra: NDArray[np.float64], dec: NDArray[np.float64], times_ns: NDArray[
     import astropy.units as u
     from astropy.coordinates import AltAz, EarthLocation, SkyCoord
     from astropy.time import Time
+    from astropy.utils import iers
 
     site = EarthLocation(lat=SITE[0] * u.deg, lon=SITE[1] * u.deg, height=SITE[2] * u.m)
     when = Time(times_ns / 1e9, format="unix_tai", scale="tai")
     frame = AltAz(obstime=when, location=site)
-    altaz = SkyCoord(ra * u.deg, dec * u.deg).transform_to(frame)
+    # Simulated telemetry needs arcminutes, not UT1 to the millisecond: never reach for the network
+    # (IERS-A download) and accept the bundled tables' degraded accuracy past their end.
+    with iers.conf.set_temp("auto_download", False), iers.conf.set_temp("auto_max_age", None), \
+            iers.conf.set_temp("iers_degraded_accuracy", "ignore"):
+        altaz = SkyCoord(ra * u.deg, dec * u.deg).transform_to(frame)
     return np.asarray(altaz.az.deg, dtype=np.float64), np.asarray(altaz.alt.deg, dtype=np.float64)
 
 

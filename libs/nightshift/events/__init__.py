@@ -14,6 +14,7 @@ from ._consumer import ConsumerStats, EventConsumer, Handler, is_retriable
 from ._errors import (
     DecodeError,
     DeliveryError,
+    EnqueueTimeoutError,
     EventError,
     EventValidationError,
     KafkaAuthenticationError,
@@ -66,6 +67,7 @@ __all__ = [
     "DecodeError",
     "Delivered",
     "DeliveryError",
+    "EnqueueTimeoutError",
     "DiaResults",
     "Event",
     "EventConsumer",

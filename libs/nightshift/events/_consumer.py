@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -56,15 +57,28 @@ def is_retriable(exc: BaseException) -> bool:
     return isinstance(exc, (TimeoutError, ConnectionError))
 
 
+#: How many recent dead-letter reasons :class:`ConsumerStats` keeps.
+DLQ_REASONS_KEPT = 100
+
+
 @dataclass
 class ConsumerStats:
-    """Counts since start, for tests and the service's status page."""
+    """Counts since start, for tests and the service's status page.
+
+    ``dlq_reasons`` holds the last :data:`DLQ_REASONS_KEPT` reasons, oldest first
+    (a long-running service must not grow without bound; ``dead_lettered`` counts all).
+    """
 
     handled: int = 0
     dead_lettered: int = 0
     retries: int = 0
     batches: int = 0
-    dlq_reasons: list[str] = field(default_factory=list)
+    dlq_reasons: deque[str] = field(default_factory=lambda: deque(maxlen=DLQ_REASONS_KEPT))
+
+    def record_dead_letter(self, reason: str) -> None:
+        """Count one dead-lettered message and keep its reason among the recent ones."""
+        self.dead_lettered += 1
+        self.dlq_reasons.append(reason)
 
 
 class EventConsumer:
@@ -191,21 +205,29 @@ class EventConsumer:
     async def _process_batch(self, messages: list[Message]) -> None:
         self.stats.batches += 1
         to_commit: dict[tuple[str, int], int] = {}
-        tasks = []
+        valid: list[Message] = []
         for msg in messages:
             err = msg.error()
             if err is not None:
                 if err.code() != KafkaError._PARTITION_EOF:
                     log.warning("consumer error on %s: %s", msg.topic(), err.str())
                 continue
-            tasks.append(asyncio.create_task(self._process_one(msg)))
+            valid.append(msg)
             topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
             assert topic is not None and partition is not None and offset is not None  # set when error() is None
             key = (topic, partition)
             to_commit[key] = max(to_commit.get(key, -1), offset)
-        # If any message could be neither handled nor dead-lettered, this raises and
-        # nothing is committed: the batch is redelivered after a restart.
-        await asyncio.gather(*tasks)
+        # The batch fails as a unit: if any message can be neither handled nor dead-lettered,
+        # its siblings are cancelled, nothing is committed and the batch is redelivered after a restart.
+        try:
+            async with asyncio.TaskGroup() as group:
+                for msg in valid:
+                    group.create_task(self._process_one(msg))
+        except ExceptionGroup as failed:
+            first, *rest = failed.exceptions
+            if rest:
+                first.add_note(f"{len(rest)} more message(s) of the batch failed: " + "; ".join(map(repr, rest)))
+            raise first from None
         if to_commit:
             offsets = [TopicPartition(t, p, o + 1) for (t, p), o in to_commit.items()]
             consumer = self._consumer
@@ -263,8 +285,7 @@ class EventConsumer:
             ("dlq.failed_at", datetime.now(UTC).isoformat()),
         ]
         await self._producer.send(dlq_topic(topic), msg.value() or b"", key=msg.key(), headers=headers)
-        self.stats.dead_lettered += 1
-        self.stats.dlq_reasons.append(f"{error_type}: {exc}")
+        self.stats.record_dead_letter(f"{error_type}: {exc}")
         EVENTS.labels(msg.topic(), "dead_lettered").inc()
         log.warning(
             "dead-lettered %s[%d]@%d: %s: %s", msg.topic(), msg.partition(), msg.offset(), error_type, exc,

@@ -7,6 +7,7 @@
         │   └── UnknownSchemaError (LookupError)  the wire format names an unknown schema id [to DLQ]
         ├── EventValidationError (ValueError)   decoded, but the content is impossible       [to DLQ]
         ├── DeliveryError                       the broker did not accept a message          [retriable]
+        ├── EnqueueTimeoutError (TimeoutError)  the producer's local queue stayed full        [retriable]
         ├── KafkaConnectionError                the brokers cannot be reached               [retriable]
         │   └── KafkaAuthenticationError        the brokers refused the client's credentials
         └── SchemaRegistryError                 (events/_registry.py) a fixed id cannot be registered
@@ -52,6 +53,17 @@ class DeliveryError(EventError):
     """The broker did not acknowledge a message."""
 
     error_type = "delivery"
+    retriable = True
+
+
+class EnqueueTimeoutError(EventError, TimeoutError):
+    """The producer's local queue stayed full for longer than the enqueue deadline.
+
+    The brokers are not acknowledging messages as fast as they are produced (or
+    cannot be reached); like aiokafka's ``KafkaTimeoutError`` on a full buffer.
+    """
+
+    error_type = "enqueue_timeout"
     retriable = True
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -12,7 +13,7 @@ from typing import Any
 from confluent_kafka import KafkaError, Message, Producer
 
 from ._connect import check_connection
-from ._errors import DeliveryError
+from ._errors import DeliveryError, EnqueueTimeoutError
 from ._models import Event
 from ._serde import encode
 from ._settings import KafkaSettings, kafka_settings
@@ -46,7 +47,8 @@ class AsyncProducer:
     ``send`` awaits the broker's acknowledgement of one message; ``enqueue``
     returns that acknowledgement as a future so callers can batch many sends
     and await them together. A full local queue applies backpressure: the
-    coroutine waits for room instead of failing.
+    coroutine waits for room, up to ``enqueue_timeout`` seconds, then raises
+    :class:`EnqueueTimeoutError`.
 
     Parameters
     ----------
@@ -59,12 +61,18 @@ class AsyncProducer:
         :meth:`start` checks that the brokers answer and accept the credentials
         (:func:`check_connection`): a refused login fails at once, unreachable
         brokers after this many seconds. ``None`` skips the check.
+    enqueue_timeout : float
+        Longest wait of :meth:`enqueue` for room in a full local queue (as
+        aiokafka's ``request_timeout_ms`` bounds ``send`` on a full buffer).
     """
 
     def __init__(
         self, kafka: str | KafkaSettings, config: Mapping[str, Any] | None = None, *,
-        connect_timeout: float | None = 30.0,
+        connect_timeout: float | None = 30.0, enqueue_timeout: float = 30.0,
     ) -> None:
+        if not enqueue_timeout > 0:
+            raise ValueError(f"enqueue_timeout must be > 0 seconds, got {enqueue_timeout!r}")
+        self._enqueue_timeout = enqueue_timeout
         self.settings = kafka_settings(kafka)
         self._connect_timeout = connect_timeout
         self._config = {**PRODUCER_DEFAULTS, **self.settings.librdkafka_config(), **(config or {})}
@@ -122,10 +130,17 @@ class AsyncProducer:
     async def enqueue(
         self, topic: str, value: bytes, key: bytes | str | None = None, headers: Headers | None = None
     ) -> asyncio.Future[Delivered]:
-        """Hand one message to librdkafka; the returned future resolves on acknowledgement."""
+        """Hand one message to librdkafka; the returned future resolves on acknowledgement.
+
+        Raises
+        ------
+        EnqueueTimeoutError
+            The local queue stayed full for ``enqueue_timeout`` seconds.
+        """
         if self._producer is None or self._loop is None:
             raise RuntimeError("AsyncProducer is not started; use `async with AsyncProducer(...)` or await start()")
         future: asyncio.Future[Delivered] = self._loop.create_future()
+        deadline = time.monotonic() + self._enqueue_timeout
         while True:
             try:
                 self._producer.produce(
@@ -134,6 +149,12 @@ class AsyncProducer:
                 )
                 return future
             except BufferError:
+                if time.monotonic() >= deadline:
+                    raise EnqueueTimeoutError(
+                        f"the producer's local queue stayed full for {self._enqueue_timeout:g} s while producing to "
+                        f"{topic!r}: the brokers are not acknowledging messages (unreachable, or slower than the "
+                        "producer); raise queue.buffering.max.messages/kbytes or enqueue_timeout, or slow down"
+                    ) from None
                 await asyncio.sleep(0.005)  # local queue full: wait for deliveries (backpressure)
 
     async def send(

@@ -1,5 +1,9 @@
 """The schema catalog: every Avro schema of ``schemas/``, parsed once.
 
+The files ship inside the package as ``nightshift.events.schemas`` (``pyproject.toml`` maps the
+repository's top-level ``schemas/`` folder to it), so an installed wheel finds them without a
+checkout, and an editable install reads the checkout's folder.
+
 ``schemas/manifest.json`` lists, per subject (= topic name), its versions, each
 with a global schema id and its ``.avsc`` file. The newest version is the one
 written; any listed version can be read (resolved to the newest by Avro schema
@@ -8,10 +12,11 @@ resolution).
 
 from __future__ import annotations
 
+import importlib.resources
 import json
 import os
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -29,12 +34,15 @@ class SchemaVersion:
     parsed: Any
 
 
-_SOURCE_SCHEMAS = str(Path(__file__).resolve().parents[3] / "schemas")
+@cache
+def _packaged_schemas() -> str:
+    """Folder of the package data ``nightshift.events.schemas`` (the checkout's ``schemas/`` when editable)."""
+    return str(importlib.resources.files("nightshift.events.schemas"))
 
 
 def schemas_dir() -> Path:
-    """``NIGHTSHIFT_SCHEMAS_DIR`` or the repository's ``schemas/`` folder."""
-    return Path(os.environ.get("NIGHTSHIFT_SCHEMAS_DIR") or _SOURCE_SCHEMAS)
+    """``NIGHTSHIFT_SCHEMAS_DIR`` or the schemas shipped in the package (``nightshift.events.schemas``)."""
+    return Path(os.environ.get("NIGHTSHIFT_SCHEMAS_DIR") or _packaged_schemas())
 
 
 class SchemaCatalog:
@@ -94,4 +102,4 @@ def _catalog(root: str) -> SchemaCatalog:
 def default_catalog() -> SchemaCatalog:
     """The catalog of :func:`schemas_dir`, parsed once per process."""
     # On every encode/decode: no filesystem calls here, only a cache lookup.
-    return _catalog(os.environ.get("NIGHTSHIFT_SCHEMAS_DIR") or _SOURCE_SCHEMAS)
+    return _catalog(os.environ.get("NIGHTSHIFT_SCHEMAS_DIR") or _packaged_schemas())

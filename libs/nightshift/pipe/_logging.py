@@ -3,7 +3,8 @@
 Every record of the framework and of tasks goes to the ``nightshift.pipe``
 logger tree; during a quantum a filter adds ``quantum`` (``label {data ID}``)
 so a multi-process or distributed run's lines can be attributed. Different
-executors may send the output elsewhere (a file, JSON to Loki, ...).
+executors may send the output elsewhere (a file, JSON to Loki, ...); JSON lines
+are nightshift's one format (``nightshift._logging.JsonFormatter``, as services write).
 
 The framework sets this up itself: :func:`build_quantum_graph` and
 :meth:`Executor.run` given a ``log_level`` install the standard handler for
@@ -16,13 +17,13 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import json
 import logging
 import os
 import sys
-import time
 from collections.abc import Iterator
 from typing import Literal
+
+from .._logging import JsonFormatter
 
 __all__ = ["LogFormat", "QuantumLogFilter", "configure_logging", "pipeline_logging", "quantum_log_context"]
 
@@ -42,25 +43,13 @@ class QuantumLogFilter(logging.Filter):
         return True
 
 
-class _JsonFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        out = {
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
-            "level": record.levelname, "logger": record.name, "message": record.getMessage(),
-            "quantum": getattr(record, "quantum", "-"), "pid": record.process,
-        }
-        if record.exc_info:
-            out["exception"] = self.formatException(record.exc_info)
-        return json.dumps(out)
-
-
 def _standard_handler(fmt: LogFormat, file: str | os.PathLike[str] | None) -> logging.Handler:
     if fmt not in ("text", "json"):
         raise ValueError(f"log format must be 'text' or 'json', got {fmt!r}")
     handler: logging.Handler = logging.FileHandler(file) if file is not None else logging.StreamHandler(sys.stderr)
     handler.set_name(_HANDLER_NAME)
     handler.addFilter(QuantumLogFilter())
-    handler.setFormatter(_JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
+    handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
     return handler
 
 

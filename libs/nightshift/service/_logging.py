@@ -1,38 +1,12 @@
-"""Structured JSON logs: one object per line, RFC 3339 UTC timestamps, flat fields."""
+"""Service logs: the one JSON line format of nightshift (``nightshift._logging``) on stderr."""
 
 from __future__ import annotations
 
-import json
 import logging
-from datetime import UTC, datetime
 
-_RESERVED = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+from .._logging import JsonFormatter
 
-
-class JsonFormatter(logging.Formatter):
-    """Format records as JSON lines Loki/Elastic ingest without parsing rules.
-
-    Fields passed with ``extra={...}`` are flattened into the object.
-    """
-
-    def __init__(self, service: str) -> None:
-        super().__init__()
-        self.service = service
-
-    def format(self, record: logging.LogRecord) -> str:
-        out: dict[str, object] = {
-            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
-            "level": record.levelname,
-            "service": self.service,
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        for key, value in vars(record).items():
-            if key not in _RESERVED and not key.startswith("_"):
-                out[key] = value if isinstance(value, (str, int, float, bool, type(None))) else repr(value)
-        if record.exc_info:
-            out["exception"] = self.formatException(record.exc_info)
-        return json.dumps(out, ensure_ascii=False)
+__all__ = ["JsonFormatter", "setup_logging"]
 
 
 def setup_logging(service: str, level: str = "INFO", fmt: str = "json") -> None:

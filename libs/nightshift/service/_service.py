@@ -48,6 +48,7 @@ class Service:
         self._stop = asyncio.Event()
         self._signals = 0
         self._runner: web.AppRunner | None = None
+        self._admin: AdminClient | None = None  # one metadata client for every /readyz
         self.port: int | None = None
 
     # -- HTTP -------------------------------------------------------------
@@ -55,7 +56,10 @@ class Service:
         return web.json_response({"status": "ok", "service": self.settings.service_name})
 
     async def broker_reachable(self, timeout: float = 2.0) -> bool:
-        admin = AdminClient(self.settings.kafka.librdkafka_config())
+        """Whether a broker answers a metadata request within ``timeout`` (one client, reused)."""
+        if self._admin is None:
+            self._admin = AdminClient(self.settings.kafka.librdkafka_config())
+        admin = self._admin
         try:
             await asyncio.get_running_loop().run_in_executor(None, lambda: admin.list_topics(timeout=timeout))
         except Exception:  # KafkaException: broker not reachable
@@ -83,11 +87,9 @@ class Service:
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.settings.http_host, self.settings.http_port)
         await site.start()
-        server = site._server  # aiohttp exposes the bound port only here
-        if isinstance(server, asyncio.Server) and server.sockets:
-            self.port = server.sockets[0].getsockname()[1]
-        else:
-            self.port = self.settings.http_port
+        # the bound address (the port the OS chose for http_port=0), from aiohttp's public API
+        addresses = self._runner.addresses
+        self.port = int(addresses[0][1]) if addresses else self.settings.http_port
         log.info("http endpoint on %s:%s", self.settings.http_host, self.port)
 
     # -- lifecycle ----------------------------------------------------------
@@ -141,5 +143,6 @@ class Service:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        self._admin = None  # librdkafka frees the client when the last reference goes
         UP.labels(self.settings.service_name).set(0)
         log.info("drained and stopped")

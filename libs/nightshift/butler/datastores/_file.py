@@ -469,6 +469,19 @@ class FileDatastore(Datastore):
                 raise DatastoreError(f"ingest of {source} into {self.name!r} failed: {exc}") from exc
             raise
 
+    def adopt(self, ref: DatasetRef, rel: str, *, formatter: str, formatter_options: Mapping[str, Any], size: int,
+              checksum: str | None = None) -> None:
+        """Record a file the caller has already placed at ``rel`` as dataset ``ref`` (the record is written last).
+
+        Raw ingest (``nightshift.obs``) places files itself (hard links, S3 objects in place) and
+        records them here, with its own formatter and options.
+        """
+        record = StoredRecord(
+            id=str(ref.id), path=rel, formatter=formatter, formatter_options=dict(formatter_options),
+            storage_class=ref.dataset_type.storage_class, checksum=checksum, size=size, ref=ref.to_dict(),
+        )
+        self.backend.put_bytes(self._record_path(ref), record.to_json())
+
     def export_file(self, ref: DatasetRef, dest: Path) -> None:
         """Copy the dataset's file to the local path ``dest`` (verified)."""
         record = self.record(ref)

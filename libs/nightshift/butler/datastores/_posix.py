@@ -14,6 +14,7 @@ import os
 import shutil
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from . import _io
@@ -80,11 +81,18 @@ class PosixBackend:
             self._deferred -= 1
         if self._fsync and not self._deferred:
             pending, self._pending_sync = self._pending_sync, set()
-            for path in sorted(pending, key=len, reverse=True):  # files before their directories
-                if os.path.isdir(path):
-                    _io.fsync_dir(Path(path))
-                elif os.path.exists(path):
-                    _io.fsync_file(Path(path))
+            # Files first, then their directories. A symlink lives in its directory entry, so the
+            # directory's fsync covers it. fsync releases the GIL: issuing many at once lets the
+            # file system commit them in a few journal transactions instead of one per file.
+            files = [p for p in pending if not os.path.islink(p) and os.path.isfile(p)]
+            dirs = [p for p in pending if os.path.isdir(p)]
+            for group, sync in ((files, _io.fsync_file), (dirs, _io.fsync_dir)):
+                if len(group) < 8:
+                    for path in group:
+                        sync(Path(path))
+                    continue
+                with ThreadPoolExecutor(max_workers=16, thread_name_prefix="fsync") as pool:
+                    list(pool.map(lambda p, sync=sync: sync(Path(p)), group))
 
     def _abs(self, rel: str) -> str:
         norm = os.path.normpath(os.path.join(self._root_str, rel))

@@ -98,7 +98,7 @@ class FitsExposureFormatter(Formatter):
             primary = fits.PrimaryHDU(header=obj.metadata.copy())
             primary.header["NSORIGX"] = (int(obj.origin[0]), "x of pixel [0,0] in the parent image")
             primary.header["NSORIGY"] = (int(obj.origin[1]), "y of pixel [0,0] in the parent image")
-            wcs_header = obj.wcs.to_header() if obj.wcs is not None else None
+            wcs_header = obj.wcs.to_header(relax=True) if obj.wcs is not None else None
             hdus: list[Any] = [
                 primary,
                 self._plane_hdu(np.asarray(obj.image), "IMAGE", wcs_header),

@@ -10,7 +10,6 @@ from ._multiprocess import MultiProcessExecutor
 __getattr__, __dir__ = _lazy_exports(__name__, {
     **{name: "._kafka" for name in
        ("KafkaExecutor", "QuantumEventError", "QuantumEventHandler", "QuantumTopics", "ensure_fleet_topics")},
-    **{name: "._fleet" for name in ("LocalRunnerFleet", "RunnerStartError")},
 })
 
 __all__ = [
@@ -18,13 +17,11 @@ __all__ = [
     "Executor",
     "InProcessExecutor",
     "KafkaExecutor",
-    "LocalRunnerFleet",
     "MultiProcessExecutor",
     "ProgressCallback",
     "QuantumEventError",
     "QuantumEventHandler",
     "QuantumTopics",
-    "RunnerStartError",
     "WorkerSetup",
     "ensure_fleet_topics",
     "run_quantum_in_worker",
