@@ -5,7 +5,8 @@ transients), a deeper and sharper template on its own (shifted, rotated)
 grid, a reference catalog and 500 preloaded DIA objects, then runs
 ``nightshift.ap.process_detector`` (ISR -> characterize -> warp -> subtract ->
 DIA detect/measure -> associate -> forced photometry -> cutouts) ``--repeats``
-times and reports the median seconds of each step. The simulation time is
+times and reports, per step, the median wall and CPU seconds and the CPU seconds
+of the least-disturbed run (the best estimate on a shared machine). The simulation time is
 not counted. Thread pools are limited to one thread (one core, as Rubin's
 one-CPU pods per detector). Prints one JSON document, then one summary line.
 
@@ -95,6 +96,8 @@ def main() -> None:
     steps = list(runs[0])
     median = {k: float(np.median([t[k] for t in runs])) for k in steps}
     median_cpu = {k: float(np.median([t[k] for t in cpu_runs])) for k in steps}
+    # on a shared machine the least-disturbed run is the best estimate of the intrinsic cost
+    best = int(np.argmin([t["total"] for t in cpu_runs]))
     out: dict[str, Any] = {
         "benchmark": "ap_bench",
         "size": args.size,
@@ -102,7 +105,9 @@ def main() -> None:
         "simulate_s": round(sim_s, 2),
         "median_wall_s": {k: round(v, 3) for k, v in median.items()},
         "median_cpu_s": {k: round(v, 3) for k, v in median_cpu.items()},
-        "runs_s": [{k: round(v, 3) for k, v in t.items()} for t in runs],
+        "min_total_run_cpu_s": {k: round(v, 3) for k, v in cpu_runs[best].items()},
+        "cpu_runs_s": [{k: round(v, 3) for k, v in t.items()} for t in cpu_runs],
+        "wall_runs_s": [{k: round(v, 3) for k, v in t.items()} for t in runs],
         "target_total_s": 10.0,
         "outputs": {
             "dia_sources": res.dia_sources.table.num_rows,
@@ -132,8 +137,9 @@ def main() -> None:
     if args.out:
         args.out.write_text(text + "\n")
     steps_txt = " ".join(f"{k}={v:.2f}s" for k, v in median_cpu.items() if k != "total")
-    print(f"ap_bench {args.size}x{args.size}: total {median_cpu['total']:.2f} s CPU / {median['total']:.2f} s wall "
-          f"(target <= 10 s) | CPU per step: {steps_txt}")
+    print(f"ap_bench {args.size}x{args.size}: total {median_cpu['total']:.2f} s CPU median "
+          f"({cpu_runs[best]['total']:.2f} s best run) / {median['total']:.2f} s wall, load average "
+          f"{os.getloadavg()[0]:.1f} (target <= 10 s) | median CPU per step: {steps_txt}")
 
 
 if __name__ == "__main__":

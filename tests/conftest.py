@@ -1,8 +1,9 @@
 """Session fixtures that start (or reuse) the real local stack.
 
 Integration tests ask for ``kafka_bootstrap`` (or ``kafka_sasl``, the broker's
-SASL/SCRAM-SHA-512 listener), ``pg_dsn``, ``s3_endpoint`` or ``schema_registry_url``;
-only the servers a test session needs are started. If a server cannot start,
+SASL/SCRAM-SHA-512 listener), ``pg_dsn``, ``s3_endpoint``, ``schema_registry_url`` or
+``dav_endpoint`` (WebDAV; its token in ``DAV_TOKEN``); only the servers a test session needs are
+started. If a server cannot start,
 the tests that need it *fail* with the reason: they never skip and never fall
 back to an in-process fake.
 """
@@ -67,6 +68,12 @@ def s3_endpoint() -> str:
 def schema_registry_url() -> str:
     """Confluent-compatible URL of the real schema registry (Apicurio), with every schema under its fixed id."""
     return _start("registry")["SCHEMA_REGISTRY_URL"]
+
+
+@pytest.fixture(scope="session")
+def dav_endpoint() -> str:
+    """``dav://host:port`` of the real WebDAV server (wsgidav); its bearer token is exported as ``DAV_TOKEN``."""
+    return _start("dav")["DAV_ENDPOINT"]
 
 
 @pytest.fixture

@@ -62,6 +62,42 @@ def test_s3_server_round_trip(s3_endpoint: str, unique_name: str) -> None:
         bad.list_objects_v2(Bucket=unique_name)
 
 
+@pytest.mark.integration
+def test_webdav_server_is_wsgidav_behind_a_bearer_token(dav_endpoint: str, unique_name: str) -> None:
+    """The stack's WebDAV server speaks WebDAV (MKCOL, PUT, ranged GET, PROPFIND) and wants its bearer token."""
+    import httpx
+
+    env = stack_env(names=["dav"])
+    assert env["DAV_ENDPOINT"] == dav_endpoint and dav_endpoint.startswith("dav://127.0.0.1:")
+    base = "http://" + dav_endpoint.split("://", 1)[1]
+    auth = {"Authorization": f"Bearer {env['DAV_TOKEN']}"}
+    with httpx.Client(headers=auth, timeout=30) as client:
+        assert client.request("MKCOL", f"{base}/{unique_name}/").status_code == 201
+        assert client.put(f"{base}/{unique_name}/f.txt", content=b"0123456789").status_code == 201
+        part = client.get(f"{base}/{unique_name}/f.txt", headers={"Range": "bytes=3-5"})
+        assert (part.status_code, part.content) == (206, b"345")
+        listing = client.request("PROPFIND", f"{base}/{unique_name}/", headers={"Depth": "1"})
+        assert listing.status_code == 207 and b"f.txt" in listing.content
+        options = client.options(f"{base}/").headers
+        assert options["dav"] == "1,2" and options["server"].lower().startswith("cheroot/")  # wsgidav in cheroot
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic bm9ib2R5Ondyb25n"}):
+        refused = httpx.get(f"{base}/{unique_name}/f.txt", headers=headers, timeout=30)
+        assert refused.status_code == 401 and refused.headers["www-authenticate"].startswith("Bearer")
+
+
+def test_dev_up_prints_no_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``dev up`` shows addresses, never the WebDAV token, S3 secret or Kafka password (``dev env`` is for eval)."""
+    from click.testing import CliRunner
+
+    from nightshift_dev import cli as _dev
+
+    monkeypatch.setattr(_dev, "up", lambda names=None: {"DAV_ENDPOINT": "dav://h:1", "DAV_TOKEN": "tok-123",
+                                                        "AWS_SECRET_ACCESS_KEY": "s3c", "KAFKA_SASL_PASSWORD": "pw"})
+    out = CliRunner().invoke(_dev.dev, ["up", "dav"]).output
+    assert "DAV_ENDPOINT=dav://h:1" in out
+    assert "tok-123" not in out and "s3c" not in out and "pw" not in out
+
+
 def test_missing_tool_names_the_fix(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATH", "/nonexistent")
     with pytest.raises(MissingToolError, match=r"'initdb' was not found.*apt-get install -y postgresql"):

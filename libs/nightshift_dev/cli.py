@@ -17,12 +17,12 @@ _COMPONENT = click.argument("components", nargs=-1, type=click.Choice(sorted(COM
 
 @click.group()
 def dev() -> None:
-    """Run the local stack of real servers: Apache Kafka (KRaft), PostgreSQL, S3Proxy, Apicurio Registry.
+    """Run the local stack of real servers: Kafka (KRaft), PostgreSQL, S3Proxy, Apicurio Registry, WebDAV (wsgidav).
 
     Data lives in .stack/ and survives `down`/`up` (the registry is in-memory and gets
     its schemas at every `up`); jars come from Maven Central into .cache/ on first use.
     Ports are loopback-only and set by NIGHTSHIFT_KAFKA_PORT, NIGHTSHIFT_KAFKA_SASL_PORT,
-    NIGHTSHIFT_PG_PORT, NIGHTSHIFT_S3_PORT and NIGHTSHIFT_REGISTRY_PORT.
+    NIGHTSHIFT_PG_PORT, NIGHTSHIFT_S3_PORT, NIGHTSHIFT_REGISTRY_PORT and NIGHTSHIFT_DAV_PORT.
     """
 
 
@@ -30,10 +30,10 @@ def dev() -> None:
 @cli_errors
 @_COMPONENT
 def up_cmd(components: tuple[str, ...]) -> None:
-    """Start (or reuse) the servers; all four unless some are named."""
+    """Start (or reuse) the servers; all of them unless some are named."""
     env = up(names=components or None)
     for key, value in env.items():
-        if "SECRET" not in key and "PASSWORD" not in key:
+        if "SECRET" not in key and "PASSWORD" not in key and "TOKEN" not in key:
             click.echo(f"{key}={value}")
 
 

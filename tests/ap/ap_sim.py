@@ -13,7 +13,7 @@ from astropy.table import Table
 from astropy.wcs import WCS
 from numpy.typing import NDArray
 
-from nightshift.ap import DetectorGeometry
+from nightshift.ap import Detector
 from nightshift.butler.formatters import Exposure
 
 PIXEL_SCALE = 0.2  # arcsec / pixel
@@ -114,17 +114,17 @@ def add_cosmic_rays(image: NDArray[np.float32], n: int, seed: int = 3, amplitude
     return truth
 
 
-def to_raw(image_e: NDArray[np.float32], detector: DetectorGeometry, *, overscan_level: float = 1000.0,
+def to_raw(image_e: NDArray[np.float32], detector: Detector, *, overscan_level: float = 1000.0,
            read_noise_adu: float = 3.0, seed: int = 4, saturation_clip: bool = True) -> NDArray[np.float32]:
     """Disassemble an image in electrons into a raw array in ADU with overscan columns (the inverse of ISR)."""
     rng = np.random.default_rng(seed)
-    boxes = [a.raw_serial_overscan_bbox for a in detector.amplifiers]
+    boxes = [a.raw_overscan_bbox for a in detector.amplifiers]
     height = max(b[3] for b in boxes)
     width = max(b[2] for b in boxes)
     raw = np.zeros((height, width), np.float32)
     for amp in detector.amplifiers:
         dx0, dy0, dx1, dy1 = amp.raw_data_bbox
-        ox0, oy0, ox1, oy1 = amp.raw_serial_overscan_bbox
+        ox0, oy0, ox1, oy1 = amp.raw_overscan_bbox
         ax0, ay0, ax1, ay1 = amp.bbox
         rowlevel = overscan_level + 5 * np.sin(np.arange(dy1 - dy0) / 50.0)  # a row-dependent bias drift
         raw[dy0:dy1, dx0:dx1] = image_e[ay0:ay1, ax0:ax1] / amp.gain + rowlevel[:, None]

@@ -14,7 +14,7 @@ from nightshift.apdb import split_source_ids
 from nightshift.butler import DatasetType
 from nightshift.butler._butler import Butler
 from nightshift.butler.formatters import Exposure
-from nightshift.pipe import InProcessExecutor, MultiProcessExecutor, Pipeline, build_quantum_graph
+from nightshift.pipe import DaskExecutor, InProcessExecutor, MultiProcessExecutor, Pipeline, build_quantum_graph
 
 INSTRUMENT = "Cam"
 SHAPE = (512, 512)
@@ -32,6 +32,17 @@ def _pipeline() -> Pipeline:
     pipe.add_task("detect", "nightshift.ap:DetectAndMeasureTask")
     pipe.add_task("associate", "nightshift.ap:AssociateDiaTask")
     return pipe
+
+
+@pytest.fixture(scope="module")
+def dask_client():
+    distributed = pytest.importorskip("distributed")
+    cluster = distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1, dashboard_address=":0",
+                                       scheduler_port=0)
+    client = distributed.Client(cluster)
+    yield client
+    client.close()
+    cluster.close()
 
 
 @pytest.fixture
@@ -85,13 +96,18 @@ def ap_repo(tmp_path: Path):
     butler.close()
 
 
-@pytest.mark.parametrize("executor", ["inprocess", "multiprocess"])
-def test_ap_pipeline_runs_through_the_framework(ap_repo: Butler, executor: str) -> None:
+@pytest.mark.parametrize("executor", ["inprocess", "multiprocess", "dask"])
+def test_ap_pipeline_runs_through_the_framework(ap_repo: Butler, executor: str, request: pytest.FixtureRequest
+                                                ) -> None:
     run = f"u/ap/{executor}"
     graph = build_quantum_graph(ap_repo.registry, _pipeline(), collections=["raw/all", "ap/inputs"], run=run)
     assert graph.counts() == {"isr": 2, "characterize": 2, "subtract": 2, "detect": 2, "associate": 2}
-    ex = InProcessExecutor(ap_repo.root) if executor == "inprocess" else MultiProcessExecutor(ap_repo.root,
-                                                                                              processes=2)
+    if executor == "inprocess":
+        ex = InProcessExecutor(ap_repo.root)
+    elif executor == "multiprocess":
+        ex = MultiProcessExecutor(ap_repo.root, processes=2)
+    else:
+        ex = DaskExecutor(ap_repo.root, client=request.getfixturevalue("dask_client"))
     ex.run(graph).raise_for_failures()
     with Butler(ap_repo.root, collections=[run]) as out:
         calexp = out.get("calexp", {"instrument": INSTRUMENT, "visit": 1, "detector": 5})
@@ -116,3 +132,15 @@ def test_ap_pipeline_runs_through_the_framework(ap_repo: Butler, executor: str) 
         assert {r.dataset_type.name for r in prov.actual_inputs} == {"dia_source_unassociated", "difference",
                                                                       "calexp", "preloaded_dia_objects"}
         assert isinstance(src, pa.Table)
+
+
+def test_a_missing_template_is_named(ap_repo: Butler) -> None:
+    """Without a template the subtraction quanta are dropped at pre-flight, the missing dataset type named;
+    the steps that do not need it are still planned."""
+    ref = ap_repo.find("ap_template", {"instrument": INSTRUMENT}, collections=["ap/inputs"])
+    ap_repo.remove_datasets([ref])
+    graph = build_quantum_graph(ap_repo.registry, _pipeline(), collections=["raw/all", "ap/inputs"],
+                                run="u/ap/missing")
+    assert graph.counts().get("isr") == 2 and graph.counts().get("characterize") == 2
+    assert graph.counts()["subtract"] == graph.counts()["detect"] == graph.counts()["associate"] == 0
+    assert graph.metadata["dropped"] == {"subtract: no prerequisite ap_template": 2}

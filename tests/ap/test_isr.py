@@ -107,3 +107,17 @@ def test_a_calibration_of_the_wrong_shape_is_rejected_with_its_name() -> None:
     det = _detector()
     with pytest.raises(ApInputError, match="flat has shape"):
         run_isr(np.zeros((256, 576), np.float32), det, flat=np.ones((10, 10)))
+
+
+def test_the_instrument_packages_detector_geometry_plugs_in() -> None:
+    from nightshift.ap import Detector
+    from nightshift.obs import small_test_camera
+
+    det = next(iter(small_test_camera().detectors.values()))
+    assert isinstance(det, Detector)  # structural: nightshift.obs.Detector satisfies the ISR protocol
+    shape = (det.height, det.width)
+    sky = Sky.random(60, half_width_deg=0.01, seed=4)
+    img, _ = render(sky, make_wcs(shape), shape, psf_sigma=2.0, njy_per_e=1.0, sky_level=300.0, seed=4)
+    raw = to_raw(img, det, overscan_level=800.0, read_noise_adu=0.0)
+    out = run_isr(raw, det, config=IsrConfig(do_cosmic_rays=False)).exposure
+    np.testing.assert_allclose(out.image, img, atol=1e-2)  # per-amplifier gains from the camera applied

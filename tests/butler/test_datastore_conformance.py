@@ -1,4 +1,4 @@
-"""The conformance suite every datastore passes, and its POSIX / S3 / in-memory / chained runs.
+"""The conformance suite every datastore passes, and its POSIX / S3 / WebDAV / in-memory / chained runs.
 
 A datastore test class inherits :class:`DatastoreConformance` and provides a
 ``factory`` fixture (``factory(**options) -> Datastore``) and ``snapshot``
@@ -25,6 +25,7 @@ from nightshift.butler.datastores import (
     DatasetNotFoundError,
     Datastore,
     DatastoreError,
+    DavBackend,
     FileDatastore,
     InMemoryDatastore,
     PosixBackend,
@@ -247,7 +248,7 @@ class FileDatastoreFaults:
         assert isinstance(ds, FileDatastore)
         ds.put({"v": 1}, metric_ref())
         assert ds.record(metric_ref()).path == "u/tester/run1/metric/metric_instrument=HSC_visit=1_u_tester_run1.json"
-        assert ds.get_uri(metric_ref()).startswith(("file://", "s3://"))
+        assert ds.get_uri(metric_ref()).startswith(("file://", "s3://", "dav://"))
 
 
 # ---------------------------------------------------------------------------------------------- POSIX
@@ -383,6 +384,55 @@ class TestS3Datastore(DatastoreConformance, FileDatastoreFaults):
     def corrupt(self, ds: FileDatastore, ref: DatasetRef, data: bytes) -> None:
         b = ds.backend
         b.client.put_object(Bucket=b.bucket, Key=b.key(ds.record(ref).path), Body=data)
+
+
+# ---------------------------------------------------------------------------------------------- WebDAV
+@pytest.mark.integration
+class TestDavDatastore(DatastoreConformance, FileDatastoreFaults):
+    """The same suite against the real wsgidav server of the local stack, with its bearer token."""
+
+    @pytest.fixture
+    def factory(self, dav_endpoint: str, unique_name: str) -> Factory:
+        def make(**kw: Any) -> Datastore:
+            return FileDatastore(DavBackend(f"{dav_endpoint}/{unique_name}/repo"), name="dav", **kw)
+
+        return make
+
+    def snapshot(self, ds: Datastore) -> Any:
+        assert isinstance(ds, FileDatastore)
+        b = ds.backend
+        files = set(b.list(""))
+        staged_remote = {p for p in _dav_files(b, "_staging")}  # uploads in flight must be gone too
+        staged_local = set(os.listdir(b._staging))
+        return files, staged_remote, staged_local
+
+    def fail_record_write(self, ds: FileDatastore, monkeypatch: pytest.MonkeyPatch) -> None:
+        def put_bytes(rel: str, data: bytes) -> None:
+            raise OSError("connection reset (injected)")
+
+        monkeypatch.setattr(ds.backend, "put_bytes", put_bytes)
+
+    def fail_publish(self, ds: FileDatastore, monkeypatch: pytest.MonkeyPatch) -> None:
+        real = ds.backend.move
+
+        def move(src: str, dst: str) -> None:
+            real(src, dst)  # the file is in place, then the answer is lost
+            raise OSError("connection reset after MOVE (injected)")
+
+        monkeypatch.setattr(ds.backend, "move", move)
+
+    def corrupt(self, ds: FileDatastore, ref: DatasetRef, data: bytes) -> None:
+        b = ds.backend
+        r = b.client.put(b.url(ds.record(ref).path), content=data)
+        assert r.status_code in (201, 204)
+
+
+def _dav_files(backend: DavBackend, collection: str) -> list[str]:
+    """Files in one collection of the backend, by a raw PROPFIND (the backend's list() skips ``_staging``)."""
+    r = backend.client.request("PROPFIND", backend.url(collection + "/"), headers={"Depth": "1"})
+    if r.status_code == 404:
+        return []
+    return [rel for rel, is_col in backend._parse_multistatus(r.content) if not is_col]
 
 
 # ---------------------------------------------------------------------------------------------- memory

@@ -21,7 +21,11 @@ __all__ = ["Amplifier", "AmplifierGeometry", "Detector", "DetectorGeometry", "as
 
 @runtime_checkable
 class Amplifier(Protocol):
-    """One amplifier (readout segment) of a detector, as ISR sees it."""
+    """One amplifier (readout segment) of a detector, as ISR sees it.
+
+    :class:`nightshift.obs.Amplifier` satisfies it. An amplifier may also have ``flip_x`` / ``flip_y``
+    (bool, default False): the raw segment is mirrored relative to the assembled image.
+    """
 
     @property
     def name(self) -> str:
@@ -34,7 +38,7 @@ class Amplifier(Protocol):
         ...
 
     @property
-    def raw_serial_overscan_bbox(self) -> Any:
+    def raw_overscan_bbox(self) -> Any:
         """Box of the serial overscan pixels in the raw array (same rows as the data)."""
         ...
 
@@ -58,20 +62,10 @@ class Amplifier(Protocol):
         """Saturation level in ADU (overscan not subtracted)."""
         ...
 
-    @property
-    def flip_x(self) -> bool:
-        """Whether the raw segment is mirrored in x relative to the assembled image."""
-        ...
-
-    @property
-    def flip_y(self) -> bool:
-        """Whether the raw segment is mirrored in y relative to the assembled image."""
-        ...
-
 
 @runtime_checkable
 class Detector(Protocol):
-    """A detector: its id, assembled shape and amplifiers."""
+    """A detector: its id, assembled size and amplifiers (:class:`nightshift.obs.Detector` satisfies it)."""
 
     @property
     def id(self) -> int:
@@ -79,8 +73,13 @@ class Detector(Protocol):
         ...
 
     @property
-    def shape(self) -> tuple[int, int]:
-        """``(rows, columns)`` of the assembled image."""
+    def width(self) -> int:
+        """Columns of the assembled image."""
+        ...
+
+    @property
+    def height(self) -> int:
+        """Rows of the assembled image."""
         ...
 
     @property
@@ -109,7 +108,7 @@ class AmplifierGeometry:
 
     name: str
     raw_data_bbox: Any
-    raw_serial_overscan_bbox: Any
+    raw_overscan_bbox: Any
     bbox: Any
     gain: float = 1.0
     read_noise: float = 5.0
@@ -123,8 +122,14 @@ class DetectorGeometry:
     """A plain :class:`Detector` (see the protocol for the attributes)."""
 
     id: int
-    shape: tuple[int, int]
+    width: int
+    height: int
     amplifiers: Sequence[Amplifier]
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """``(rows, columns)`` of the assembled image."""
+        return self.height, self.width
 
     @classmethod
     def grid(
@@ -170,10 +175,10 @@ class DetectorGeometry:
                 amps.append(AmplifierGeometry(
                     name=f"C{j}{i}",
                     raw_data_bbox=(x0, j * rows, x0 + cols, (j + 1) * rows),
-                    raw_serial_overscan_bbox=(x0 + cols, j * rows, x0 + cols + overscan, (j + 1) * rows),
+                    raw_overscan_bbox=(x0 + cols, j * rows, x0 + cols + overscan, (j + 1) * rows),
                     bbox=(i * cols, j * rows, (i + 1) * cols, (j + 1) * rows),
                     gain=gains[j * n_x + i],
                     read_noise=read_noise,
                     saturation=saturation,
                 ))
-        return cls(detector_id, (n_y * rows, n_x * cols), amps)
+        return cls(detector_id, n_x * cols, n_y * rows, amps)

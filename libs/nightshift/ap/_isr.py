@@ -116,7 +116,7 @@ def run_isr(
     raw = np.asarray(raw)
     if raw.ndim != 2:
         raise ApInputError(f"raw must be a 2-d array, got shape {raw.shape}")
-    shape = tuple(int(s) for s in detector.shape)
+    shape = (int(detector.height), int(detector.width))
     for name, cal in (("bias", bias), ("flat", flat), ("defects", defects)):
         if cal is not None and np.shape(cal) != shape:
             raise ApInputError(f"{name} has shape {np.shape(cal)} but detector {detector.id} assembles to {shape}")
@@ -125,7 +125,7 @@ def run_isr(
     mask = np.zeros(shape, np.int32)
     result = IsrResult(Exposure(image=image, mask=mask, variance=variance))
     for amp in detector.amplifiers:
-        data_box, os_box, out_box = as_box(amp.raw_data_bbox), as_box(amp.raw_serial_overscan_bbox), as_box(amp.bbox)
+        data_box, os_box, out_box = as_box(amp.raw_data_bbox), as_box(amp.raw_overscan_bbox), as_box(amp.bbox)
         data_box.check_within(raw.shape)
         os_box.check_within(raw.shape)
         if data_box.shape != out_box.shape:
@@ -145,9 +145,9 @@ def run_isr(
         row_level = np.median(overscan, axis=1)
         result.overscan_levels[amp.name] = float(np.median(row_level))
         seg = (data - row_level[:, None]) * np.float32(amp.gain)
-        if amp.flip_x:
+        if getattr(amp, "flip_x", False):
             seg, sat = seg[:, ::-1], sat[:, ::-1]
-        if amp.flip_y:
+        if getattr(amp, "flip_y", False):
             seg, sat = seg[::-1], sat[::-1]
         image[sy, sx] = seg
         mask[sy, sx] |= sat * np.int32(MaskPlane.SAT)

@@ -16,6 +16,7 @@ from ._dataset_type import DatasetType
 
 if TYPE_CHECKING:
     from ._butler import Butler, ButlerConfigError
+    from ._file_provenance import FileProvenance, ProvenanceDataset, read_file_provenance
     from ._file_templates import FileTemplate, FileTemplateError, FileTemplates
     from ._read_hooks import ReadHook, ReadHooks, read_hooks
     from ._repository_chain import LocatedDataset, RepositoryChain
@@ -29,6 +30,9 @@ if TYPE_CHECKING:
 _LAZY = {
     "Butler": "._butler",
     "ButlerConfigError": "._butler",
+    "FileProvenance": "._file_provenance",
+    "ProvenanceDataset": "._file_provenance",
+    "read_file_provenance": "._file_provenance",
     "FileTemplate": "._file_templates",
     "FileTemplateError": "._file_templates",
     "FileTemplates": "._file_templates",
@@ -78,11 +82,13 @@ __all__ = [
     "DimensionUniverse",
     "ExclusionList",
     "Exposure",
+    "FileProvenance",
     "FileTemplate",
     "FileTemplateError",
     "FileTemplates",
     "FormatterError",
     "LocatedDataset",
+    "ProvenanceDataset",
     "QueryDefinition",
     "ReadHook",
     "ReadHooks",
@@ -97,5 +103,6 @@ __all__ = [
     "deterministic_dataset_id",
     "ingest_reference_catalog",
     "load_reference_catalog",
+    "read_file_provenance",
     "read_hooks",
 ]

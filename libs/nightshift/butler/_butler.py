@@ -45,6 +45,7 @@ from .datastores import (
 from .registry import INDEX_ENV, MissingCollectionError, Registry, RepositoryIndex
 
 if TYPE_CHECKING:
+    from ._file_provenance import FileProvenance
     from .external import Selections
 
 __all__ = ["Butler", "ButlerConfigError"]
@@ -343,6 +344,7 @@ class Butler:
         *,
         run: str | None = None,
         metadata: Mapping[str, Any] | None = None,
+        provenance: FileProvenance | None = None,
         **kwargs: int | str,
     ) -> DatasetRef:
         """Store ``obj``; returns its full, resolved :class:`DatasetRef` (DMS-MWBT-REQ-0075).
@@ -365,6 +367,9 @@ class Butler:
         ----------
         metadata : mapping, optional
             Values of declared metadata fields, overriding what the object holds.
+        provenance : FileProvenance, optional
+            Parents and raw ancestors to write into the file (or its sidecar),
+            as the pipeline framework does for quantum outputs (DMS-MWBT-REQ-0096).
 
         Raises
         ------
@@ -387,7 +392,7 @@ class Butler:
         self.ensure_run(run)
         with removing_on_failure(self.datastore) as written, self.registry.transaction():
             (ref,) = self.registry.insert_datasets(dt, [full_id], run, metadata=[values] if values else None)
-            self.datastore.put(obj, ref)
+            self.datastore.put(obj, ref, provenance)
             written.append(ref)  # removed again if the commit fails
         return ref
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._dataset_ref import DatasetRef
+from ._file_provenance import SIDECAR_SUFFIX
 from .datastores import (
     DatastorePermissionError,
     DatastoreTrash,
@@ -96,7 +97,8 @@ def retrieve_files(butler: Butler, refs: Iterable[DatasetRef], directory: str | 
     Each file is named :meth:`FileTemplates.file_name` plus its stored
     extension: the same name whatever the storage (POSIX, S3) and the same
     as :meth:`export_file` gives, unique across the repository. Checksums
-    are verified on the way.
+    are verified on the way. A ``<file>.provenance.json`` sidecar (the
+    provenance of a format without metadata) comes along.
 
     Returns
     -------
@@ -121,11 +123,15 @@ def retrieve_files(butler: Butler, refs: Iterable[DatasetRef], directory: str | 
     for ref in refs:
         dest = out / (templates.file_name(ref) + Path(record(ref).path).suffix)
         tmp = dest.with_name(f".{dest.name}.part")
+        side = Path(f"{tmp}{SIDECAR_SUFFIX}")  # the provenance sidecar of a format without metadata
         try:
             export(ref, tmp)
+            if side.exists():
+                os.replace(side, f"{dest}{SIDECAR_SUFFIX}")
             os.replace(tmp, dest)
         finally:
             tmp.unlink(missing_ok=True)
+            side.unlink(missing_ok=True)
         written.append(dest)
     return written
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .. import __version__
-from ..butler import DatasetRef
+from ..butler import DatasetRef, FileProvenance
 from ..butler.datastores import removing_on_failure
 from ._context import QuantumContext
 from ._exceptions import OutputExistsError, PipelineError, QuantumExecutionError
@@ -299,9 +299,13 @@ class QuantumRunner:
         }
         items = [(ctx.pending[c.name], ctx.output_ref(c.name)) for c in node.of_kind("output") if c.name in ctx.pending]
         items.append((metadata, ctx.metadata_ref))
+        # the files carry their parents and raw ancestors too, readable without the registry (REQ-0096)
+        provenance = FileProvenance.from_quantum(butler.registry, ctx.actual_inputs.values(), task_label=node.label,
+                                                 quantum_id=str(quantum.id))
         with removing_on_failure(butler.datastore) as written, butler.registry.transaction():
             for obj, predicted in items:
-                ref = butler.put(obj, predicted.dataset_type, dict(predicted.data_id), run=predicted.run)
+                ref = butler.put(obj, predicted.dataset_type, dict(predicted.data_id), run=predicted.run,
+                                 provenance=provenance)
                 written.append(ref)
                 if ref.id != predicted.id:
                     raise QuantumExecutionError(

@@ -62,6 +62,7 @@ class StackSettings:
     pg_port: int = field(default_factory=lambda: _env_int("NIGHTSHIFT_PG_PORT", 15433))
     s3_port: int = field(default_factory=lambda: _env_int("NIGHTSHIFT_S3_PORT", 19000))
     registry_port: int = field(default_factory=lambda: _env_int("NIGHTSHIFT_REGISTRY_PORT", 18081))
+    dav_port: int = field(default_factory=lambda: _env_int("NIGHTSHIFT_DAV_PORT", 19080))
 
     @property
     def state_dir(self) -> Path:

@@ -5,10 +5,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from types import ModuleType
 
-from . import _kafka, _postgres, _registry, _s3
+from . import _dav, _kafka, _postgres, _registry, _s3
 from ._settings import StackSettings
 
-COMPONENTS: dict[str, ModuleType] = {"kafka": _kafka, "postgres": _postgres, "s3": _s3, "registry": _registry}
+COMPONENTS: dict[str, ModuleType] = {"kafka": _kafka, "postgres": _postgres, "s3": _s3, "registry": _registry,
+                                     "dav": _dav}
 
 
 @dataclass(frozen=True)

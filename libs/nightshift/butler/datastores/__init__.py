@@ -1,10 +1,10 @@
 """Datastores: where the bytes of datasets live.
 
-``FileDatastore`` over a ``PosixBackend`` or an ``S3Backend``,
+``FileDatastore`` over a ``PosixBackend``, an ``S3Backend`` or a ``DavBackend``,
 ``InMemoryDatastore``, ``ChainedDatastore``, the shared ``DatastoreCache``,
 and :func:`datastore_from_config`. Errors: see ``_exceptions``.
 
-``S3Backend`` (boto3) and ``RestPublishDatastore`` are imported on first
+``S3Backend`` (boto3), ``DavBackend`` and ``RestPublishDatastore`` are imported on first
 attribute access (PEP 562), so a POSIX repository never loads boto3.
 """
 
@@ -34,10 +34,11 @@ from ._transactions import removing_on_failure, restore_trash
 from ._transfer import TransferMode, transfer_dataset
 
 if TYPE_CHECKING:
+    from ._dav import DavBackend, DavSettings
     from ._rest import RestPublishDatastore
     from ._s3 import S3Backend
 
-_LAZY = {"RestPublishDatastore": "._rest", "S3Backend": "._s3"}
+_LAZY = {"DavBackend": "._dav", "DavSettings": "._dav", "RestPublishDatastore": "._rest", "S3Backend": "._s3"}
 
 
 __getattr__, __dir__ = _lazy_exports(__name__, _LAZY)
@@ -53,6 +54,8 @@ __all__ = [
     "DatastoreError",
     "DatastorePermissionError",
     "DatastoreTrash",
+    "DavBackend",
+    "DavSettings",
     "FileDatastore",
     "FileTemplateError",
     "InMemoryDatastore",

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .._dataset_ref import DatasetRef
+from .._file_provenance import FileProvenance
 from .._storage_class import StorageClass, StorageClassFactory
 from ._exceptions import DatastoreError
 
@@ -21,7 +22,8 @@ class StoredRecord:
     """What a file datastore knows about one stored dataset.
 
     Paths are relative to the datastore root, so a repository is relocated by
-    changing the root only (DMS-MWBT-REQ-0001).
+    changing the root only (DMS-MWBT-REQ-0001). ``sidecar`` is the path of the
+    file's provenance sidecar, for formats that cannot hold it (DMS-MWBT-REQ-0096).
     """
 
     id: str
@@ -32,6 +34,7 @@ class StoredRecord:
     checksum: str | None
     size: int
     ref: Mapping[str, Any] = field(default_factory=dict)
+    sidecar: str | None = None
 
     def to_json(self) -> bytes:
         """Serialized form."""
@@ -40,6 +43,8 @@ class StoredRecord:
             "formatter_options": dict(self.formatter_options), "storage_class": self.storage_class,
             "checksum": self.checksum, "size": self.size, "ref": dict(self.ref),
         }
+        if self.sidecar is not None:
+            d["sidecar"] = self.sidecar
         return json.dumps(d, sort_keys=True).encode()
 
     @classmethod
@@ -179,8 +184,12 @@ class Datastore(ABC):
         return parent, self.storage_classes.component_class(parent.name, comp)
 
     @abstractmethod
-    def put(self, obj: Any, ref: DatasetRef) -> None:
+    def put(self, obj: Any, ref: DatasetRef, provenance: FileProvenance | None = None) -> None:
         """Store ``obj`` as dataset ``ref``; all or nothing (DMS-MWBT-REQ-0076).
+
+        ``provenance`` (from the quantum that made ``obj``) is written into
+        the file, or a sidecar, by datastores of files (DMS-MWBT-REQ-0096);
+        others ignore it.
 
         Raises
         ------

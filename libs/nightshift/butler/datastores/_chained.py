@@ -7,6 +7,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from .._dataset_ref import DatasetRef
+from .._file_provenance import FileProvenance
 from ._base import Constraints, Datastore, DatastoreTrash
 from ._exceptions import DatasetNotFoundError, DatastoreError
 
@@ -31,13 +32,13 @@ class ChainedDatastore(Datastore):
     def accepts(self, ref: DatasetRef) -> bool:
         return super().accepts(ref) and any(c.accepts(ref) for c in self.children)
 
-    def put(self, obj: Any, ref: DatasetRef) -> None:
+    def put(self, obj: Any, ref: DatasetRef, provenance: FileProvenance | None = None) -> None:
         self._check_put(obj, ref)
         done: list[Datastore] = []
         try:
             for child in self.children:
                 if child.accepts(ref):
-                    child.put(obj, ref)
+                    child.put(obj, ref, provenance)
                     done.append(child)
         except BaseException:
             for child in done:

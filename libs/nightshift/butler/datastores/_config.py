@@ -3,7 +3,7 @@
 ::
 
     datastore:
-      cls: posix                 # posix | s3 | memory | chained | rest
+      cls: posix                 # posix | s3 | dav | memory | chained | rest
       name: main
       root: data                 # posix: relative to the repository root
       fsync: true
@@ -17,6 +17,8 @@
       reject: []
     # s3:    bucket, prefix, endpoint_url, max_attempts, create_bucket,
     #        cache: {directory: ..., max_bytes: ..., fetch: true}
+    # dav:   url (dav://host:port/path, davs://...; default $DAV_ENDPOINT), max_attempts, timeout,
+    #        readahead, cache: {...}   (bearer token from $DAV_TOKEN, never from the file)
     # chained: datastores: [ {...}, {...} ]
     # rest:    url, max_attempts, timeout   (write-only publishing, REQ-0072)
 """
@@ -46,6 +48,7 @@ _KEYS = {
     "posix": _FILE | {"root", "fsync"},
     "s3": _FILE | {"bucket", "prefix", "endpoint_url", "max_attempts", "create_bucket", "cache",
                    "connect_timeout", "read_timeout"},
+    "dav": _FILE | {"url", "max_attempts", "timeout", "readahead", "cache"},
     "memory": _COMMON,
     "chained": {"cls", "name", "accept", "reject", "datastores"},
     "rest": {"cls", "name", "accept", "reject", "url", "max_attempts", "timeout"},
@@ -111,13 +114,22 @@ def datastore_from_config(
         root = Path(config.get("root", "data"))
         return FileDatastore(PosixBackend(root if root.is_absolute() else base_path / root,
                                           fsync=bool(config.get("fsync", True))), **common)
-    if "bucket" not in config:
-        raise DatastoreError("an s3 datastore needs a 'bucket'")
     cache = None
     if config.get("cache"):
         cc = dict(config["cache"])
         directory = Path(cc.pop("directory", "cache"))
         cache = DatastoreCache(directory if directory.is_absolute() else base_path / directory, **cc)
+    if cls == "dav":
+        from ._dav import DavBackend, DavSettings
+
+        url = config.get("url") or DavSettings().endpoint
+        if not url:
+            raise DatastoreError("a dav datastore needs a 'url' (dav://host:port/path), or DAV_ENDPOINT set")
+        dav = DavBackend(str(url), max_attempts=int(config.get("max_attempts", 4)),
+                         timeout=float(config.get("timeout", 30.0)), readahead=int(config.get("readahead", 8192)))
+        return FileDatastore(dav, cache=cache, **common)
+    if "bucket" not in config:
+        raise DatastoreError("an s3 datastore needs a 'bucket'")
     from ._s3 import S3Backend  # boto3 (0.15 s) only for S3 repositories
 
     backend = S3Backend(

@@ -1,6 +1,7 @@
-"""A datastore of files, on a POSIX file system or an S3 object store.
+"""A datastore of files, on a POSIX file system, an S3 object store or a WebDAV server.
 
-One class over two storage backends (:class:`PosixBackend`, :class:`S3Backend`):
+One class over three storage backends (:class:`PosixBackend`, :class:`S3Backend`,
+:class:`DavBackend`):
 paths come from file templates, formats from the formatter configuration, and
 each dataset has a small JSON record (``_records/<id>.json``, written last)
 holding its relative path, formatter, storage class, size and checksum. A
@@ -12,8 +13,16 @@ Put, step by step (each step can fail; every failure undoes the earlier ones):
    POSIX, a local temporary directory for S3);
 2. fsync;
 3. checksum (sha256) and size;
-4. publish: rename into place (POSIX; atomic, DMS-MWBT-REQ-0030) or upload (S3);
-5. write the record.
+4. publish: rename into place (POSIX; atomic, DMS-MWBT-REQ-0030), upload (S3)
+   or PUT aside and MOVE into place (WebDAV);
+5. with provenance from a quantum (DMS-MWBT-REQ-0096): it is inside the file
+   (written by the formatter in step 1), or for formats without metadata in a
+   JSON sidecar ``<file>.provenance.json`` published after the file;
+6. write the record.
+
+Component and subset reads (a ``bbox`` cutout) from a backend with byte
+ranges (WebDAV) fetch only the bytes the formatter asks for, when the
+formatter can read from a seekable stream (``reads_streams``).
 """
 
 from __future__ import annotations
@@ -28,6 +37,7 @@ from typing import Any, Protocol
 
 from ..._exceptions import NightshiftError
 from .._dataset_ref import DatasetRef
+from .._file_provenance import SIDECAR_SUFFIX, FileProvenance
 from .._file_templates import FileTemplates
 from .._storage_class import StorageClassFactory
 from ..formatters import FormatterFactory, FormatterSpec
@@ -154,7 +164,7 @@ class FileDatastore(Datastore):
         spec = self.formatters.spec_for(ref.dataset_type)
         return self.templates.path(ref) + self.formatters.create(spec).extension
 
-    def put(self, obj: Any, ref: DatasetRef) -> None:
+    def put(self, obj: Any, ref: DatasetRef, provenance: FileProvenance | None = None) -> None:
         sc = self._check_put(obj, ref)
         spec = self.formatters.spec_for(ref.dataset_type)
         formatter = self.formatters.create(spec)
@@ -168,8 +178,15 @@ class FileDatastore(Datastore):
         staging = self.backend.new_staging_path(rel)
         backup: str | None = None
         published = False
+        sidecar: bytes | None = None
+        sidecar_written = False
         try:
-            formatter.write(obj, staging)
+            if provenance is not None:
+                file_provenance = provenance.for_output(ref)
+                if not formatter.write_with_provenance(obj, staging, file_provenance):
+                    sidecar = file_provenance.to_json().encode()
+            else:
+                formatter.write(obj, staging)
             checksum: str | None = None
             if getattr(self.backend, "fsync", False):
                 _io.fsync_file(staging)
@@ -182,28 +199,39 @@ class FileDatastore(Datastore):
                 self.backend.move(existing.path, backup)
             published = True  # from here the target may exist, even if publish raises
             self.backend.publish(staging, rel)
+            if sidecar is not None:
+                sidecar_written = True  # from here it may exist
+                self.backend.put_bytes(rel + SIDECAR_SUFFIX, sidecar)
             record = StoredRecord(
                 id=str(ref.id), path=rel, formatter=spec.name, formatter_options=dict(spec.options),
                 storage_class=sc.name, checksum=checksum, size=size, ref=ref.to_dict(),
+                sidecar=rel + SIDECAR_SUFFIX if sidecar is not None else None,
             )
             self.backend.put_bytes(self._record_path(ref), record.to_json())
         except BaseException as exc:
-            self._undo_put(staging, rel if published else None, backup, existing)
+            self._undo_put(staging, rel if published else None, backup, existing,
+                           rel + SIDECAR_SUFFIX if sidecar_written else None)
             if isinstance(exc, OSError):
                 raise DatastoreError(f"put of {ref.dataset_type.name} to {self.name!r} failed: {exc}") from exc
             raise
         if backup is not None:
             with contextlib.suppress(Exception):
                 self.backend.delete(backup)
+        if existing is not None and existing.sidecar is not None and sidecar is None:
+            with contextlib.suppress(Exception):  # the replaced file's sidecar does not describe this one
+                self.backend.delete(existing.sidecar)
 
     def _undo_put(self, staging: Path, published: str | None, backup: str | None,
-                  existing: StoredRecord | None) -> None:
+                  existing: StoredRecord | None, sidecar: str | None = None) -> None:
         """Best-effort rollback of a failed put (errors here must not mask the original)."""
         with contextlib.suppress(Exception):
             staging.unlink(missing_ok=True)
         if published is not None:
             with contextlib.suppress(Exception):
                 self.backend.delete(published)
+        if sidecar is not None:
+            with contextlib.suppress(Exception):
+                self.backend.delete(sidecar)
         if backup is not None and existing is not None:
             with contextlib.suppress(Exception):
                 self.backend.move(backup, existing.path)
@@ -270,6 +298,18 @@ class FileDatastore(Datastore):
         in_formatter = {k: v for k, v in params.items() if k in formatter.read_parameters}
         in_memory = {k: v for k, v in params.items() if k not in in_formatter}
         full_read = component is None and not params
+        if self._ranged_read_possible(record, formatter, component, full_read):
+            try:
+                with self.backend.open_ranged(record.path, record.size) as stream:
+                    obj = formatter.read_stream(stream, target_sc, component, in_formatter)
+            except OSError as exc:
+                raise DatastoreError(f"ranged read of {self.backend.uri(record.path)} failed: {exc}") from exc
+            if in_memory:
+                try:
+                    obj = target_sc.delegate().handle_parameters(obj, in_memory)
+                except (ValueError, TypeError) as exc:
+                    raise UnsupportedParameterError(str(exc)) from exc
+            return obj
         try:
             with self._local_file(record, full_read) as path:
                 if component is None or component in formatter.read_components:
@@ -289,6 +329,22 @@ class FileDatastore(Datastore):
                 raise UnsupportedParameterError(str(exc)) from exc
         return obj
 
+    def _ranged_read_possible(self, record: StoredRecord, formatter: Any, component: str | None,
+                              full_read: bool) -> bool:
+        """Whether a component/subset read can fetch byte ranges instead of the whole remote file.
+
+        Only partial reads qualify (a full read is verified against the
+        checksum, which needs every byte), only on a backend with
+        ``open_ranged`` (WebDAV) and a formatter with ``read_stream``, and
+        only when the file is not already in the local cache.
+        """
+        if full_read or not hasattr(self.backend, "open_ranged") or not getattr(formatter, "reads_streams", False):
+            return False
+        if component is not None and component not in formatter.read_components:
+            return False
+        ext = Path(record.path).suffix
+        return not (self.cache is not None and record.checksum and self.cache.contains(record.checksum, ext))
+
     # -- other operations ---------------------------------------------------------------------------
     def exists(self, ref: DatasetRef) -> bool:
         found: bool = self.backend.exists(self._record_path(ref))
@@ -304,6 +360,8 @@ class FileDatastore(Datastore):
         self.backend.check_deletable(self._record_path(ref))
         try:
             self.backend.delete(record.path)
+            if record.sidecar is not None:
+                self.backend.delete(record.sidecar)
             self.backend.delete(self._record_path(ref))
         except OSError as exc:
             raise DatastoreError(f"removal of {record.path} from {self.name!r} failed: {exc}") from exc
@@ -338,6 +396,8 @@ class FileDatastore(Datastore):
         pairs: list[tuple[str, str]] = []
         for ref, rec in held:  # the record first: from then on the dataset does not exist here
             pairs += [(self._record_path(ref), f"{base}/{self._record_path(ref)}"), (rec.path, f"{base}/{rec.path}")]
+            if rec.sidecar is not None:
+                pairs.append((rec.sidecar, f"{base}/{rec.sidecar}"))
         try:
             move_all(pairs)
         except BaseException as exc:
@@ -489,6 +549,10 @@ class FileDatastore(Datastore):
             import shutil
 
             shutil.copyfile(path, dest)
+        if record.sidecar is not None:  # the provenance of a format without metadata goes along
+            sidecar = self.backend.get_bytes(record.sidecar)
+            if sidecar is not None:
+                Path(str(dest) + SIDECAR_SUFFIX).write_bytes(sidecar)
 
     def to_dict(self) -> dict[str, Any]:
         out = super().to_dict()

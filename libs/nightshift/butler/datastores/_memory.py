@@ -7,6 +7,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from .._dataset_ref import DatasetRef
+from .._file_provenance import FileProvenance
 from .._storage_class import StorageClassFactory
 from ..formatters._exceptions import UnsupportedComponentError, UnsupportedParameterError
 from ._base import Constraints, Datastore, DatastoreTrash
@@ -35,7 +36,7 @@ class InMemoryDatastore(Datastore):
         self._objects: dict[Any, tuple[Any, DatasetRef]] = {}
         self._lock = threading.Lock()
 
-    def put(self, obj: Any, ref: DatasetRef) -> None:
+    def put(self, obj: Any, ref: DatasetRef, provenance: FileProvenance | None = None) -> None:
         self._check_put(obj, ref)
         with self._lock:
             if ref.id in self._objects and not self.clobber:

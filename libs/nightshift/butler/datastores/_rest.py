@@ -24,6 +24,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from .._dataset_ref import DatasetRef
+from .._file_provenance import FileProvenance
 from .._storage_class import StorageClassFactory
 from ._base import Constraints, Datastore, DatastoreTrash
 from ._exceptions import DatasetNotFoundError, DatastoreError, StorageUnavailableError
@@ -69,7 +70,7 @@ class RestPublishDatastore(Datastore):
         self.headers = dict(headers or {})
         self._published: dict[Any, DatasetRef] = {}
 
-    def put(self, obj: Any, ref: DatasetRef) -> None:
+    def put(self, obj: Any, ref: DatasetRef, provenance: FileProvenance | None = None) -> None:
         self._check_put(obj, ref)
         try:
             body = json.dumps({"dataset_type": ref.dataset_type.name, "data_id": dict(ref.data_id), "run": ref.run,

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Literal
 
 from .._dataset_ref import DatasetRef
+from .._file_provenance import SIDECAR_SUFFIX
 from ._base import Datastore, StoredRecord
 from ._exceptions import DatasetExistsError, DatastoreError
 from ._file import FileDatastore
@@ -69,6 +70,7 @@ def transfer_dataset(
     new_record = StoredRecord(
         id=str(dest_ref.id), path=rel, formatter=record.formatter, formatter_options=record.formatter_options,
         storage_class=record.storage_class, checksum=record.checksum, size=record.size, ref=dest_ref.to_dict(),
+        sidecar=rel + SIDECAR_SUFFIX if record.sidecar is not None else None,
     )
     placed = False
     try:
@@ -89,11 +91,18 @@ def transfer_dataset(
                 dest.backend.upload(local, rel)
         else:
             raise ValueError(f"transfer mode must be 'copy' or 'symlink', not {mode!r}")
+        if record.sidecar is not None and new_record.sidecar is not None:  # the file's provenance goes along
+            provenance = source.backend.get_bytes(record.sidecar)
+            if provenance is not None:
+                dest.backend.put_bytes(new_record.sidecar, provenance)
         dest.backend.put_bytes(dest._record_path(dest_ref), new_record.to_json())
     except BaseException as exc:
         if placed:
             with contextlib.suppress(Exception):
                 dest.backend.delete(rel)
+            if new_record.sidecar is not None:
+                with contextlib.suppress(Exception):
+                    dest.backend.delete(new_record.sidecar)
         if isinstance(exc, OSError):
             raise DatastoreError(f"transfer of {ref.dataset_type.name} to {dest.name!r} failed: {exc}") from exc
         raise

@@ -5,10 +5,13 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar
 
 from .._storage_class import StorageClass
 from ._exceptions import FormatterError, UnsupportedComponentError, UnsupportedParameterError
+
+if TYPE_CHECKING:
+    from .._file_provenance import FileProvenance
 
 __all__ = ["Formatter"]
 
@@ -44,6 +47,10 @@ class Formatter(ABC):
         columns, header keywords): :meth:`_read` looks them up.
     reads : str
         What the file holds, for error messages (``"JSON"``, ``"Exposure"``).
+    reads_streams : bool
+        :meth:`read_stream` reads components and subsets from a seekable
+        file object, touching only the bytes it needs (remote byte ranges):
+        the format's :meth:`_read` then accepts a stream as well as a path.
     """
 
     name: ClassVar[str] = ""
@@ -53,6 +60,7 @@ class Formatter(ABC):
     read_components: ClassVar[frozenset[str]] = frozenset()
     components_in_file: ClassVar[bool] = False
     reads: ClassVar[str] = "dataset"
+    reads_streams: ClassVar[bool] = False
 
     def __init__(self, options: Mapping[str, Any] | None = None) -> None:
         options = dict(options or {})
@@ -73,6 +81,18 @@ class Formatter(ABC):
         FormatterError
             If the object cannot be written in this format.
         """
+
+    def write_with_provenance(self, obj: Any, path: Path, provenance: FileProvenance) -> bool:
+        """Write ``obj`` with its provenance inside the file, where the format has a place for it.
+
+        The default writes, then appends a ``PROVENANCE`` HDU (FITS) or sets
+        a root attribute (HDF5). Returns False when the format holds no
+        metadata; the datastore then writes a JSON sidecar (DMS-MWBT-REQ-0096).
+        """
+        from .._file_provenance import embed_after_write
+
+        self.write(obj, path)
+        return embed_after_write(path, provenance)
 
     def read(
         self,
@@ -111,14 +131,21 @@ class Formatter(ABC):
         FormatterError
             The file cannot be read.
         """
+        return self._checked_read(path, storage_class, component, parameters)
+
+    def _checked_read(self, source: Path | BinaryIO, storage_class: StorageClass, component: str | None,
+                      parameters: Mapping[str, Any] | None) -> Any:
+        """The template shared by :meth:`read` and :meth:`read_stream`: check, :meth:`_read`, wrap errors."""
         params = self._check_read(component, parameters)
         try:
-            return self._read(path, storage_class, component, params)
+            # a stream only reaches formatters that declare reads_streams; their _read takes one
+            return self._read(source, storage_class, component, params)  # type: ignore[arg-type]
         except FormatterError:
             raise
         except self._read_errors() as exc:
             part = f" {component}" if component else ""
-            raise FormatterError(f"cannot read {self.reads}{part} from {path}: {exc}") from exc
+            where = source if isinstance(source, Path) else getattr(source, "name", source)
+            raise FormatterError(f"cannot read {self.reads}{part} from {where}: {exc}") from exc
 
     def _check_read(self, component: str | None, parameters: Mapping[str, Any] | None) -> dict[str, Any]:
         """The shared preamble of :meth:`read`: parameters known and valid, component readable."""
@@ -153,6 +180,27 @@ class Formatter(ABC):
     def _read(self, path: Path, storage_class: StorageClass, component: str | None,
               parameters: dict[str, Any]) -> Any:
         """Read ``path`` after :meth:`read` checked ``component`` and ``parameters``."""
+
+    def read_stream(
+        self,
+        stream: BinaryIO,
+        storage_class: StorageClass,
+        component: str | None = None,
+        parameters: Mapping[str, Any] | None = None,
+    ) -> Any:
+        """Like :meth:`read`, from a seekable binary file object (only when :attr:`reads_streams`).
+
+        The same template as :meth:`read`: the shared checks, then the
+        format's :meth:`_read` given the stream instead of a path.
+
+        Raises
+        ------
+        NotImplementedError
+            The formatter reads local files only.
+        """
+        if not self.reads_streams:
+            raise NotImplementedError(f"formatter {self.name!r} reads local files only")
+        return self._checked_read(stream, storage_class, component, parameters)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.options!r})"

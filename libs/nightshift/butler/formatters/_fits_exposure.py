@@ -27,7 +27,7 @@ from .._storage_class import StorageClass
 from ._base import Formatter
 from ._exceptions import FormatterError, UnsupportedParameterError
 from ._exposure import Box, Exposure
-from ._fits_layout import read_header, read_image_section, scan_layout
+from ._fits_layout import Source, read_header, read_image_section, scan_layout
 
 __all__ = ["FitsExposureFormatter"]
 
@@ -43,11 +43,13 @@ def _wcs_from_header(header: fits.Header) -> WCS | None:
         return WCS(header)
 
 
-def _header(path: Path, extname: str) -> fits.Header:
+def _header(path: Source, extname: str) -> fits.Header:
     """One header, without astropy walking (and seeking past) the data of the HDUs."""
     try:
         return read_header(path, extname)
     except KeyError:
+        if not isinstance(path, (str, Path)):
+            path.seek(0)
         return fits.getheader(path, 0 if extname == "PRIMARY" else extname)
 
 
@@ -72,6 +74,7 @@ class FitsExposureFormatter(Formatter):
     supported_options: ClassVar[frozenset[str]] = frozenset({"compression", "quantize_level", "tile_shape"})
     read_parameters: ClassVar[frozenset[str]] = frozenset({"bbox"})
     read_components: ClassVar[frozenset[str]] = frozenset({*_PLANES, "wcs", "metadata"})
+    reads_streams: ClassVar[bool] = True
 
     def __init__(self, options: Mapping[str, Any] | None = None) -> None:
         super().__init__(options)
@@ -112,8 +115,9 @@ class FitsExposureFormatter(Formatter):
             raise FormatterError(f"cannot write Exposure as FITS to {path}: {exc}") from exc
 
     # -- read ----------------------------------------------------------------------------------
-    def _read(self, path: Path, storage_class: StorageClass, component: str | None,
+    def _read(self, path: Source, storage_class: StorageClass, component: str | None,
               parameters: dict[str, Any]) -> Any:
+        """Read from a path, or from a seekable stream (remote byte ranges): headers and the box's pixels only."""
         with warnings.catch_warnings():
             # A truncated or damaged file is an error, not a warning.
             warnings.simplefilter("error", AstropyUserWarning)
@@ -122,7 +126,7 @@ class FitsExposureFormatter(Formatter):
     def _read_errors(self) -> tuple[type[BaseException], ...]:
         return (OSError, KeyError, IndexError, TypeError, AstropyUserWarning)
 
-    def _read_part(self, path: Path, component: str | None, bbox: Box | None) -> Any:
+    def _read_part(self, path: Source, component: str | None, bbox: Box | None) -> Any:
         if component in _PLANES:
             return self._read_plane(path, component, bbox)
         if component == "metadata":
@@ -141,14 +145,16 @@ class FitsExposureFormatter(Formatter):
             out.remove(key, ignore_missing=True)
         return out
 
-    def _read_plane(self, path: Path, plane: str, bbox: Box | None) -> np.ndarray | None:
+    def _read_plane(self, path: Source, plane: str, bbox: Box | None) -> np.ndarray | None:
         name = plane.upper()
         if bbox is not None and plane != "psf":
             layout = scan_layout(path)
             if name in layout and layout[name].plain_image:
                 bbox.check_within(layout[name].shape)
                 return read_image_section(path, layout[name], bbox.slices)
-        with fits.open(path, memmap=True) as hdul:
+        if not isinstance(path, (str, Path)):
+            path.seek(0)
+        with fits.open(path, memmap=isinstance(path, (str, Path))) as hdul:
             if name not in hdul:
                 if plane == "psf":
                     return None
@@ -159,7 +165,7 @@ class FitsExposureFormatter(Formatter):
                 return np.array(hdu.section[bbox.slices])
             return np.array(hdu.data)
 
-    def _read_all(self, path: Path, bbox: Box | None) -> Exposure:
+    def _read_all(self, path: Source, bbox: Box | None) -> Exposure:
         if bbox is not None:
             layout = scan_layout(path)
             if all(n in layout and layout[n].plain_image for n in ("IMAGE", "MASK", "VARIANCE")):
@@ -175,6 +181,8 @@ class FitsExposureFormatter(Formatter):
                     metadata=self._metadata(header0),
                     origin=(int(header0.get("NSORIGX", 0)) + bbox.x_min, int(header0.get("NSORIGY", 0)) + bbox.y_min),
                 )
+        if not isinstance(path, (str, Path)):
+            path.seek(0)
         with fits.open(path, memmap=False) as hdul:
             header0 = hdul[0].header
             image_hdu = hdul["IMAGE"]

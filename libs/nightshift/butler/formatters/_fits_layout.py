@@ -4,10 +4,17 @@ astropy parses every card of every header it passes; to cut 50×50 pixels out of
 a 4k×4k plane we only need the byte offset, shape and type of the plane, then a
 read of just those pixels. This reads the mandatory keywords of each header (a
 few 2880-byte blocks) and nothing else.
+
+Every function takes a local path or a seekable binary file object (a
+:class:`~nightshift.butler.datastores.DavRangeFile` reading HTTP byte ranges),
+so a remote cutout transfers only the headers and the box's pixels.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -15,7 +22,10 @@ from typing import BinaryIO
 import numpy as np
 from astropy.io import fits
 
-__all__ = ["ImageLayout", "read_header", "read_image_section", "scan_layout"]
+__all__ = ["ImageLayout", "Source", "read_header", "read_image_section", "scan_layout"]
+
+#: A local file, or a seekable binary file object.
+Source = Path | str | BinaryIO
 
 _BLOCK = 2880
 _BITPIX = {8: ">u1", 16: ">i2", 32: ">i4", 64: ">i8", -32: ">f4", -64: ">f8"}
@@ -54,10 +64,21 @@ def _read_header(f: BinaryIO) -> dict[str, str] | None:
                 keys[key] = _value(card)
 
 
-def scan_layout(path: Path) -> dict[str, ImageLayout]:
+@contextlib.contextmanager
+def _opened(source: Source) -> Iterator[BinaryIO]:
+    """A binary file positioned at 0: a path is opened (and closed), a stream is rewound (and left open)."""
+    if isinstance(source, (str, os.PathLike)):
+        with open(source, "rb", buffering=0) as f:
+            yield f
+    else:
+        source.seek(0)
+        yield source
+
+
+def scan_layout(path: Source) -> dict[str, ImageLayout]:
     """Map EXTNAME (``PRIMARY`` for HDU 0) to the layout of its data."""
     out: dict[str, ImageLayout] = {}
-    with open(path, "rb") as f:
+    with _opened(path) as f:
         index = 0
         while True:
             header_offset = f.tell()
@@ -84,7 +105,7 @@ def scan_layout(path: Path) -> dict[str, ImageLayout]:
             index += 1
 
 
-def read_image_section(path: Path, layout: ImageLayout, slices: tuple[slice, ...]) -> np.ndarray:
+def read_image_section(path: Source, layout: ImageLayout, slices: tuple[slice, ...]) -> np.ndarray:
     """Read ``data[slices]`` of a plain image HDU (native byte order), reading only the bytes it needs.
 
     A 2-D box is read row by row: one ``read`` of exactly the box's pixels per
@@ -99,6 +120,15 @@ def read_image_section(path: Path, layout: ImageLayout, slices: tuple[slice, ...
     """
     dtype = np.dtype(layout.dtype)
     rows = _row_box(layout.shape, slices)
+    if rows is None and not isinstance(path, (str, os.PathLike)):  # a stream: read the plane, then select
+        with _opened(path) as f:
+            f.seek(layout.offset)
+            nbytes = int(np.prod(layout.shape)) * dtype.itemsize
+            raw = f.read(nbytes)
+        if len(raw) != nbytes:
+            raise OSError(f"{getattr(path, 'name', path)} is truncated: {layout.extname} data is incomplete")
+        section = np.frombuffer(raw, dtype).reshape(layout.shape)[slices]
+        return section.astype(section.dtype.newbyteorder("="))
     if rows is None:
         mm = np.memmap(path, dtype=dtype, mode="r", offset=layout.offset, shape=layout.shape)
         try:
@@ -109,13 +139,13 @@ def read_image_section(path: Path, layout: ImageLayout, slices: tuple[slice, ...
     (y0, y1), (x0, x1) = rows
     width = layout.shape[1]
     out = np.empty((y1 - y0, x1 - x0), dtype)
-    with open(path, "rb", buffering=0) as f:
+    with _opened(path) as f:
         # whole rows are contiguous in the file: one read; otherwise one read per row segment
         targets: list[np.ndarray] = [out] if x1 - x0 == width else list(out)
         for i, target in enumerate(targets):
             f.seek(layout.offset + ((y0 + i) * width + x0) * dtype.itemsize)
             view = target.data.cast("B")
-            got = f.readinto(view)
+            got = f.readinto(view)  # type: ignore[attr-defined]  # raw files and DavRangeFile have it
             if got != view.nbytes:
                 raise OSError(f"{path} is truncated: {layout.extname} data ends before row {y0 + i} "
                               f"({got} of {view.nbytes} bytes)")
@@ -132,7 +162,7 @@ def _row_box(shape: tuple[int, ...], slices: tuple[slice, ...]) -> tuple[tuple[i
     return (y0, y1), (x0, x1)
 
 
-def read_header(path: Path, extname: str) -> fits.Header:
+def read_header(path: Source, extname: str) -> fits.Header:
     """The header of HDU ``extname`` of an uncompressed-image file, reading no data.
 
     Raises
@@ -143,7 +173,7 @@ def read_header(path: Path, extname: str) -> fits.Header:
     layout = scan_layout(path)[extname.upper()]
     if layout.compressed:
         raise KeyError(f"{extname} is compressed")
-    with open(path, "rb") as f:
+    with _opened(path) as f:
         f.seek(layout.header_offset)
         raw = f.read(layout.offset - layout.header_offset)
     return fits.Header.fromstring(raw.decode("ascii"))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, BinaryIO, ClassVar
 
 from .._storage_class import StorageClass
 from ._base import Formatter
@@ -252,6 +252,7 @@ class FitsImageFormatter(Formatter):
     supported_options: ClassVar[frozenset[str]] = frozenset({"compression", "quantize_level"})
     read_parameters: ClassVar[frozenset[str]] = frozenset({"bbox"})
     reads: ClassVar[str] = "image"
+    reads_streams: ClassVar[bool] = True
 
     def write(self, obj: Any, path: Path) -> None:
         import numpy as np
@@ -272,8 +273,12 @@ class FitsImageFormatter(Formatter):
         except (ValueError, TypeError, OSError) as exc:
             raise FormatterError(f"cannot write image as FITS: {exc}") from exc
 
-    def _read(self, path: Path, storage_class: StorageClass, component: str | None,
+    def _read(self, path: Path | BinaryIO, storage_class: StorageClass, component: str | None,
               parameters: dict[str, Any]) -> Any:
+        """A path, or a seekable stream (remote byte ranges: the header and the box's rows only)."""
         from ._fits_exposure import FitsExposureFormatter
 
-        return FitsExposureFormatter().read(path, storage_class, "image", parameters)
+        fmt = FitsExposureFormatter()
+        if isinstance(path, Path):
+            return fmt.read(path, storage_class, "image", parameters)
+        return fmt.read_stream(path, storage_class, "image", parameters)

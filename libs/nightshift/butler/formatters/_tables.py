@@ -8,11 +8,14 @@ without the other columns (Parquet is columnar; FITS via a memory map).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from .._storage_class import StorageClass
 from ._base import Formatter
 from ._exceptions import FormatterError, UnsupportedComponentError
+
+if TYPE_CHECKING:
+    from .._file_provenance import FileProvenance
 
 __all__ = ["FitsTableFormatter", "ParquetFormatter"]
 
@@ -81,7 +84,8 @@ class FitsTableFormatter(_TableFormatter):
         from astropy.table import Table
 
         subset = component is not None or "columns" in parameters
-        table = Table.read(path, format="fits", memmap=subset)
+        # hdu=1: the table, not a PROVENANCE table appended after it
+        table = Table.read(path, format="fits", hdu=1, memmap=subset)
         columns = _columns(path, component, parameters, table.colnames)
         if columns is not None:
             table = Table(table[columns], copy=True)
@@ -105,8 +109,18 @@ class ParquetFormatter(_TableFormatter):
     reads: ClassVar[str] = "Parquet table"
 
     def write(self, obj: Any, path: Path) -> None:
+        self._write(obj, path, None)
+
+    def write_with_provenance(self, obj: Any, path: Path, provenance: FileProvenance) -> bool:
+        """Write with the provenance in the schema metadata (``nightshift.provenance``)."""
+        self._write(obj, path, provenance.to_json().encode())
+        return True
+
+    def _write(self, obj: Any, path: Path, provenance: bytes | None) -> None:
         import pyarrow as pa
         import pyarrow.parquet as pq
+
+        from .._file_provenance import PARQUET_KEY
 
         try:
             if isinstance(obj, pa.Table):
@@ -114,6 +128,8 @@ class ParquetFormatter(_TableFormatter):
             else:
                 table = _to_astropy(obj)
                 arrow = pa.table({name: _native(table[name]) for name in table.colnames})
+            if provenance is not None:
+                arrow = arrow.replace_schema_metadata({**(arrow.schema.metadata or {}), PARQUET_KEY: provenance})
             pq.write_table(arrow, path, compression=self.options.get("compression", "zstd"))
         except (pa.ArrowException, OSError, ValueError, TypeError) as exc:
             raise FormatterError(f"cannot write table as Parquet to {path}: {exc}") from exc

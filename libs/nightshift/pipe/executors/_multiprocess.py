@@ -71,12 +71,23 @@ class MultiProcessExecutor(Executor):
         ctx = multiprocessing.get_context(self.start_method)
         if self.start_method == "forkserver":
             ctx.set_forkserver_preload(["nightshift.pipe"])
-        pool = _RestartingPool(lambda: cf.ProcessPoolExecutor(self.processes, mp_context=ctx, initializer=warm_worker,
-                                                              initargs=(setup,)))
+        # the parent's environment *now* (credentials such as DAV_TOKEN or AWS_* exported after the forkserver
+        # started): a forkserver's children otherwise inherit the forkserver's environment from its first use
+        environ = dict(os.environ)
+        pool = _RestartingPool(lambda: cf.ProcessPoolExecutor(self.processes, mp_context=ctx,
+                                                              initializer=_start_worker, initargs=(setup, environ)))
         try:
             yield pool
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _start_worker(setup: WorkerSetup, environ: dict[str, str]) -> int:
+    """Worker initializer: take the submitting process's environment, then load the graph."""
+    if os.environ != environ:
+        os.environ.clear()
+        os.environ.update(environ)
+    return warm_worker(setup)
 
 
 class _RestartingPool(cf.Executor):
