@@ -8,6 +8,7 @@ serving, and stops them with SIGTERM (the services drain).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -73,10 +74,13 @@ class LocalRunnerFleet:
         if not line.startswith("READY"):
             proc.wait(10)
             self._close(proc)
-            where = (
-                f"see {log_path}" if log_path is not None else "run `python -m nightshift_services.runner` to see why"
-            )
-            raise RunnerStartError(f"runner {i} did not start (exit code {proc.returncode}); {where}")
+            where = f"see {log_path}" if log_path is not None else \
+                "run `python -m nightshift_services.runner` to see why"
+            tail = ""
+            if log_path is not None:  # the log may not outlive a test's temporary directory: quote its end
+                with contextlib.suppress(OSError):
+                    tail = "; its log ends: " + log_path.read_text(errors="replace")[-2000:]
+            raise RunnerStartError(f"runner {i} did not start (exit code {proc.returncode}); {where}{tail}")
         return proc
 
     def kill(self, i: int) -> None:

@@ -74,6 +74,23 @@ async def test_send_returns_broker_offsets(kafka_bootstrap: str, producer: Async
     assert len(drain(kafka_bootstrap, topic)) == 50
 
 
+def test_ensure_topics_returns_once_the_topics_are_usable(kafka_bootstrap: str, unique_name: str) -> None:
+    """Right after ensure_topics, another client's first metadata request lists every topic with its leaders
+    (an executor reads end offsets at once; a topic still being created made it fail under load)."""
+    topics = [f"usable.{unique_name}.{i}" for i in range(3)]
+    ensure_topics(kafka_bootstrap, topics, partitions=3)
+    c = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": f"probe-{uuid.uuid4()}"})
+    try:
+        metadata = c.list_topics(timeout=30)
+        for t in topics:
+            assert t in metadata.topics and metadata.topics[t].error is None, t
+            assert sorted(metadata.topics[t].partitions) == [0, 1, 2]
+            assert all(p.leader >= 0 for p in metadata.topics[t].partitions.values())
+    finally:
+        c.close()
+    ensure_topics(kafka_bootstrap, topics, partitions=3)  # idempotent
+
+
 async def test_send_to_missing_topic_fails_clearly(kafka_bootstrap: str, unique_name: str) -> None:
     # auto.create.topics.enable=false on the broker: an unknown topic is an error, not a new topic.
     p = AsyncProducer(kafka_bootstrap, {"delivery.timeout.ms": 3000, "message.timeout.ms": 3000})

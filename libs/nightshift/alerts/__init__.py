@@ -17,7 +17,8 @@ Example
 from ._archive import AlertArchive, ArchivedFile, container_file
 from ._cutouts import CutoutWriter, LocalWcs, write_cutout
 from ._encoder import EncodedRows, RecordEncoder, RowProblems, as_arrow
-from ._errors import AlertError, AlertSchemaError, ArchiveError, CutoutError, PublishError
+from ._errors import AlertError, AlertInputsError, AlertSchemaError, ArchiveError, CutoutError, PublishError
+from ._inputs import AlertInputs, read_alert_inputs, s3_client, write_alert_inputs
 from ._packet import HISTORY_DAYS, AlertBatch, AlertEncoder, BadAlert, Cutouts, EncodedCache, frame, unframe
 from ._publisher import DLQ_TOPIC, PRODUCER_DEFAULTS, AlertPublisher, PublishReport, VisitDetectorCount, alert_topic
 from ._schema import AlertSchema, latest_version, shipped_versions
@@ -32,6 +33,8 @@ __all__ = [
     "AlertBatch",
     "AlertEncoder",
     "AlertError",
+    "AlertInputs",
+    "AlertInputsError",
     "AlertPublisher",
     "AlertSchema",
     "AlertSchemaError",
@@ -58,11 +61,14 @@ __all__ = [
     "decode_alert",
     "frame",
     "latest_version",
+    "read_alert_inputs",
+    "s3_client",
     "read_alert_file",
     "shipped_versions",
     "simulated_cutouts",
     "summary_line",
     "unframe",
     "write_alert_files",
+    "write_alert_inputs",
     "write_cutout",
 ]

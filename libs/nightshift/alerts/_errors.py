@@ -5,7 +5,8 @@
         ├── AlertSchemaError (ValueError)      no such schema version, or tables that cannot fill it
         ├── CutoutError (ValueError)           cutout arrays of the wrong shape or type
         ├── PublishError                       the broker did not acknowledge every alert   [retriable]
-        └── ArchiveError                       the object store refused an archive write    [retriable]
+        ├── ArchiveError                       the object store refused an archive write    [retriable]
+        └── AlertInputsError                   an alert-inputs bundle cannot be written or read [unless permanent]
 
 Rows that cannot become a valid alert are not raised: they come back as
 :class:`~nightshift.alerts.BadAlert` entries (and go to the dead-letter topic)
@@ -18,7 +19,7 @@ from typing import Any
 
 from .._exceptions import NightshiftError
 
-__all__ = ["AlertError", "AlertSchemaError", "ArchiveError", "CutoutError", "PublishError"]
+__all__ = ["AlertError", "AlertInputsError", "AlertSchemaError", "ArchiveError", "CutoutError", "PublishError"]
 
 
 class AlertError(NightshiftError):
@@ -60,3 +61,18 @@ class ArchiveError(AlertError):
 
     error_type = "alert_archive"
     retriable = True
+
+
+class AlertInputsError(AlertError):
+    """An alert-inputs bundle could not be written or read.
+
+    ``permanent`` is true when retrying cannot help (the object is missing or is
+    not a bundle): the event pointing at it belongs on the dead-letter topic.
+    """
+
+    error_type = "alert_inputs"
+
+    def __init__(self, message: str, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+        self.retriable = not permanent

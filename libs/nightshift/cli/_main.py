@@ -10,6 +10,7 @@ from ._apdb import apdb
 from ._butler import butler
 from ._obs import ingest_raws_cmd  # noqa: F401 - adds ingest-raws, register-instrument to `butler`
 from ._pipeline import pipeline
+from ._service import service
 from ._sim import sim
 
 #: Commands of the development package ``nightshift_dev`` (this repository's checkout, not the library),
@@ -75,6 +76,7 @@ cli.add_command(apdb)
 cli.add_command(alerts)
 cli.add_command(butler)
 cli.add_command(sim)
+cli.add_command(service)
 
 
 def main() -> None:

@@ -182,6 +182,10 @@ class DiaResults(Event):
     dia_source_ids: list[int]
     results_uri: NonEmpty
     produced_at: datetime = Field(default_factory=utcnow)
+    #: v2: the Arrow IPC bundle of alert-ready tables (``nightshift.alerts.write_alert_inputs``).
+    alert_inputs_uri: NonEmpty | None = None
+    #: v2: seconds; the shutter closes at ``visit_time_mjd_tai + exposure_time_s / 2``.
+    exposure_time_s: Annotated[float, Field(gt=0.0, le=3600.0)] | None = None
 
     @model_validator(mode="after")
     def _counts_match(self) -> DiaResults:

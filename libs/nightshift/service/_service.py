@@ -15,6 +15,7 @@ import logging
 import os
 import signal
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 from aiohttp import web
 from confluent_kafka.admin import AdminClient
@@ -27,7 +28,21 @@ log = logging.getLogger(__name__)
 
 UP = Gauge("nightshift_service_up", "1 while the service runs", ["service"])
 
-ConsumerFactory = Callable[[AsyncProducer], list[EventConsumer]]
+
+
+class ServiceConsumer(Protocol):
+    """What a :class:`Service` runs: :class:`~nightshift.events.EventConsumer`, or any loop of the same shape
+    (e.g. the alert publisher's transactional consume-produce loop)."""
+
+    @property
+    def running(self) -> bool: ...
+
+    async def run(self) -> None: ...
+
+    async def close(self, drain_timeout_s: float = 30.0) -> None: ...
+
+
+ConsumerFactory = Callable[[AsyncProducer], "list[EventConsumer] | list[ServiceConsumer]"]
 
 
 class Service:
@@ -44,7 +59,7 @@ class Service:
         self.settings = settings
         self._make_consumers = make_consumers
         self.producer = AsyncProducer(settings.kafka)
-        self.consumers: list[EventConsumer] = []
+        self.consumers: list[EventConsumer] | list[ServiceConsumer] = []
         self._stop = asyncio.Event()
         self._signals = 0
         self._runner: web.AppRunner | None = None
