@@ -110,10 +110,8 @@ def test_registry_failure_leaves_no_file(butler: Butler) -> None:
     assert files_under(butler.root / "datastore") == before
 
 
-def test_commit_failure_removes_the_written_file(butler: Butler, monkeypatch: pytest.MonkeyPatch) -> None:
-    """REQ-0076: the registry commit fails after the file is written → the file is removed."""
-    butler.put({"v": 0}, "metric", instrument="Cam", visit=0)
-    before_files = files_under(butler.root / "datastore")
+def fail_commit(butler: Butler, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make the butler's registry transactions fail at commit, after their body ran."""
     real = butler.registry.transaction
 
     @contextlib.contextmanager
@@ -123,11 +121,34 @@ def test_commit_failure_removes_the_written_file(butler: Butler, monkeypatch: py
             raise RuntimeError("database went away at commit (injected)")
 
     monkeypatch.setattr(butler.registry, "transaction", failing_commit)
+
+
+def test_commit_failure_removes_the_written_file(butler: Butler, monkeypatch: pytest.MonkeyPatch) -> None:
+    """REQ-0076: the registry commit fails after the file is written → the file is removed."""
+    butler.put({"v": 0}, "metric", instrument="Cam", visit=0)
+    before_files = files_under(butler.root / "datastore")
+    fail_commit(butler, monkeypatch)
     with pytest.raises(RuntimeError):
         butler.put({"v": 1}, "metric", instrument="Cam", visit=1)
     monkeypatch.undo()
     assert files_under(butler.root / "datastore") == before_files
     assert not butler.exists("metric", instrument="Cam", visit=1)
+
+
+def test_commit_and_cleanup_failure_keeps_the_original_error(butler: Butler,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """REQ-0076: when removing the written file fails too, the commit error is raised with a note naming it."""
+
+    def failing_remove(ref: Any) -> None:
+        raise OSError("disk went read-only (injected)")
+
+    fail_commit(butler, monkeypatch)
+    monkeypatch.setattr(butler.datastore, "remove", failing_remove)
+    with pytest.raises(RuntimeError, match="at commit") as info:
+        butler.put({"v": 1}, "metric", instrument="Cam", visit=1)
+    notes = getattr(info.value, "__notes__", [])
+    assert len(notes) == 1
+    assert "metric" in notes[0] and "disk went read-only" in notes[0] and "by hand" in notes[0]
 
 
 def test_append_in_later_process_and_relocation(tmp_path: Path) -> None:

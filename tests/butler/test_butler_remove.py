@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
 import subprocess
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from test_butler import RUN, files_under, setup_repo
+from test_butler import RUN, fail_commit, files_under, setup_repo
 
 from nightshift.butler import DatasetRef
 from nightshift.butler._butler import Butler
@@ -124,22 +123,10 @@ def test_datastore_failure_at_every_move_changes_nothing(butler: Butler, monkeyp
     assert [butler.get(r) for r in refs] == [{"v": 0}, {"v": 1}, {"v": 2}]
 
 
-def _failing_commit(butler: Butler, monkeypatch: pytest.MonkeyPatch) -> None:
-    real = butler.registry.transaction
-
-    @contextlib.contextmanager
-    def failing_commit() -> Iterator[None]:
-        with real():
-            yield
-            raise RuntimeError("database went away at commit (injected)")
-
-    monkeypatch.setattr(butler.registry, "transaction", failing_commit)
-
-
 def test_commit_failure_puts_the_bytes_back(butler: Butler, monkeypatch: pytest.MonkeyPatch) -> None:
     refs = _put_metrics(butler)
     before = _state(butler)
-    _failing_commit(butler, monkeypatch)
+    fail_commit(butler, monkeypatch)
     with pytest.raises(RuntimeError, match="injected"):
         butler.remove_datasets(refs[1:])
     monkeypatch.undo()
@@ -149,7 +136,7 @@ def test_commit_failure_puts_the_bytes_back(butler: Butler, monkeypatch: pytest.
 
 def test_failed_restore_is_reported_on_the_original_error(butler: Butler, monkeypatch: pytest.MonkeyPatch) -> None:
     (ref,) = _put_metrics(butler, 1)
-    _failing_commit(butler, monkeypatch)
+    fail_commit(butler, monkeypatch)
     backend = butler.datastore.backend  # type: ignore[attr-defined]  # a FileDatastore
     real_move = backend.move
 
@@ -174,7 +161,7 @@ def test_chained_datastore_removal_is_all_or_nothing(tmp_path: Path, monkeypatch
         setup_repo(b)
         refs = _put_metrics(b, 2)
         memory = chained.children[1]
-        _failing_commit(b, monkeypatch)
+        fail_commit(b, monkeypatch)
         with pytest.raises(RuntimeError, match="injected"):
             b.remove_datasets(refs)
         monkeypatch.undo()
@@ -192,7 +179,7 @@ def test_remove_on_s3_and_postgresql(tmp_path: Path, s3_endpoint: str, pg_dsn: s
     with Butler(tmp_path / "r", run=RUN) as b:
         setup_repo(b)
         refs = _put_metrics(b, 2)
-        _failing_commit(b, monkeypatch)
+        fail_commit(b, monkeypatch)
         with pytest.raises(RuntimeError, match="injected"):
             b.remove_datasets(refs)
         monkeypatch.undo()

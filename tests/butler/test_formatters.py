@@ -17,6 +17,7 @@ from nightshift.butler._storage_class import StorageClassFactory
 from nightshift.butler.formatters import (
     Box,
     Exposure,
+    Formatter,
     FormatterDependencyError,
     FormatterError,
     FormatterFactory,
@@ -329,3 +330,58 @@ def test_exported_members_match_all() -> None:
         public = {n for n in dir(mod) if not n.startswith("_")}
         assert public - {"annotations"} >= set(mod.__all__)
         assert all(hasattr(mod, n) for n in mod.__all__)
+
+
+class _LinesFormatter(Formatter):
+    """A new format written only as ``_read``: the shared checks and error wrapping come from the base."""
+
+    name = "lines"
+    extension = ".txt"
+    read_components = frozenset({"first"})
+
+    def write(self, obj: list[str], path: Path) -> None:  # type: ignore[override]  # this format holds lines only
+        path.write_text("\n".join(obj))
+
+    def _read(self, path: Path, storage_class: object, component: str | None, parameters: dict[str, object]) -> object:
+        lines = path.read_text().splitlines()
+        return lines[0] if component == "first" else lines
+
+
+def test_formatter_read_template_checks_and_wraps(tmp_path: Path) -> None:
+    """Every formatter gets the same read preamble: parameters, components, library errors as FormatterError."""
+    f = _LinesFormatter()
+    path = tmp_path / "x.txt"
+    f.write(["a", "b"], path)
+    sc = SCF.get("StructuredDataList")
+    assert f.read(path, sc) == ["a", "b"]
+    assert f.read(path, sc, "first") == "a"
+    with pytest.raises(UnsupportedParameterError, match=r"lines cannot apply parameter\(s\) \['bbox'\]"):
+        f.read(path, sc, parameters={"bbox": (0, 0, 1, 1)})
+    with pytest.raises(UnsupportedComponentError, match=r"no component 'last'.*\['first'\]"):
+        f.read(path, sc, "last")
+    with pytest.raises(FormatterError, match="cannot read dataset from") as info:
+        f.read(tmp_path / "missing.txt", sc)
+    assert isinstance(info.value.__cause__, FileNotFoundError)
+
+
+def test_read_stream_is_the_same_template(tmp_path: Path) -> None:
+    """Ranged reads (WebDAV) go through the shared checks and the format's _read; other formats refuse a stream."""
+    exp = make_exposure()
+    f = registry_formatter("fits_exposure")
+    f.write(exp, tmp_path / "e.fits")
+    sc = SCF.get("NumpyArray")
+    with open(tmp_path / "e.fits", "rb") as stream:
+        cut = f.read_stream(stream, sc, "image", {"bbox": (3, 4, 13, 9)})  # a tuple: coerced to a Box
+        np.testing.assert_array_equal(cut, exp.image[4:9, 3:13])
+        with pytest.raises(UnsupportedParameterError, match=r"cannot apply parameter\(s\) \['columns'\]"):
+            f.read_stream(stream, sc, "image", {"columns": ["a"]})
+        with pytest.raises(UnsupportedComponentError, match="no component 'nope'"):
+            f.read_stream(stream, sc, "nope")
+    a = np.arange(20 * 10, dtype=np.int32).reshape(20, 10)
+    img = registry_formatter("fits_image")
+    img.write(a, tmp_path / "i.fits")
+    with open(tmp_path / "i.fits", "rb") as stream:
+        np.testing.assert_array_equal(img.read_stream(stream, sc, parameters={"bbox": Box(1, 2, 5, 7)}), a[2:7, 1:5])
+    _LinesFormatter().write(["a"], tmp_path / "x.txt")
+    with open(tmp_path / "x.txt", "rb") as stream, pytest.raises(NotImplementedError, match="reads local files only"):
+        _LinesFormatter().read_stream(stream, SCF.get("StructuredDataList"))

@@ -75,3 +75,20 @@ def test_syntax_errors_carry_position(text: str, position: int, fragment: str) -
     assert fragment in str(err)
     assert "^" in str(err) or text == ""
     assert isinstance(err, QueryError) and isinstance(err, ValueError)
+
+
+def test_arithmetic_is_the_one_extension_point() -> None:
+    """One grammar: ``arithmetic=True`` adds ``+ - * /`` with the usual precedence; the registry keeps it off."""
+    tree = parse_where("a + b * 2 > -c / 4", arithmetic=True)
+    assert isinstance(tree, BinaryOp) and tree.op == ">"
+    lhs, rhs = tree.lhs, tree.rhs
+    assert isinstance(lhs, BinaryOp) and lhs.op == "+"
+    assert isinstance(lhs.rhs, BinaryOp) and lhs.rhs.op == "*"
+    assert isinstance(rhs, BinaryOp) and rhs.op == "/" and isinstance(rhs.lhs, UnaryOp)
+    plus = parse_where("x = +3", arithmetic=True)
+    assert isinstance(plus, BinaryOp) and isinstance(plus.rhs, Literal) and plus.rhs.value == 3
+    for text in ("a + b > 1", "a * 2 = 1", "a / 2 = 1"):
+        with pytest.raises(QuerySyntaxError):
+            parse_where(text)
+    with pytest.raises(QuerySyntaxError, match="not SQL"):
+        parse_where("a = 1; DROP TABLE x")

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from ._butler import Butler, ButlerConfigError
     from ._file_provenance import FileProvenance, ProvenanceDataset, read_file_provenance
     from ._file_templates import FileTemplate, FileTemplateError, FileTemplates
+    from ._read_hooks import ReadHook, ReadHooks, read_hooks
     from ._repository_chain import LocatedDataset, RepositoryChain
     from ._storage_class import StorageClass, StorageClassError, StorageClassFactory
     from .datastores import DatasetNotFoundError, DatastoreError
@@ -36,6 +37,9 @@ _LAZY = {
     "FileTemplateError": "._file_templates",
     "FileTemplates": "._file_templates",
     "LocatedDataset": "._repository_chain",
+    "ReadHook": "._read_hooks",
+    "ReadHooks": "._read_hooks",
+    "read_hooks": "._read_hooks",
     "RepositoryChain": "._repository_chain",
     "StorageClass": "._storage_class",
     "StorageClassError": "._storage_class",
@@ -86,6 +90,8 @@ __all__ = [
     "LocatedDataset",
     "ProvenanceDataset",
     "QueryDefinition",
+    "ReadHook",
+    "ReadHooks",
     "Registry",
     "RegistryError",
     "RepositoryChain",
@@ -98,4 +104,5 @@ __all__ = [
     "ingest_reference_catalog",
     "load_reference_catalog",
     "read_file_provenance",
+    "read_hooks",
 ]

@@ -10,7 +10,8 @@
     cut = butler.get("calexp", data_id, parameters={"bbox": Box(0, 0, 50, 50)})
 
 Repository operations (export/import, subsets, merging, staging, repository
-removal) live in ``_repository_ops.py`` and are inherited.
+removal) are plain functions of a Butler in ``_repository_ops.py``; the class
+exposes them as methods by assignment (no mixin).
 
 A repository is a directory holding ``butler.yaml`` (registry location and
 datastore configuration) and, by default, the SQLite registry and the POSIX
@@ -20,7 +21,6 @@ directory, so a repository is relocated by moving it (DMS-MWBT-REQ-0001).
 
 from __future__ import annotations
 
-import contextlib
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -28,9 +28,10 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from . import _repository_ops as _ops
 from ._dataset_ref import DatasetRef
 from ._dataset_type import DatasetType
-from ._repository_ops import RepositoryOperations, restore_trash
+from ._read_hooks import read_hooks
 from ._storage_class import StorageClassFactory
 from .datastores import (
     DatasetNotFoundError,
@@ -38,6 +39,8 @@ from .datastores import (
     DatastoreError,
     DatastoreTrash,
     datastore_from_config,
+    removing_on_failure,
+    restore_trash,
 )
 from .registry import INDEX_ENV, MissingCollectionError, Registry, RepositoryIndex
 
@@ -48,7 +51,6 @@ if TYPE_CHECKING:
 __all__ = ["Butler", "ButlerConfigError"]
 
 CONFIG_NAME = "butler.yaml"
-_NOT_EXTERNAL = object()  # Butler._get_external: "not an external-data read"
 DEFAULT_DATASTORE: dict[str, Any] = {"cls": "posix", "name": "posix", "root": "datastore"}
 
 
@@ -58,7 +60,7 @@ class ButlerConfigError(DatastoreError, ValueError):
     error_type = "butler_config"
 
 
-class Butler(RepositoryOperations):
+class Butler:
     """Read and write datasets of one repository.
 
     Parameters
@@ -322,7 +324,8 @@ class Butler(RepositoryOperations):
         parent, _, component = name.partition(".")
         return self.registry.get_dataset_type(parent), (component or None)
 
-    def _ensure_run(self, run: str) -> None:
+    def ensure_run(self, run: str) -> None:
+        """Register the RUN collection ``run`` unless this butler already did."""
         if run not in self._known_runs:
             self.registry.register_run(run)
             self._known_runs.add(run)
@@ -386,19 +389,11 @@ class Butler(RepositoryOperations):
             raise ValueError(f"cannot put component {dataset_type!r}: put the composite {dt.name!r}")
         full_id = {**(data_id or {}), **kwargs}
         values = _declared_metadata(dt, obj, metadata)
-        self._ensure_run(run)
-        written: DatasetRef | None = None
-        try:
-            with self.registry.transaction():
-                (ref,) = self.registry.insert_datasets(dt, [full_id], run,
-                                                     metadata=[values] if values else None)
-                self.datastore.put(obj, ref, provenance)
-                written = ref
-        except BaseException:
-            if written is not None:  # the commit failed after the file was written
-                with contextlib.suppress(Exception):  # the original error matters more
-                    self.datastore.remove(written)
-            raise
+        self.ensure_run(run)
+        with removing_on_failure(self.datastore) as written, self.registry.transaction():
+            (ref,) = self.registry.insert_datasets(dt, [full_id], run, metadata=[values] if values else None)
+            self.datastore.put(obj, ref, provenance)
+            written.append(ref)  # removed again if the commit fails
         return ref
 
     def put_many(
@@ -432,19 +427,12 @@ class Butler(RepositoryOperations):
             raise ValueError(f"cannot put component {dataset_type!r}")
         items = list(items)
         values = [_declared_metadata(dt, obj, None) for obj, _ in items]
-        self._ensure_run(run)
-        written: list[DatasetRef] = []
-        try:
-            with self.registry.transaction():
-                refs = self.registry.insert_datasets(dt, [d for _, d in items], run,
-                                                     metadata=values if any(values) else None)
-                self.datastore.put_many(zip([o for o, _ in items], refs, strict=True))
-                written = refs
-        except BaseException:
-            for ref in written:
-                with contextlib.suppress(Exception):
-                    self.datastore.remove(ref)
-            raise
+        self.ensure_run(run)
+        with removing_on_failure(self.datastore) as written, self.registry.transaction():
+            refs = self.registry.insert_datasets(dt, [d for _, d in items], run,
+                                                 metadata=values if any(values) else None)
+            self.datastore.put_many(zip([o for o, _ in items], refs, strict=True))
+            written.extend(refs)
         return refs
 
     def ingest(
@@ -494,18 +482,11 @@ class Butler(RepositoryOperations):
                 f"datastore {self.datastore.name!r} cannot ingest in place (transfer=None/'direct' needs a "
                 "POSIX datastore that can link to the file); use transfer='copy'"
             )
-        self._ensure_run(run)
-        written: DatasetRef | None = None
-        try:
-            with self.registry.transaction():
-                (ref,) = self.registry.insert_datasets(dt, [{**(data_id or {}), **kwargs}], run)
-                ingest(path, ref, mode)
-                written = ref
-        except BaseException:
-            if written is not None:
-                with contextlib.suppress(Exception):
-                    self.datastore.remove(written)
-            raise
+        self.ensure_run(run)
+        with removing_on_failure(self.datastore) as written, self.registry.transaction():
+            (ref,) = self.registry.insert_datasets(dt, [{**(data_id or {}), **kwargs}], run)
+            ingest(path, ref, mode)
+            written.append(ref)
         return ref
 
     def find(
@@ -561,6 +542,8 @@ class Butler(RepositoryOperations):
             ``{"selection": name}`` reads a named selection of a catalog
             (REQ-0056, :attr:`selections`); for a query dataset (storage
             class ``QueryDefinition``) the extra bind values (REQ-0057).
+            Both are served by read hooks that ``nightshift.butler.external``
+            registers (see :data:`~nightshift.butler.read_hooks`).
         collections : str or sequence, optional
             Search path (defaults to the butler's).
         storage_class : str, optional
@@ -586,9 +569,9 @@ class Butler(RepositoryOperations):
         else:
             ref = self.find(dataset_type, data_id, collections=collections, **kwargs)
         if not (component_overrides or component_updates):
-            external = self._get_external(ref, parameters, storage_class)
-            if external is not _NOT_EXTERNAL:
-                return external
+            hook = read_hooks.find(ref, parameters)
+            if hook is not None:  # a plug-in serves this read (e.g. a named selection, a query dataset)
+                return hook(self, ref, parameters, storage_class)
         obj = self.datastore.get(ref, parameters, storage_class)
         if component_overrides or component_updates:
             delegate = self.storage_classes.get(ref.dataset_type.storage_class).delegate()
@@ -600,18 +583,6 @@ class Butler(RepositoryOperations):
                 merged.update(_as_mapping(self.get(update), update))
                 obj = delegate.set_component(obj, component, merged)
         return obj
-
-    def _get_external(self, ref: DatasetRef, parameters: Mapping[str, Any] | None, storage_class: str | None) -> Any:
-        """Reads served by ``nightshift.butler.external``: named selections and query datasets."""
-        if parameters and "selection" in parameters:
-            from .external._selection import read_selection
-
-            return read_selection(self, ref, parameters, storage_class)
-        if ref.dataset_type.storage_class == "QueryDefinition" and ref.dataset_type.component is None:
-            from .external._query import read_query_dataset
-
-            return read_query_dataset(self, ref, parameters, storage_class)
-        return _NOT_EXTERNAL
 
     @property
     def selections(self) -> Selections:
@@ -713,6 +684,16 @@ class Butler(RepositoryOperations):
         assert trash is not None
         trash.empty()
         return removed
+
+    # -- repository operations: plain functions of a Butler (``_repository_ops``), exposed as methods --
+    export_file = _ops.export_file
+    retrieve_files = _ops.retrieve_files
+    all_datasets = _ops.all_datasets
+    export_subset = _ops.export_subset
+    import_from = _ops.import_from
+    stage_in = _ops.stage_in
+    stage_out = _ops.stage_out
+    remove_repository = staticmethod(_ops.remove_repository)
 
     def dump_config(self) -> str:
         """The active configuration as YAML (DMS-MWBT-REQ-0026)."""

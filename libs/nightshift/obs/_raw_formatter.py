@@ -10,14 +10,13 @@ never modified (DMS-MWBT-REQ-0049, DMS-MWBT-REQ-0050).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 from astropy.io import fits
 
-from ..butler.formatters import Formatter, FormatterError, UnsupportedComponentError
+from ..butler.formatters import Formatter, FormatterError
 from ..butler.formatters._exposure import Exposure
 from ._sky import celestial_wcs
 
@@ -44,6 +43,7 @@ class RawFormatter(Formatter):
     extension: ClassVar[str] = ".fits"
     supported_options: ClassVar[frozenset[str]] = frozenset({"hdu", "corrections", "digest", "source"})
     read_components: ClassVar[frozenset[str]] = frozenset({"metadata", "wcs", "image"})
+    reads: ClassVar[str] = "raw"
 
     def write(self, obj: Any, path: Path) -> None:
         raise FormatterError("raws are ingested, never written: use nightshift.obs.ingest_raws")
@@ -62,22 +62,19 @@ class RawFormatter(Formatter):
         header["NSCORR"] = (len(self.options.get("corrections") or {}), "header corrections applied on read")
         return header
 
-    def read(self, path: Path, storage_class: Any, component: str | None = None,
-             parameters: Mapping[str, Any] | None = None) -> Any:
-        if component is not None and component not in self.read_components:
-            raise UnsupportedComponentError(f"a raw has no component {component!r}")
+    def _read(self, path: Path, storage_class: Any, component: str | None, parameters: dict[str, Any]) -> Any:
         hdu = int(self.options.get("hdu", 0))
-        try:
-            with fits.open(path, memmap=False, lazy_load_hdus=True) as hdul:
-                metadata = self._metadata(hdul)
-                wcs = celestial_wcs(metadata)
-                if component == "metadata":
-                    return metadata
-                if component == "wcs":
-                    return wcs
-                image = np.asarray(hdul[hdu].data, dtype=np.float32)
-        except (OSError, IndexError, KeyError, TypeError, ValueError) as exc:
-            raise FormatterError(f"cannot read raw {component or ''} from {path}[{hdu}]: {exc}") from exc
+        with fits.open(path, memmap=False, lazy_load_hdus=True) as hdul:
+            metadata = self._metadata(hdul)
+            wcs = celestial_wcs(metadata)
+            if component == "metadata":
+                return metadata
+            if component == "wcs":
+                return wcs
+            image = np.asarray(hdul[hdu].data, dtype=np.float32)
         if component == "image":
             return image
         return Exposure(image=image, wcs=wcs, metadata=metadata)
+
+    def _read_errors(self) -> tuple[type[BaseException], ...]:
+        return (OSError, IndexError, KeyError, TypeError, ValueError)

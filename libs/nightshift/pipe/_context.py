@@ -18,7 +18,7 @@ from ._exceptions import QuantumExecutionError
 from ._graph import METADATA_CONNECTION, Quantum
 
 if TYPE_CHECKING:
-    from ..butler._butler import Butler
+    from ..butler import Butler
     from ._pipeline import TaskNode
 
 __all__ = ["QuantumContext"]

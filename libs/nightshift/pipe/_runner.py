@@ -5,7 +5,6 @@ Used by every executor, in whatever process the quantum lands (REQ-0020).
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import platform
@@ -17,8 +16,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .. import __version__
-from ..butler import DatasetRef
-from ..butler._file_provenance import FileProvenance
+from ..butler import DatasetRef, FileProvenance
+from ..butler.datastores import removing_on_failure
 from ._context import QuantumContext
 from ._exceptions import OutputExistsError, PipelineError, QuantumExecutionError
 from ._graph import METADATA_CONNECTION, Quantum, QuantumGraph
@@ -29,7 +28,7 @@ from ._report import QuantumReport, QuantumStatus
 from ._task import PipelineTask
 
 if TYPE_CHECKING:
-    from ..butler._butler import Butler
+    from ..butler import Butler
 
 __all__ = ["ButlerSpec", "QuantumButlerFactory", "QuantumRunner", "initialize_run"]
 
@@ -78,7 +77,7 @@ class QuantumButlerFactory:
 
     def make(self) -> Butler:
         """A fresh Butler for one quantum."""
-        from ..butler._butler import Butler
+        from ..butler import Butler
 
         search = [self.spec.run, *self.spec.collections]
         if self._base is None:
@@ -303,28 +302,21 @@ class QuantumRunner:
         # the files carry their parents and raw ancestors too, readable without the registry (REQ-0096)
         provenance = FileProvenance.from_quantum(butler.registry, ctx.actual_inputs.values(), task_label=node.label,
                                                  quantum_id=str(quantum.id))
-        written: list[DatasetRef] = []
-        try:
-            with butler.registry.transaction():
-                for obj, predicted in items:
-                    ref = butler.put(obj, predicted.dataset_type, dict(predicted.data_id), run=predicted.run,
-                                     provenance=provenance)
-                    written.append(ref)
-                    if ref.id != predicted.id:
-                        raise QuantumExecutionError(
-                            f"output {predicted.dataset_type.name} got id {ref.id}, predicted {predicted.id}",
-                            task_label=node.label, data_id=quantum.data_id)
-                butler.registry.record_quantum(
-                    node.label, config_hash=node.config_hash, code_version=node.code_version,
-                    data_id=quantum.data_id, predicted_inputs=quantum.input_refs(),
-                    actual_inputs=list(ctx.actual_inputs.values()), outputs=written, run=quantum_run(quantum),
-                    quantum_id=quantum.id, execution_id=self.execution_id,
-                )
-        except BaseException:
-            for ref in written:
-                with contextlib.suppress(Exception):  # the original error matters more
-                    butler.datastore.remove(ref)
-            raise
+        with removing_on_failure(butler.datastore) as written, butler.registry.transaction():
+            for obj, predicted in items:
+                ref = butler.put(obj, predicted.dataset_type, dict(predicted.data_id), run=predicted.run,
+                                 provenance=provenance)
+                written.append(ref)
+                if ref.id != predicted.id:
+                    raise QuantumExecutionError(
+                        f"output {predicted.dataset_type.name} got id {ref.id}, predicted {predicted.id}",
+                        task_label=node.label, data_id=quantum.data_id)
+            butler.registry.record_quantum(
+                node.label, config_hash=node.config_hash, code_version=node.code_version,
+                data_id=quantum.data_id, predicted_inputs=quantum.input_refs(),
+                actual_inputs=list(ctx.actual_inputs.values()), outputs=written, run=quantum_run(quantum),
+                quantum_id=quantum.id, execution_id=self.execution_id,
+            )
         return written
 
 

@@ -46,7 +46,7 @@ def build_graph(repo: str | os.PathLike[str], pipe: Pipeline, *, collections: Se
                 where: str = "", outputs: Sequence[str] = (), output_where: str = "",
                 steps: Sequence[str] = (), log_level: str | None = None) -> QuantumGraph:
     """Pre-flight against the repository's registry (standard logging at ``log_level``, if given)."""
-    from ..butler._butler import Butler
+    from ..butler import Butler
     from ..butler.registry import Registry
 
     with Butler(repo) as butler:

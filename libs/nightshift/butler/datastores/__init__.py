@@ -30,6 +30,7 @@ from ._exceptions import (
 from ._file import FileDatastore
 from ._memory import InMemoryDatastore
 from ._posix import PosixBackend
+from ._transactions import removing_on_failure, restore_trash
 from ._transfer import TransferMode, transfer_dataset
 
 if TYPE_CHECKING:
@@ -66,5 +67,7 @@ __all__ = [
     "StoredRecord",
     "TransferMode",
     "datastore_from_config",
+    "removing_on_failure",
+    "restore_trash",
     "transfer_dataset",
 ]

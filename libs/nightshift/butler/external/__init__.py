@@ -10,7 +10,10 @@
   (DMS-MWBT-REQ-0056).
 
 See ``docs/butler-external-data.md``. The errors are imported eagerly; the
-rest (numpy, astropy, SQLAlchemy) on first use.
+rest (numpy, astropy, SQLAlchemy) on first use. Importing this package
+registers its two read hooks (``parameters={"selection": ...}`` and storage
+class ``QueryDefinition``) into :data:`nightshift.butler.read_hooks`; the
+butler core does not know them.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..._lazy import lazy_exports as _lazy_exports
+from . import _hooks  # noqa: F401 - registers the read hooks
 from ._exceptions import (
     ExternalDataError,
     QueryBindError,
@@ -49,6 +53,7 @@ _LAZY = {
 
 
 __getattr__, __dir__ = _lazy_exports(__name__, _LAZY)
+
 
 
 __all__ = [

@@ -1,8 +1,9 @@
 """Row-filter expressions of catalog selections: the registry's ``where`` language plus arithmetic.
 
-Parsed by the registry's recursive-descent parser (``registry/_queries/_parser.py``),
-extended with ``+ - * /`` on the same syntax tree, and evaluated vectorized
-with numpy on table columns -- never with ``eval``::
+Parsed by the registry's recursive-descent parser (``registry/_queries/_parser.py``)
+with its one extension point turned on (``arithmetic=True``: ``+ - * /`` on the
+same syntax tree), and evaluated vectorized with numpy on table columns -- never
+with ``eval``::
 
     psf_flux / psf_flux_err > 50 AND NOT flag_saturated AND band IN ('g', 'r') AND id IN (1..1000)
 
@@ -13,13 +14,13 @@ masked (null) is not selected, also under ``NOT``.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from .._registry_exceptions import QueryError, QuerySyntaxError
+from ..registry._queries import parse_where
 from ..registry._queries._ast import (
     BinaryOp,
     Identifier,
@@ -30,79 +31,11 @@ from ..registry._queries._ast import (
     UnaryOp,
     walk,
 )
-from ..registry._queries._parser import _KEYWORDS, _Parser, _Tok
 from ._exceptions import SelectionExpressionError
 
 __all__ = ["evaluate", "parse_filter", "referenced_columns"]
 
-_TOKEN = re.compile(
-    r"""
-    (?P<ws>\s+)
-  | (?P<number>\d+(?=\.\.)|\d+\.\d*(?:[eE][+-]?\d+)?|\d*\.\d+(?:[eE][+-]?\d+)?|\d+[eE][+-]?\d+|\d+)
-  | (?P<string>'[^']*'|"[^"]*")
-  | (?P<ident>[A-Za-z_][A-Za-z0-9_]*)
-  | (?P<op><=|>=|!=|<>|\.\.|[=<>(),.:\-+*/])
-    """,
-    re.VERBOSE,
-)
 _ARITHMETIC = ("+", "-", "*", "/")
-_COMPARISON = ("=", "!=", "<", "<=", ">", ">=")
-
-
-def _tokenize(text: str) -> list[_Tok]:
-    toks: list[_Tok] = []
-    pos = 0
-    while pos < len(text):
-        m = _TOKEN.match(text, pos)
-        if m is None:
-            ch = text[pos]
-            if ch in "'\"":
-                raise QuerySyntaxError("unterminated string literal", text, pos)
-            raise QuerySyntaxError(f"unexpected character {ch!r}", text, pos)
-        kind = m.lastgroup or ""
-        if kind != "ws":
-            value = m.group()
-            toks.append(_Tok("kw", value.upper(), pos) if kind == "ident" and value.upper() in _KEYWORDS
-                        else _Tok(kind, value, pos))
-        pos = m.end()
-    toks.append(_Tok("eof", "", len(text)))
-    return toks
-
-
-class _FilterParser(_Parser):
-    """The registry's grammar with ``operand := term (("+"|"-") term)*``, ``term := factor (("*"|"/") factor)*``."""
-
-    def __init__(self, text: str) -> None:  # noqa: D107 - same state as the base parser
-        self.text = text
-        self.toks = _tokenize(text)
-        self.i = 0
-
-    def _binary_level(self, ops: tuple[str, ...], sub: Callable[[], Node]) -> Node:
-        node = sub()
-        while (tok := self.peek()).kind == "op" and tok.text in ops:
-            self.next()
-            node = BinaryOp(tok.text, node, sub(), tok.pos)
-        return node
-
-    def operand(self) -> Node:
-        return self._binary_level(("+", "-"), self.term)
-
-    def term(self) -> Node:
-        return self._binary_level(("*", "/"), self.factor)
-
-    def factor(self) -> Node:
-        if (tok := self.accept("op", "-")) is not None:
-            inner = self.factor()
-            if (
-                isinstance(inner, Literal)
-                and isinstance(inner.value, (int, float))
-                and not isinstance(inner.value, bool)
-            ):
-                return Literal(-inner.value, tok.pos)
-            return UnaryOp("-", inner, tok.pos)
-        if self.accept("op", "+") is not None:
-            return self.factor()
-        return self.primary()
 
 
 def parse_filter(text: str) -> Node:
@@ -116,7 +49,7 @@ def parse_filter(text: str) -> Node:
     if not isinstance(text, str):
         raise SelectionExpressionError(f"a filter expression must be a str, not {type(text).__name__}")
     try:
-        tree = _FilterParser(text).parse()
+        tree = parse_where(text, arithmetic=True)
     except QueryError as exc:
         raise SelectionExpressionError(str(exc)) from None
     for node in walk(tree):

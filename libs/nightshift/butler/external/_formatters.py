@@ -7,12 +7,11 @@ storage class ``QueryDefinition``).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
 from .._storage_class import StorageClass
-from ..formatters import Formatter, FormatterError, UnsupportedComponentError, UnsupportedParameterError
+from ..formatters import Formatter, FormatterError
 from ..formatters._tables import FitsTableFormatter, ParquetFormatter
 
 __all__ = ["ExternalTableFormatter", "QueryDefinitionFormatter"]
@@ -39,6 +38,8 @@ class ExternalTableFormatter(Formatter):
     extension: ClassVar[str] = ".parq"
     supported_options: ClassVar[frozenset[str]] = frozenset({"compression"})
     read_parameters: ClassVar[frozenset[str]] = frozenset({"columns"})
+    components_in_file: ClassVar[bool] = True  # the columns of whichever table format the file holds
+    reads: ClassVar[str] = "table"
 
     def _reader(self, path: Path) -> Formatter:
         try:
@@ -58,13 +59,8 @@ class ExternalTableFormatter(Formatter):
     def write(self, obj: Any, path: Path) -> None:
         ParquetFormatter(self.options).write(obj, path)
 
-    def read(
-        self,
-        path: Path,
-        storage_class: StorageClass,
-        component: str | None = None,
-        parameters: Mapping[str, Any] | None = None,
-    ) -> Any:
+    def _read(self, path: Path, storage_class: StorageClass, component: str | None,
+              parameters: dict[str, Any]) -> Any:
         return self._reader(path).read(path, storage_class, component, parameters)
 
 
@@ -73,6 +69,7 @@ class QueryDefinitionFormatter(Formatter):
 
     name: ClassVar[str] = "query_yaml"
     extension: ClassVar[str] = ".yaml"
+    reads: ClassVar[str] = "query definition"
 
     def write(self, obj: Any, path: Path) -> None:
         import yaml
@@ -84,23 +81,15 @@ class QueryDefinitionFormatter(Formatter):
         checked = QueryDefinition.from_dict(obj.to_dict())  # re-validated: the stored form must be safe
         path.write_text(yaml.safe_dump(checked.to_dict(), sort_keys=False), encoding="utf-8")
 
-    def read(
-        self,
-        path: Path,
-        storage_class: StorageClass,
-        component: str | None = None,
-        parameters: Mapping[str, Any] | None = None,
-    ) -> Any:
+    def _read(self, path: Path, storage_class: StorageClass, component: str | None,
+              parameters: dict[str, Any]) -> Any:
         import yaml
 
         from ._query import QueryDefinition
 
-        if component is not None:
-            raise UnsupportedComponentError("a query definition has no components")
-        if parameters:
-            raise UnsupportedParameterError(f"query_yaml cannot apply parameter(s) {sorted(parameters)}")
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except (OSError, yaml.YAMLError) as exc:
-            raise FormatterError(f"cannot read query definition {path}: {exc}") from exc
-        return QueryDefinition.from_dict(data)
+        return QueryDefinition.from_dict(yaml.safe_load(path.read_text(encoding="utf-8")))
+
+    def _read_errors(self) -> tuple[type[BaseException], ...]:
+        import yaml
+
+        return (OSError, yaml.YAMLError)  # QueryDefinition's own errors (which say what to fix) pass through

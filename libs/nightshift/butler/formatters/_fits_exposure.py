@@ -16,7 +16,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, BinaryIO, ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 from astropy.io import fits
@@ -25,7 +25,7 @@ from astropy.wcs import WCS, FITSFixedWarning
 
 from .._storage_class import StorageClass
 from ._base import Formatter
-from ._exceptions import FormatterError, UnsupportedComponentError, UnsupportedParameterError
+from ._exceptions import FormatterError, UnsupportedParameterError
 from ._exposure import Box, Exposure
 from ._fits_layout import Source, read_header, read_image_section, scan_layout
 
@@ -69,6 +69,7 @@ class FitsExposureFormatter(Formatter):
     """
 
     name: ClassVar[str] = "fits_exposure"
+    reads: ClassVar[str] = "Exposure"
     extension: ClassVar[str] = ".fits"
     supported_options: ClassVar[frozenset[str]] = frozenset({"compression", "quantize_level", "tile_shape"})
     read_parameters: ClassVar[frozenset[str]] = frozenset({"bbox"})
@@ -114,38 +115,18 @@ class FitsExposureFormatter(Formatter):
             raise FormatterError(f"cannot write Exposure as FITS to {path}: {exc}") from exc
 
     # -- read ----------------------------------------------------------------------------------
-    def read(
-        self,
-        path: Path,
-        storage_class: StorageClass,
-        component: str | None = None,
-        parameters: Mapping[str, Any] | None = None,
-    ) -> Any:
-        params = dict(parameters or {})
-        bbox = Box.coerce(params.pop("bbox")) if "bbox" in params else None
-        if params:
-            raise UnsupportedParameterError(f"{self.name} cannot apply parameter(s) {sorted(params)}")
-        if component is not None and component not in self.read_components:
-            raise UnsupportedComponentError(f"Exposure has no component {component!r}")
-        try:
-            with warnings.catch_warnings():
-                # A truncated or damaged file is an error, not a warning.
-                warnings.simplefilter("error", AstropyUserWarning)
-                return self._read(path, component, bbox)
-        except (OSError, KeyError, IndexError, TypeError, AstropyUserWarning) as exc:
-            raise FormatterError(f"cannot read Exposure {component or ''} from {path}: {exc}") from exc
+    def _read(self, path: Source, storage_class: StorageClass, component: str | None,
+              parameters: dict[str, Any]) -> Any:
+        """Read from a path, or from a seekable stream (remote byte ranges): headers and the box's pixels only."""
+        with warnings.catch_warnings():
+            # A truncated or damaged file is an error, not a warning.
+            warnings.simplefilter("error", AstropyUserWarning)
+            return self._read_part(path, component, parameters.get("bbox"))
 
-    def read_stream(
-        self,
-        stream: BinaryIO,
-        storage_class: StorageClass,
-        component: str | None = None,
-        parameters: Mapping[str, Any] | None = None,
-    ) -> Any:
-        """Read from a seekable stream (remote byte ranges): headers and the box's pixels only."""
-        return self.read(stream, storage_class, component, parameters)  # type: ignore[arg-type]
+    def _read_errors(self) -> tuple[type[BaseException], ...]:
+        return (OSError, KeyError, IndexError, TypeError, AstropyUserWarning)
 
-    def _read(self, path: Source, component: str | None, bbox: Box | None) -> Any:
+    def _read_part(self, path: Source, component: str | None, bbox: Box | None) -> Any:
         if component in _PLANES:
             return self._read_plane(path, component, bbox)
         if component == "metadata":

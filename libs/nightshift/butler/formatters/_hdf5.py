@@ -37,7 +37,7 @@ from astropy.wcs import WCS, FITSFixedWarning
 
 from .._storage_class import StorageClass
 from ._base import Formatter
-from ._exceptions import FormatterError, UnsupportedComponentError, UnsupportedParameterError
+from ._exceptions import FormatterError, UnsupportedParameterError
 from ._exposure import Box, Exposure
 
 __all__ = ["Hdf5ArrayFormatter", "Hdf5ExposureFormatter"]
@@ -139,17 +139,6 @@ def _read_wcs(f: h5py.File) -> WCS | None:
     return wcs
 
 
-def _split_parameters(name: str, parameters: Mapping[str, Any] | None) -> Box | None:
-    params = dict(parameters or {})
-    try:
-        bbox = Box.coerce(params.pop("bbox")) if "bbox" in params else None
-    except (TypeError, ValueError) as exc:
-        raise UnsupportedParameterError(f"{name}: invalid bbox: {exc}") from exc
-    if params:
-        raise UnsupportedParameterError(f"{name} cannot apply parameter(s) {sorted(params)}")
-    return bbox
-
-
 def _check_box(dset: h5py.Dataset, bbox: Box) -> None:
     try:
         bbox.check_within(dset.shape)
@@ -224,6 +213,7 @@ class Hdf5ExposureFormatter(Formatter):
     """
 
     name: ClassVar[str] = "hdf5_exposure"
+    reads: ClassVar[str] = "Exposure"
     extension: ClassVar[str] = ".h5"
     supported_options: ClassVar[frozenset[str]] = frozenset(
         {"compression", "compression_level", "shuffle", "chunk_shape"}
@@ -258,16 +248,9 @@ class Hdf5ExposureFormatter(Formatter):
         _write_file(path, "Exposure", fill)
 
     # -- read ----------------------------------------------------------------------------------
-    def read(
-        self,
-        path: Path,
-        storage_class: StorageClass,
-        component: str | None = None,
-        parameters: Mapping[str, Any] | None = None,
-    ) -> Any:
-        bbox = _split_parameters(self.name, parameters)
-        if component is not None and component not in self.read_components:
-            raise UnsupportedComponentError(f"Exposure has no component {component!r}")
+    def _read(self, path: Path, storage_class: StorageClass, component: str | None,
+              parameters: dict[str, Any]) -> Any:
+        bbox = parameters.get("bbox")
         what = f"Exposure {component}" if component else "Exposure"
         with _open(path, what) as f:
             image = _require(f, "image", path, "exposure")  # a cheap check that this is an exposure file
@@ -313,6 +296,7 @@ class Hdf5ArrayFormatter(Formatter):
     """
 
     name: ClassVar[str] = "hdf5_array"
+    reads: ClassVar[str] = "array"
     extension: ClassVar[str] = ".h5"
     supported_options: ClassVar[frozenset[str]] = Hdf5ExposureFormatter.supported_options
     read_parameters: ClassVar[frozenset[str]] = frozenset({"bbox"})
@@ -337,15 +321,7 @@ class Hdf5ArrayFormatter(Formatter):
 
         _write_file(path, "array", fill)
 
-    def read(
-        self,
-        path: Path,
-        storage_class: StorageClass,
-        component: str | None = None,
-        parameters: Mapping[str, Any] | None = None,
-    ) -> Any:
-        if component is not None:
-            raise UnsupportedComponentError("arrays have no components")
-        bbox = _split_parameters(self.name, parameters)
+    def _read(self, path: Path, storage_class: StorageClass, component: str | None,
+              parameters: dict[str, Any]) -> Any:
         with _open(path, "array") as f:
-            return _section(_require(f, "data", path, "array"), bbox)
+            return _section(_require(f, "data", path, "array"), parameters.get("bbox"))

@@ -13,7 +13,7 @@ from typing import Any, BinaryIO, ClassVar
 
 from .._storage_class import StorageClass
 from ._base import Formatter
-from ._exceptions import FormatterError, UnsupportedComponentError, UnsupportedParameterError
+from ._exceptions import FormatterError, UnsupportedComponentError
 
 __all__ = [
     "AvroFormatter", "FitsHeaderFormatter", "FitsImageFormatter", "FitsWcsFormatter", "JsonFormatter",
@@ -35,6 +35,8 @@ class JsonFormatter(Formatter):
     name: ClassVar[str] = "json"
     extension: ClassVar[str] = ".json"
     supported_options: ClassVar[frozenset[str]] = frozenset({"indent"})
+    components_in_file: ClassVar[bool] = True
+    reads: ClassVar[str] = "JSON"
 
     def write(self, obj: Any, path: Path) -> None:
         try:
@@ -43,15 +45,9 @@ class JsonFormatter(Formatter):
             raise FormatterError(f"object is not JSON-serializable: {exc}") from exc
         path.write_text(text, encoding="utf-8")
 
-    def read(self, path: Path, storage_class: StorageClass, component: str | None = None,
-             parameters: Mapping[str, Any] | None = None) -> Any:
-        if parameters:
-            raise UnsupportedParameterError(f"json cannot apply parameter(s) {sorted(parameters)}")
-        try:
-            data = json.loads(path.read_bytes())
-        except (OSError, ValueError) as exc:
-            raise FormatterError(f"cannot read JSON {path}: {exc}") from exc
-        return _component_of(data, component)
+    def _read(self, path: Path, storage_class: StorageClass, component: str | None,
+              parameters: dict[str, Any]) -> Any:
+        return _component_of(json.loads(path.read_bytes()), component)
 
 
 class YamlFormatter(Formatter):
@@ -59,6 +55,8 @@ class YamlFormatter(Formatter):
 
     name: ClassVar[str] = "yaml"
     extension: ClassVar[str] = ".yaml"
+    components_in_file: ClassVar[bool] = True
+    reads: ClassVar[str] = "YAML"
 
     def write(self, obj: Any, path: Path) -> None:
         import yaml
@@ -69,17 +67,16 @@ class YamlFormatter(Formatter):
             raise FormatterError(f"object is not YAML-serializable: {exc}") from exc
         path.write_text(text, encoding="utf-8")
 
-    def read(self, path: Path, storage_class: StorageClass, component: str | None = None,
-             parameters: Mapping[str, Any] | None = None) -> Any:
+    def _read(self, path: Path, storage_class: StorageClass, component: str | None,
+              parameters: dict[str, Any]) -> Any:
         import yaml
 
-        if parameters:
-            raise UnsupportedParameterError(f"yaml cannot apply parameter(s) {sorted(parameters)}")
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except (OSError, yaml.YAMLError) as exc:
-            raise FormatterError(f"cannot read YAML {path}: {exc}") from exc
-        return _component_of(data, component)
+        return _component_of(yaml.safe_load(path.read_text(encoding="utf-8")), component)
+
+    def _read_errors(self) -> tuple[type[BaseException], ...]:
+        import yaml
+
+        return (OSError, yaml.YAMLError)
 
 
 class NumpyFormatter(Formatter):
@@ -88,6 +85,7 @@ class NumpyFormatter(Formatter):
     name: ClassVar[str] = "numpy"
     extension: ClassVar[str] = ".npy"
     read_parameters: ClassVar[frozenset[str]] = frozenset({"bbox"})
+    reads: ClassVar[str] = "array"
 
     def write(self, obj: Any, path: Path) -> None:
         import numpy as np
@@ -99,27 +97,16 @@ class NumpyFormatter(Formatter):
         with open(path, "wb") as f:
             np.save(f, obj, allow_pickle=False)
 
-    def read(self, path: Path, storage_class: StorageClass, component: str | None = None,
-             parameters: Mapping[str, Any] | None = None) -> Any:
+    def _read(self, path: Path, storage_class: StorageClass, component: str | None,
+              parameters: dict[str, Any]) -> Any:
         import numpy as np
 
-        from ._exposure import Box
-
-        if component is not None:
-            raise UnsupportedComponentError("arrays have no components")
-        params = dict(parameters or {})
-        bbox = params.pop("bbox", None)
-        if params:
-            raise UnsupportedParameterError(f"numpy cannot apply parameter(s) {sorted(params)}")
-        try:
-            if bbox is None:
-                return np.load(path, allow_pickle=False)
-            box = Box.coerce(bbox)
-            mm = np.load(path, mmap_mode="r", allow_pickle=False)
-            box.check_within(mm.shape)
-            return np.array(mm[box.slices])
-        except (OSError, ValueError) as exc:
-            raise FormatterError(f"cannot read {path}: {exc}") from exc
+        box = parameters.get("bbox")
+        if box is None:
+            return np.load(path, allow_pickle=False)
+        mm = np.load(path, mmap_mode="r", allow_pickle=False)
+        box.check_within(mm.shape)
+        return np.array(mm[box.slices])
 
 
 _AVRO_TYPES = {bool: "boolean", int: "long", float: "double", str: "string", bytes: "bytes"}
@@ -155,6 +142,7 @@ class AvroFormatter(Formatter):
     name: ClassVar[str] = "avro"
     extension: ClassVar[str] = ".avro"
     supported_options: ClassVar[frozenset[str]] = frozenset({"schema", "codec"})
+    reads: ClassVar[str] = "Avro records"
 
     def write(self, obj: Any, path: Path) -> None:
         import fastavro
@@ -173,17 +161,12 @@ class AvroFormatter(Formatter):
         except (ValueError, TypeError, fastavro.validation.ValidationError) as exc:
             raise FormatterError(f"cannot write records as Avro: {exc}") from exc
 
-    def read(self, path: Path, storage_class: StorageClass, component: str | None = None,
-             parameters: Mapping[str, Any] | None = None) -> Any:
+    def _read(self, path: Path, storage_class: StorageClass, component: str | None,
+              parameters: dict[str, Any]) -> Any:
         import fastavro
 
-        if component is not None or parameters:
-            raise UnsupportedParameterError("avro datasets have no components or parameters")
-        try:
-            with open(path, "rb") as f:
-                return list(fastavro.reader(f))
-        except (OSError, ValueError) as exc:
-            raise FormatterError(f"cannot read Avro {path}: {exc}") from exc
+        with open(path, "rb") as f:
+            return list(fastavro.reader(f))
 
 
 class FitsWcsFormatter(Formatter):
@@ -191,6 +174,7 @@ class FitsWcsFormatter(Formatter):
 
     name: ClassVar[str] = "fits_wcs"
     extension: ClassVar[str] = ".fits"
+    reads: ClassVar[str] = "WCS"
 
     def write(self, obj: Any, path: Path) -> None:
         from astropy.io import fits
@@ -200,18 +184,16 @@ class FitsWcsFormatter(Formatter):
             raise FormatterError(f"fits_wcs writes astropy WCS objects, not {type(obj).__name__}")
         fits.PrimaryHDU(header=obj.to_header()).writeto(path)
 
-    def read(self, path: Path, storage_class: StorageClass, component: str | None = None,
-             parameters: Mapping[str, Any] | None = None) -> Any:
+    def _read(self, path: Path, storage_class: StorageClass, component: str | None,
+              parameters: dict[str, Any]) -> Any:
         from astropy.io import fits
 
         from ._fits_exposure import _wcs_from_header
 
-        if component is not None or parameters:
-            raise UnsupportedParameterError("a WCS has no components or parameters")
-        try:
-            return _wcs_from_header(fits.getheader(path, 0))
-        except OSError as exc:
-            raise FormatterError(f"cannot read WCS from {path}: {exc}") from exc
+        return _wcs_from_header(fits.getheader(path, 0))
+
+    def _read_errors(self) -> tuple[type[BaseException], ...]:
+        return (OSError,)
 
 
 class FitsHeaderFormatter(Formatter):
@@ -219,6 +201,8 @@ class FitsHeaderFormatter(Formatter):
 
     name: ClassVar[str] = "fits_header"
     extension: ClassVar[str] = ".fits"
+    components_in_file: ClassVar[bool] = True
+    reads: ClassVar[str] = "header"
 
     def write(self, obj: Any, path: Path) -> None:
         from astropy.io import fits
@@ -230,16 +214,11 @@ class FitsHeaderFormatter(Formatter):
         except (ValueError, TypeError) as exc:
             raise FormatterError(f"cannot write header: {exc}") from exc
 
-    def read(self, path: Path, storage_class: StorageClass, component: str | None = None,
-             parameters: Mapping[str, Any] | None = None) -> Any:
+    def _read(self, path: Path, storage_class: StorageClass, component: str | None,
+              parameters: dict[str, Any]) -> Any:
         from astropy.io import fits
 
-        if parameters:
-            raise UnsupportedParameterError("a header has no parameters")
-        try:
-            header = fits.getheader(path, 0)
-        except OSError as exc:
-            raise FormatterError(f"cannot read header from {path}: {exc}") from exc
+        header = fits.getheader(path, 0)
         for key in ("SIMPLE", "BITPIX", "NAXIS", "EXTEND"):
             header.remove(key, ignore_missing=True)
         if component is not None:
@@ -247,6 +226,9 @@ class FitsHeaderFormatter(Formatter):
                 raise UnsupportedComponentError(f"header has no keyword {component!r}")
             return header[component]
         return header
+
+    def _read_errors(self) -> tuple[type[BaseException], ...]:
+        return (OSError,)
 
 
 
@@ -269,6 +251,7 @@ class FitsImageFormatter(Formatter):
     extension: ClassVar[str] = ".fits"
     supported_options: ClassVar[frozenset[str]] = frozenset({"compression", "quantize_level"})
     read_parameters: ClassVar[frozenset[str]] = frozenset({"bbox"})
+    reads: ClassVar[str] = "image"
     reads_streams: ClassVar[bool] = True
 
     def write(self, obj: Any, path: Path) -> None:
@@ -290,15 +273,12 @@ class FitsImageFormatter(Formatter):
         except (ValueError, TypeError, OSError) as exc:
             raise FormatterError(f"cannot write image as FITS: {exc}") from exc
 
-    def read(self, path: Path, storage_class: StorageClass, component: str | None = None,
-             parameters: Mapping[str, Any] | None = None) -> Any:
+    def _read(self, path: Path | BinaryIO, storage_class: StorageClass, component: str | None,
+              parameters: dict[str, Any]) -> Any:
+        """A path, or a seekable stream (remote byte ranges: the header and the box's rows only)."""
         from ._fits_exposure import FitsExposureFormatter
 
-        if component is not None:
-            raise UnsupportedComponentError("a plain image has no components")
-        return FitsExposureFormatter().read(path, storage_class, "image", parameters)
-
-    def read_stream(self, stream: BinaryIO, storage_class: StorageClass, component: str | None = None,
-                    parameters: Mapping[str, Any] | None = None) -> Any:
-        """A ``bbox`` from a seekable stream (remote byte ranges): the header and the box's rows only."""
-        return self.read(stream, storage_class, component, parameters)  # type: ignore[arg-type]
+        fmt = FitsExposureFormatter()
+        if isinstance(path, Path):
+            return fmt.read(path, storage_class, "image", parameters)
+        return fmt.read_stream(path, storage_class, "image", parameters)

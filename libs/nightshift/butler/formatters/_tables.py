@@ -7,13 +7,12 @@ without the other columns (Parquet is columnar; FITS via a memory map).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from .._storage_class import StorageClass
 from ._base import Formatter
-from ._exceptions import FormatterError, UnsupportedComponentError, UnsupportedParameterError
+from ._exceptions import FormatterError, UnsupportedComponentError
 
 if TYPE_CHECKING:
     from .._file_provenance import FileProvenance
@@ -49,26 +48,29 @@ def _convert(table: Any, storage_class: StorageClass) -> Any:
     return table
 
 
-def _split(component: str | None, parameters: Mapping[str, Any] | None) -> list[str] | None:
-    params = dict(parameters or {})
-    columns = params.pop("columns", None)
-    if params:
-        raise UnsupportedParameterError(f"table formatters cannot apply parameter(s) {sorted(params)}")
-    if component is not None:
-        if columns is not None:
-            raise UnsupportedParameterError("give either a column component or 'columns', not both")
-        return [component]
-    if columns is not None and (isinstance(columns, str) or not all(isinstance(c, str) for c in columns)):
-        raise UnsupportedParameterError(f"'columns' must be a list of column names, not {columns!r}")
-    return list(columns) if columns is not None else None
+def _columns(path: Path, component: str | None, parameters: dict[str, Any], names: list[str]) -> list[str] | None:
+    """The columns to read (a column component, or ``columns``), all of them present in ``names``."""
+    columns: list[str] | None = [component] if component is not None else parameters.get("columns")
+    if columns is not None:
+        missing = [c for c in columns if c not in names]
+        if missing:
+            raise UnsupportedComponentError(f"table in {path} has no column(s) {missing}")
+    return columns
 
 
-class FitsTableFormatter(Formatter):
+class _TableFormatter(Formatter):
+    """Shared by the table formatters: a column is a component; ``columns`` reads a subset."""
+
+    read_parameters: ClassVar[frozenset[str]] = frozenset({"columns"})
+    components_in_file: ClassVar[bool] = True
+
+
+class FitsTableFormatter(_TableFormatter):
     """Astropy/pyarrow table ↔ FITS binary table."""
 
     name: ClassVar[str] = "fits_table"
     extension: ClassVar[str] = ".fits"
-    read_parameters: ClassVar[frozenset[str]] = frozenset({"columns"})
+    reads: ClassVar[str] = "FITS table"
 
     def write(self, obj: Any, path: Path) -> None:
         table = _to_astropy(obj)
@@ -77,32 +79,22 @@ class FitsTableFormatter(Formatter):
         except (OSError, ValueError, TypeError) as exc:
             raise FormatterError(f"cannot write table as FITS to {path}: {exc}") from exc
 
-    def read(
-        self,
-        path: Path,
-        storage_class: StorageClass,
-        component: str | None = None,
-        parameters: Mapping[str, Any] | None = None,
-    ) -> Any:
+    def _read(self, path: Path, storage_class: StorageClass, component: str | None,
+              parameters: dict[str, Any]) -> Any:
         from astropy.table import Table
 
-        columns = _split(component, parameters)
-        try:
-            # hdu=1: the table, not a PROVENANCE table appended after it
-            table = Table.read(path, format="fits", hdu=1, memmap=columns is not None)
-            if columns is not None:
-                missing = [c for c in columns if c not in table.colnames]
-                if missing:
-                    raise UnsupportedComponentError(f"table in {path} has no column(s) {missing}")
-                table = Table(table[columns], copy=True)
-        except OSError as exc:
-            raise FormatterError(f"cannot read FITS table {path}: {exc}") from exc
+        subset = component is not None or "columns" in parameters
+        # hdu=1: the table, not a PROVENANCE table appended after it
+        table = Table.read(path, format="fits", hdu=1, memmap=subset)
+        columns = _columns(path, component, parameters, table.colnames)
+        if columns is not None:
+            table = Table(table[columns], copy=True)
         if component is not None:
             return _native(table[component]).copy()
         return _convert(table, storage_class)
 
 
-class ParquetFormatter(Formatter):
+class ParquetFormatter(_TableFormatter):
     """Astropy/pyarrow table ↔ Parquet.
 
     Options
@@ -114,7 +106,7 @@ class ParquetFormatter(Formatter):
     name: ClassVar[str] = "parquet"
     extension: ClassVar[str] = ".parq"
     supported_options: ClassVar[frozenset[str]] = frozenset({"compression"})
-    read_parameters: ClassVar[frozenset[str]] = frozenset({"columns"})
+    reads: ClassVar[str] = "Parquet table"
 
     def write(self, obj: Any, path: Path) -> None:
         self._write(obj, path, None)
@@ -142,26 +134,13 @@ class ParquetFormatter(Formatter):
         except (pa.ArrowException, OSError, ValueError, TypeError) as exc:
             raise FormatterError(f"cannot write table as Parquet to {path}: {exc}") from exc
 
-    def read(
-        self,
-        path: Path,
-        storage_class: StorageClass,
-        component: str | None = None,
-        parameters: Mapping[str, Any] | None = None,
-    ) -> Any:
-        import pyarrow as pa
+    def _read(self, path: Path, storage_class: StorageClass, component: str | None,
+              parameters: dict[str, Any]) -> Any:
         import pyarrow.parquet as pq
 
-        columns = _split(component, parameters)
-        try:
-            if columns is not None:
-                names = pq.read_schema(path).names
-                missing = [c for c in columns if c not in names]
-                if missing:
-                    raise UnsupportedComponentError(f"table in {path} has no column(s) {missing}")
-            arrow = pq.read_table(path, columns=columns)
-        except (pa.ArrowException, OSError) as exc:
-            raise FormatterError(f"cannot read Parquet file {path}: {exc}") from exc
+        subset = component is not None or "columns" in parameters
+        columns = _columns(path, component, parameters, pq.read_schema(path).names) if subset else None
+        arrow = pq.read_table(path, columns=columns)
         if component is not None:
             return arrow.column(component).to_numpy()
         if storage_class.pytype_name.startswith("pyarrow"):
@@ -169,3 +148,8 @@ class ParquetFormatter(Formatter):
         from astropy.table import Table
 
         return Table({name: arrow.column(name).to_numpy() for name in arrow.column_names})
+
+    def _read_errors(self) -> tuple[type[BaseException], ...]:
+        import pyarrow as pa
+
+        return (pa.ArrowException, OSError)

@@ -280,7 +280,7 @@ def run_staged(executor: Executor, graph: QuantumGraph, repo: str, stage_dir: st
     """
     import shutil
 
-    from ...butler._butler import Butler
+    from ...butler import Butler
 
     os.makedirs(stage_dir, exist_ok=True)
     scratch = tempfile.mkdtemp(prefix="nightshift-stage-", dir=stage_dir)

@@ -10,7 +10,10 @@ Grammar (keywords are case-insensitive)::
                           | ["NOT"] "IN" "(" in_item ("," in_item)* ")"
                           | "OVERLAPS" operand ]
     in_item    := INT ".." INT [":" INT] | operand
-    operand    := "-" operand | primary
+    operand    := unary                                  (arithmetic=False)
+                | term (("+" | "-") term)*               (arithmetic=True)
+    term       := unary (("*" | "/") unary)*
+    unary      := "-" unary | "+" unary (arithmetic only) | primary
     primary    := NUMBER | STRING | TIME | "TRUE" | "FALSE"
                 | "POINT" "(" operand "," operand ")"
                 | IDENT ("." IDENT)*
@@ -19,12 +22,18 @@ Grammar (keywords are case-insensitive)::
 
 Anything else -- a ``;``, a comment, a quote left open, a keyword in the
 wrong place -- is a :class:`QuerySyntaxError` carrying the position.
+
+One grammar, one extension point: ``arithmetic=True`` adds ``+ - * /`` on
+operands (and the tokens ``+ * /``). The registry's ``where`` leaves it off
+(SQL comparisons on dimension columns); catalog selection filters
+(``butler.external``) turn it on and evaluate the same syntax tree with numpy.
 """
 
 from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NoReturn
 
@@ -45,17 +54,18 @@ from ._ast import (
 __all__ = ["parse_where"]
 
 _KEYWORDS = {"AND", "OR", "NOT", "IN", "OVERLAPS", "TRUE", "FALSE", "POINT"}
-_TOKEN = re.compile(
-    r"""
+_TOKEN_PATTERN = r"""
     (?P<ws>\s+)
   | (?P<time>[Tt]'[^']*')
   | (?P<number>\d+(?=\.\.)|\d+\.\d*(?:[eE][+-]?\d+)?|\d*\.\d+(?:[eE][+-]?\d+)?|\d+[eE][+-]?\d+|\d+)
   | (?P<string>'[^']*'|"[^"]*")
   | (?P<ident>[A-Za-z_][A-Za-z0-9_]*)
-  | (?P<op><=|>=|!=|<>|\.\.|[=<>(),.:\-])
-    """,
-    re.VERBOSE,
-)
+  | (?P<op><=|>=|!=|<>|\.\.|[=<>(),.:\-EXTRA])
+"""
+_TOKEN = {
+    False: re.compile(_TOKEN_PATTERN.replace("EXTRA", ""), re.VERBOSE),
+    True: re.compile(_TOKEN_PATTERN.replace("EXTRA", "+*/"), re.VERBOSE),  # arithmetic
+}
 
 
 @dataclass(frozen=True)
@@ -65,14 +75,16 @@ class _Tok:
     pos: int
 
 
-def _tokenize(text: str) -> list[_Tok]:
+def _tokenize(text: str, arithmetic: bool) -> list[_Tok]:
     toks: list[_Tok] = []
     pos = 0
+    token = _TOKEN[arithmetic]
     while pos < len(text):
-        m = _TOKEN.match(text, pos)
+        m = token.match(text, pos)
         if m is None:
             ch = text[pos]
-            hint = " (a 'where' expression is one boolean expression, not SQL)" if ch in ";-/*" else ""
+            sql = ch in ";-/*" and not arithmetic
+            hint = " (a 'where' expression is one boolean expression, not SQL)" if sql else ""
             if ch in "'\"":
                 raise QuerySyntaxError("unterminated string literal", text, pos)
             raise QuerySyntaxError(f"unexpected character {ch!r}{hint}", text, pos)
@@ -89,9 +101,10 @@ def _tokenize(text: str) -> list[_Tok]:
 
 
 class _Parser:
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, arithmetic: bool = False) -> None:
         self.text = text
-        self.toks = _tokenize(text)
+        self.arithmetic = arithmetic
+        self.toks = _tokenize(text, arithmetic)
         self.i = 0
 
     # helpers
@@ -190,13 +203,30 @@ class _Parser:
         return self.operand()
 
     def operand(self) -> Node:
+        if not self.arithmetic:
+            return self.unary()
+        return self._binary_level(("+", "-"), self.term)
+
+    def term(self) -> Node:
+        return self._binary_level(("*", "/"), self.unary)
+
+    def _binary_level(self, ops: tuple[str, ...], sub: Callable[[], Node]) -> Node:
+        node = sub()
+        while (tok := self.peek()).kind == "op" and tok.text in ops:
+            self.next()
+            node = BinaryOp(tok.text, node, sub(), tok.pos)
+        return node
+
+    def unary(self) -> Node:
         if (tok := self.accept("op", "-")) is not None:
-            inner = self.operand()
+            inner = self.unary()
             if isinstance(inner, Literal) and isinstance(inner.value, (int, float)) and not isinstance(
                 inner.value, bool
             ):
                 return Literal(-inner.value, tok.pos)
             return UnaryOp("-", inner, tok.pos)
+        if self.arithmetic and self.accept("op", "+") is not None:
+            return self.unary()
         return self.primary()
 
     def primary(self) -> Node:
@@ -247,12 +277,19 @@ class _Parser:
 
 
 @functools.lru_cache(maxsize=512)
-def _parse_cached(text: str) -> Node:
-    return _Parser(text).parse()
+def _parse_cached(text: str, arithmetic: bool) -> Node:
+    return _Parser(text, arithmetic).parse()
 
 
-def parse_where(text: str) -> Node:
+def parse_where(text: str, *, arithmetic: bool = False) -> Node:
     """Parse a ``where`` expression into a syntax tree.
+
+    Parameters
+    ----------
+    text : str
+        The expression.
+    arithmetic : bool
+        Also accept ``+ - * /`` between operands (catalog selection filters).
 
     Raises
     ------
@@ -261,4 +298,4 @@ def parse_where(text: str) -> Node:
     """
     if not isinstance(text, str):
         raise QuerySyntaxError(f"a where expression must be a str, got {type(text).__name__}")
-    return _parse_cached(text)  # trees are immutable: safe to share
+    return _parse_cached(text, arithmetic)  # trees are immutable: safe to share
