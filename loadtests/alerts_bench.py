@@ -179,7 +179,7 @@ def bench_publish(data: dict[str, Any], bootstrap: str, codec: str, repeats: int
             mb += sum(r.bytes for r in reports) / 1e6
         times_all = times + pipelined
         time.sleep(0.3)  # one more statistics callback
-        pub._producer.poll(0.2)  # type: ignore[union-attr]
+        pub._producer.poll(0.2)  # type: ignore[union-attr]  # open: the benchmark published through it
         tx = (sent[-1] if sent else 0) - tx0
         # A detector task preloads its own footprint (as Rubin's do): the history of its objects.
         det = data["new"].slice(0, 53)

@@ -33,7 +33,7 @@ pytestmark = pytest.mark.integration
 
 
 def _datastore(dav_endpoint: str, name: str, **kw: object) -> FileDatastore:
-    return FileDatastore(DavBackend(f"{dav_endpoint}/{name}/repo"), name="dav", **kw)  # type: ignore[arg-type]
+    return FileDatastore(DavBackend(f"{dav_endpoint}/{name}/repo"), name="dav", **kw)  # type: ignore[arg-type]  # test options forwarded as given
 
 
 def test_cutout_reads_only_the_bytes_it_needs(dav_endpoint: str, unique_name: str) -> None:

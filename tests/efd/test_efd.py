@@ -180,7 +180,7 @@ def test_errors_name_what_exists(efd: Efd, simulated: Efd, registry: Registry) -
     with pytest.raises(EfdInputError, match="no visit Cam/99"):
         simulated.reader("base").query_visit(registry, "wind", instrument="Cam", visit=99)
     with pytest.raises(EfdInputError, match="form is one of"):
-        simulated.reader("raw")  # type: ignore[arg-type]
+        simulated.reader("raw")  # type: ignore[arg-type]  # deliberately not a form
     with pytest.raises(EfdInputError, match="3 values for 2 times"):
         simulated.write("rotator", [T0, T0 + 1], angle=[1.0, 2.0, 3.0])
 

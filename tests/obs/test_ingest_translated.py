@@ -25,7 +25,7 @@ def butler(tmp_path: Path) -> Butler:
     b.close()
 
 
-def _record(butler: Butler, element: str, **data_id: int | str):  # type: ignore[no-untyped-def]
+def _record(butler: Butler, element: str, **data_id: int | str):  # type: ignore[no-untyped-def]  # returns a record of any element
     rec = butler.registry.get_dimension_record(element, data_id)
     assert rec is not None, f"no {element} record {data_id}"
     return rec

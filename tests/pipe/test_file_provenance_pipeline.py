@@ -46,6 +46,6 @@ def test_pipeline_outputs_carry_parents_and_raw_data_ids(tmp_path: Path) -> None
         assert sorted((d.id, d.dataset_type) for d in got.inputs) == parents
         assert sorted((d.dataset_type, sorted(d.data_id.items())) for d in got.raw_ancestors) == roots
         assert got.task_label == task
-    raws = {(d["visit"], d["detector"]) for d in read_file_provenance(files[0]).raw_data_ids  # type: ignore[union-attr]
+    raws = {(d["visit"], d["detector"]) for d in read_file_provenance(files[0]).raw_data_ids  # type: ignore[union-attr]  # the file has provenance: asserted above
             if "visit" in d}
     assert raws == {(0, 0), (0, 1), (1, 0), (1, 1)}  # the survey summary descends from every raw

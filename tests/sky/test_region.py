@@ -152,7 +152,7 @@ def test_points_and_scalars() -> None:
 ])
 def test_invalid_regions_are_rejected(build: object, message: str) -> None:
     with pytest.raises(RegionError, match=message) as info:
-        build()  # type: ignore[operator]
+        build()  # type: ignore[operator]  # parametrized lambdas typed as object
     assert isinstance(info.value, NightshiftError) and isinstance(info.value, ValueError)
 
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
-from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]  # confluent-kafka's stubs omit them
 
 from ..events import KafkaConnectionError as _KafkaConnectionError
 from ..events import KafkaSettings, check_connection, kafka_settings

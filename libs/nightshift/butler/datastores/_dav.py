@@ -211,7 +211,7 @@ class DavBackend:
             exc = StorageUnavailableError(f"{where} (after {attempts} attempt(s))")
         else:
             exc = DatastoreError(where)
-        exc.http_status = status  # type: ignore[attr-defined]
+        exc.http_status = status  # type: ignore[attr-defined]  # extra attribute for callers that branch on the status
         return exc
 
     def _mkcols(self, rel: str) -> None:

@@ -139,7 +139,7 @@ class Formatter(ABC):
         params = self._check_read(component, parameters)
         try:
             # a stream only reaches formatters that declare reads_streams; their _read takes one
-            return self._read(source, storage_class, component, params)  # type: ignore[arg-type]
+            return self._read(source, storage_class, component, params)  # type: ignore[arg-type]  # see line above
         except FormatterError:
             raise
         except self._read_errors() as exc:
