@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import importlib.resources
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -120,9 +121,17 @@ def translate(raw: RawHeader, translator: type[MetadataTranslator],
     RawHeaderError
         A keyword the translator needs is missing or unreadable (the message names it).
     """
-    try:
+    with _translation_errors(raw, translator):
         return ObservationInfo(raw.header, translator_class=translator, pedantic=True, subset=set(properties),
                                filename=raw.source)
+
+
+
+@contextmanager
+def _translation_errors(raw: RawHeader, translator: type[MetadataTranslator]) -> Iterator[None]:
+    """The translator's KeyError/ValueError/TypeError as a :class:`RawHeaderError` naming the file and keyword."""
+    try:
+        yield
     except KeyError as exc:
         missing = _missing_key(exc)
         what = f"header keyword {missing!r} is missing" if missing else f"header cannot be translated: {exc}"
@@ -130,7 +139,6 @@ def translate(raw: RawHeader, translator: type[MetadataTranslator],
     except (ValueError, TypeError) as exc:
         raise RawHeaderError(f"{raw.source}[{raw.hdu}]: header cannot be translated by {translator.name}: {exc}") \
             from exc
-
 
 def _missing_key(exc: KeyError) -> str | None:
     """The header keyword a translator's KeyError is about (ObservationInfo wraps the original)."""
@@ -166,12 +174,5 @@ def quick_translate(raw: RawHeader, translator: type[MetadataTranslator]) -> Qui
         As :func:`translate`.
     """
     t = translator(raw.header, filename=raw.source)
-    try:
+    with _translation_errors(raw, translator):
         return QuickInfo(str(t.to_instrument()), t.to_exposure_id(), t.to_detector_num(), str(t.to_observation_id()))
-    except KeyError as exc:
-        missing = _missing_key(exc)
-        what = f"header keyword {missing!r} is missing" if missing else f"header cannot be translated: {exc}"
-        raise RawHeaderError(f"{raw.source}[{raw.hdu}]: {what} ({translator.name} translator)") from exc
-    except (ValueError, TypeError) as exc:
-        raise RawHeaderError(f"{raw.source}[{raw.hdu}]: header cannot be translated by {translator.name}: {exc}") \
-            from exc

@@ -304,24 +304,20 @@ class FileDatastore(Datastore):
                     obj = formatter.read_stream(stream, target_sc, component, in_formatter)
             except OSError as exc:
                 raise DatastoreError(f"ranged read of {self.backend.uri(record.path)} failed: {exc}") from exc
-            if in_memory:
-                try:
-                    obj = target_sc.delegate().handle_parameters(obj, in_memory)
-                except (ValueError, TypeError) as exc:
-                    raise UnsupportedParameterError(str(exc)) from exc
-            return obj
-        try:
-            with self._local_file(record, full_read) as path:
-                if component is None or component in formatter.read_components:
-                    obj = formatter.read(path, target_sc, component, in_formatter)
-                else:
-                    whole = formatter.read(path, parent_sc, None, in_formatter)
-                    try:
-                        obj = parent_sc.delegate().get_component(whole, component)
-                    except KeyError as exc:
-                        raise UnsupportedComponentError(f"{parent_sc.name} has no component {component!r}") from exc
-        except OSError as exc:
-            raise DatastoreError(f"read of {record.path} from {self.name!r} failed: {exc}") from exc
+        else:
+            try:
+                with self._local_file(record, full_read) as path:
+                    if component is None or component in formatter.read_components:
+                        obj = formatter.read(path, target_sc, component, in_formatter)
+                    else:
+                        whole = formatter.read(path, parent_sc, None, in_formatter)
+                        try:
+                            obj = parent_sc.delegate().get_component(whole, component)
+                        except KeyError as exc:
+                            raise UnsupportedComponentError(
+                                f"{parent_sc.name} has no component {component!r}") from exc
+            except OSError as exc:
+                raise DatastoreError(f"read of {record.path} from {self.name!r} failed: {exc}") from exc
         if in_memory:
             try:
                 obj = target_sc.delegate().handle_parameters(obj, in_memory)
