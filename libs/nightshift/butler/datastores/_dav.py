@@ -265,18 +265,17 @@ class DavBackend:
         rel = self._object(rel)
         tmp = f"{STAGING}/{uuid.uuid4().hex}"
         self._put_file(local, tmp)
-        try:
-            self.move(tmp, rel)
-        except BaseException:
-            with contextlib.suppress(DatastoreError):
-                self.delete(tmp)
-            raise
+        self._move_into_place(tmp, rel)
 
     def put_bytes(self, rel: str, data: bytes) -> None:
         """Write a small file (PUT aside, then MOVE)."""
         rel = self._object(rel)
         tmp = f"{STAGING}/{uuid.uuid4().hex}"
         self._put(tmp, data, len(data))
+        self._move_into_place(tmp, rel)
+
+    def _move_into_place(self, tmp: str, rel: str) -> None:
+        """MOVE a staged file to ``rel``; on failure remove the staged copy and re-raise."""
         try:
             self.move(tmp, rel)
         except BaseException:
