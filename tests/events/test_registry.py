@@ -132,7 +132,8 @@ def test_every_fixed_id_resolves_in_the_registry(schema_registry_url: str) -> No
         latest = http.get(f"{schema_registry_url}/subjects/{ALERT_SUBJECT}/versions/latest").json()
         assert latest["id"] == 1101 and latest["version"] == len(alert_registry_schemas())
         versions = http.get(f"{schema_registry_url}/subjects/quantum.planned/versions").json()
-        assert versions == [1, 2]
+        manifest = [v.version for v in event_registry_schemas() if v.subject == "quantum.planned"]
+        assert versions == manifest and len(manifest) >= 2
     # Registering again changes nothing.
     again = register_schemas(schema_registry_url)
     assert again.imported == () and sorted(again.present) == sorted(s.id for s in wanted)

@@ -87,7 +87,8 @@ class RawIngested(Event):
 
 
 class QuantumPlanned(Event):
-    """A quantum for a runner (v2: any data ID, and where its graph is)."""
+    """A quantum for a runner (v2: any data ID, and where its graph is; v3: the detector's sky
+    footprint and the exposure's expected start, for the DIA preload)."""
 
     SUBJECT: ClassVar[str] = "quantum.planned"
     quantum_id: uuid.UUID
@@ -108,11 +109,15 @@ class QuantumPlanned(Event):
     run: NonEmpty | None = None
     collections: list[NonEmpty] = Field(default_factory=list)
     memoize: bool = True
+    footprint_deg: list[float] | None = None
+    visit_start_mjd_tai: float | None = None
 
     @model_validator(mode="after")
     def _graph_pointer_complete(self) -> QuantumPlanned:
         if (self.graph_uri is None) != (self.quantum_index is None):
             raise ValueError("graph_uri and quantum_index go together: give both or neither")
+        if self.footprint_deg is not None and (len(self.footprint_deg) < 6 or len(self.footprint_deg) % 2):
+            raise ValueError("footprint_deg is flattened (ra, dec) pairs of at least three vertices")
         if self.butler_repo is not None and self.run is None:
             raise ValueError("a quantum with a butler_repo needs the output run")
         return self
