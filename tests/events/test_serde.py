@@ -130,27 +130,30 @@ def test_naive_timestamps_are_refused() -> None:
 
 
 def test_old_version_resolves_to_new(tmp_path: Path) -> None:
-    """A v2 schema with an added defaulted field reads v1 bytes (schema evolution)."""
+    """v1 bytes of ``dataset.stored`` (a producer that predates v2) read as v2 with the added fields'
+    defaults (Avro schema evolution)."""
     manifest = json.loads((schemas_dir() / "manifest.json").read_text())
     (tmp_path / "events").mkdir()
     for s in manifest["subjects"].values():
         for v in s["versions"]:
             (tmp_path / v["file"]).write_text((schemas_dir() / v["file"]).read_text())
-    v1 = json.loads((schemas_dir() / "events" / "dataset.stored.v1.avsc").read_text())
-    v2 = {**v1, "fields": [*v1["fields"], {"name": "size_bytes", "type": "long", "default": -1}]}
-    (tmp_path / "events" / "dataset.stored.v2.avsc").write_text(json.dumps(v2))
-    manifest["subjects"]["dataset.stored"]["versions"].append(
-        {"version": 2, "id": 100, "file": "events/dataset.stored.v2.avsc"}
-    )
+    versions = manifest["subjects"]["dataset.stored"]["versions"]
+    assert [v["version"] for v in versions][:2] == [1, 2]
+    manifest["subjects"]["dataset.stored"]["versions"] = versions[:1]  # the old producer's catalog
     (tmp_path / "manifest.json").write_text(json.dumps(manifest))
-    catalog = SchemaCatalog(tmp_path)
+    old_catalog = SchemaCatalog(tmp_path)
     from nightshift.events import DatasetStored
 
-    event = DatasetStored(dataset_id=uuid.uuid4(), dataset_type="calexp", run="r", uri="s3://b/k",
-                          stored_at=datetime.now(UTC))
-    v1_bytes = encode(event)  # default catalog: written with v1
-    assert schema_id_of(v1_bytes) == 8
-    # Reading with the v2 catalog resolves the writer's v1 to the reader's v2; the model
-    # (v1 fields, extra="forbid") refuses the unknown field, proving resolution happened.
-    with pytest.raises(EventValidationError, match="size_bytes"):
-        decode(v1_bytes, catalog=catalog)
+    v1_event = DatasetStored(dataset_id=uuid.uuid4(), dataset_type="calexp", run="r", uri="s3://b/k",
+                             stored_at=datetime.now(UTC))
+    v1_bytes = encode(v1_event, catalog=old_catalog)
+    assert schema_id_of(v1_bytes) == versions[0]["id"]
+    v2_bytes = encode(v1_event.model_copy(update={"data_id": {"visit": "7"}, "size_bytes": 12}))
+    assert schema_id_of(v2_bytes) == versions[1]["id"]
+    # The default catalog resolves the writer's v1 to the reader's newest: the added fields take their defaults.
+    read = decode(v1_bytes)
+    assert isinstance(read, DatasetStored)
+    assert read.dataset_id == v1_event.dataset_id and read.uri == "s3://b/k"
+    assert read.data_id == {} and read.size_bytes is None and read.checksum is None
+    read2 = decode(v2_bytes)
+    assert isinstance(read2, DatasetStored) and read2.data_id == {"visit": "7"} and read2.size_bytes == 12

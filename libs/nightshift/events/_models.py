@@ -174,6 +174,10 @@ class DatasetStored(Event):
     run: NonEmpty
     uri: NonEmpty
     stored_at: datetime = Field(default_factory=utcnow)
+    data_id: dict[str, str] = Field(default_factory=dict)
+    storage_class: NonEmpty | None = None
+    size_bytes: Annotated[int, Field(ge=0)] | None = None
+    checksum: Sha256 | None = None
 
 
 class DiaResults(Event):
