@@ -36,7 +36,9 @@ import os
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, Literal
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Literal
 
 from aiohttp import web
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
@@ -45,7 +47,7 @@ from pydantic import AliasChoices, Field, SecretStr
 
 from nightshift.butler import Butler
 from nightshift.butler.registry import RegistryDatabaseError
-from nightshift.butler.remote import BatchRegistrar, ButlerReadAPI, StoredDataset
+from nightshift.butler.remote import BatchRegistrar, ButlerReadAPI, RegistrationResult, StoredDataset
 from nightshift.events import AsyncProducer, DatasetStored, DecodeError, EventValidationError, decode, dlq_topic
 from nightshift.events import ensure_topics as _ensure_topics
 from nightshift.service import Service, ServiceConsumer, ServiceSettings, setup_logging
@@ -92,6 +94,18 @@ class RegistrySettings(ServiceSettings):
         return self.topic_prefix + SUBJECT
 
 
+@dataclass
+class _Batch:
+    """One consumer batch: its messages, the decoded events (and their positions), the registration."""
+
+    msgs: list[Message]
+    started: float
+    items: list[StoredDataset] = field(default_factory=list)
+    events: list[DatasetStored] = field(default_factory=list)
+    positions: list[int] = field(default_factory=list)
+    future: Future[RegistrationResult | None] | None = None
+
+
 def _to_stored(event: DatasetStored) -> StoredDataset:
     return StoredDataset(event.dataset_id, event.dataset_type, event.run, event.data_id, event.storage_class)
 
@@ -125,7 +139,10 @@ class RegistrationLoop:
     def _run(self) -> None:
         s = self.settings
         base = dict(s.kafka.librdkafka_config())
-        butler = Butler(s.butler_repo)
+        # The registry works on its own thread while this one fetches and decodes the next batch: the
+        # database's time and Python's overlap (the registry, like the butler, is used by one thread only).
+        worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="registry-writer")
+        butler = worker.submit(Butler, s.butler_repo).result()
         registrar = BatchRegistrar(butler.registry)
         producer = Producer({**base, "acks": "all", "enable.idempotence": True, "linger.ms": 5})
         consumer = Consumer({
@@ -136,93 +153,120 @@ class RegistrationLoop:
         consumer.subscribe([s.topic])
         self._running = True
         log.info("registering %s into %s, batches of up to %d", s.topic, butler.registry.url, s.max_batch)
+        pending: _Batch | None = None
         try:
             while not self._stop.is_set():
-                msgs = self._fetch(consumer)
-                if msgs:
-                    self._batch(consumer, producer, registrar, msgs)
-                    self._lag(consumer)
+                batch = self._collect(consumer, producer, pending)
+                if pending is not None:
+                    if not self._finish(consumer, producer, pending):
+                        break  # stopping while the database was failing: the batches come again
+                    pending = None
+                if batch is not None:
+                    batch.future = worker.submit(self._register, registrar, batch)
+                    pending = batch
+            if pending is not None:
+                self._finish(consumer, producer, pending)
         finally:
             self._running = False
             consumer.close()
             producer.flush(s.kafka_timeout_s)
-            butler.close()
+            worker.submit(butler.close).result()
+            worker.shutdown(wait=True)
 
-    def _fetch(self, consumer: Consumer) -> list[Message]:
-        """Block for the first message, then take what is already buffered, up to ``max_batch``."""
-        out: list[Message] = []
-        first = consumer.consume(1, self.settings.poll_timeout_s)
-        while first:
-            out.extend(m for m in first if not _skip(m))
-            if len(out) >= self.settings.max_batch:
-                break
-            first = consumer.consume(min(self.settings.max_batch - len(out), 10_000), 0)
-        return out
+    def _collect(self, consumer: Consumer, producer: Producer, pending: _Batch | None) -> _Batch | None:
+        """The next batch, decoded as it arrives (undecodable events go to the DLQ at once).
 
-    def _batch(self, consumer: Consumer, producer: Producer, registrar: BatchRegistrar, msgs: list[Message]) -> None:
+        Blocks for the first message (up to ``poll_timeout_s``), then keeps taking messages while the
+        previous batch is still in the database, up to ``max_batch``: a slow transaction makes the next
+        batch bigger, not the queue longer.
+        """
         s = self.settings
-        started = time.monotonic()
+        chunk = consumer.consume(1, s.poll_timeout_s)
+        if not chunk:
+            return None
+        batch = _Batch([], time.monotonic())
+        while True:
+            for msg in chunk:
+                if not _skip(msg):
+                    self._decode(producer, batch, msg)
+            room = s.max_batch - len(batch.msgs)
+            if room <= 0:
+                return batch
+            busy = pending is not None and pending.future is not None and not pending.future.done()
+            chunk = consumer.consume(min(room, 1_000), 0.005 if busy else 0)
+            if not chunk and not busy:
+                return batch
+
+    def _decode(self, producer: Producer, batch: _Batch, msg: Message) -> None:
+        batch.msgs.append(msg)
+        try:
+            event = decode(msg.value() or b"", expected_subject=SUBJECT)
+        except (DecodeError, EventValidationError) as exc:
+            self._dead(producer, msg, "decode", str(exc), type(exc).__qualname__)
+            return
+        if isinstance(event, DatasetStored):  # always, given expected_subject
+            batch.items.append(_to_stored(event))
+            batch.events.append(event)
+            batch.positions.append(len(batch.msgs) - 1)
+
+    def _register(self, registrar: BatchRegistrar, batch: _Batch) -> RegistrationResult | None:
+        """On the registry's thread: register, retrying a failed database until it answers or we stop."""
+        s = self.settings
         self._batches += 1
-        items: list[StoredDataset] = []
-        events: list[DatasetStored] = []
-        positions: list[int] = []
-        for i, msg in enumerate(msgs):
-            try:
-                event = decode(msg.value() or b"", expected_subject=SUBJECT)
-            except (DecodeError, EventValidationError) as exc:
-                self._dead(producer, msg, "decode", str(exc), type(exc).__qualname__)
-                continue
-            if not isinstance(event, DatasetStored):  # pragma: no cover - expected_subject guarantees it
-                continue
-            items.append(_to_stored(event))
-            events.append(event)
-            positions.append(i)
         crash = s.crash_in_batch is not None and self._batches >= s.crash_in_batch
         while True:
             try:
                 if crash and s.crash_point == "in_transaction":
-                    result = self._register_then_crash(registrar, items)
-                else:
-                    result = registrar.register(items)
-                break
+                    with registrar.registry.transaction():  # test hook: die before the transaction commits
+                        registrar.register(batch.items)
+                        _crash("crash_in_batch: exiting inside the registry transaction")
+                return registrar.register(batch.items)
             except RegistryDatabaseError as exc:  # nothing of the batch was written: try again
                 BATCHES.labels("retried").inc()
-                log.error("registry transaction of %d datasets failed, retrying: %s", len(items), exc)
+                log.error("registry transaction of %d datasets failed, retrying: %s", len(batch.items), exc)
                 if self._stop.wait(s.retry_backoff_s):
-                    self._rewind(consumer)  # stopping: leave the batch to the next consumer
-                    return
+                    return None
+
+    def _finish(self, consumer: Consumer, producer: Producer, batch: _Batch) -> bool:
+        """Wait for a batch's registration, dead-letter its rejections, then commit its offsets.
+
+        Returns False (and rewinds to the committed offsets) if the registration was abandoned.
+        """
+        s = self.settings
+        assert batch.future is not None  # submitted before it is finished
+        result = batch.future.result()
+        if result is None:
+            self._rewind(consumer)
+            return False
         for rej in result.rejected:
-            self._dead(producer, msgs[positions[rej.index]], rej.error_type, rej.reason, "RegistrationRejected")
-        if crash and s.crash_point == "before_offsets":
+            self._dead(producer, batch.msgs[batch.positions[rej.index]], rej.error_type, rej.reason,
+                       "RegistrationRejected")
+        if s.crash_in_batch is not None and self._batches >= s.crash_in_batch and s.crash_point == "before_offsets":
             _crash(f"crash_in_batch={s.crash_in_batch}: exiting after the registry commit, before the offsets")
         remaining = producer.flush(s.kafka_timeout_s)  # every DLQ message durable before the offsets move
         if remaining:
             raise KafkaException(KafkaError(KafkaError._MSG_TIMED_OUT, f"{remaining} DLQ messages not delivered"))
         offsets: dict[tuple[str, int], int] = {}
-        for msg in msgs:
+        for msg in batch.msgs:
             key = (msg.topic() or "", msg.partition() or 0)
             offsets[key] = max(offsets.get(key, 0), (msg.offset() or 0) + 1)
         consumer.commit(offsets=[TopicPartition(t, p, o) for (t, p), o in offsets.items()], asynchronous=False)
+        self._lag(consumer)
+        seconds = time.monotonic() - batch.started
         BATCHES.labels("committed").inc()
-        BATCH_SECONDS.observe(time.monotonic() - started)
+        BATCH_SECONDS.observe(seconds)
         EVENTS.labels("registered").inc(result.inserted)
         EVENTS.labels("existing").inc(result.existing)
         EVENTS.labels("dead_lettered").inc(len(result.rejected))
         self.registered += result.inserted
         rejected = {r.index for r in result.rejected}
-        for i, event in enumerate(events):
+        for i, event in enumerate(batch.events):
             if i not in rejected:
                 LAG_SECONDS.observe(max(result.committed_at - event.stored_at.timestamp(), 0.0))
-        log.info("batch of %d events: %d registered, %d already there, %d dead-lettered", len(msgs),
-                 result.inserted, result.existing, len(result.rejected) + len(msgs) - len(items),
-                 extra={"batch_seconds": round(time.monotonic() - started, 4)})
-
-    @staticmethod
-    def _register_then_crash(registrar: BatchRegistrar, items: list[StoredDataset]) -> Any:
-        """Test hook: run the registration inside an outer transaction and die before it commits."""
-        with registrar.registry.transaction():
-            registrar.register(items)
-            _crash("crash_in_batch: exiting inside the registry transaction")
+        log.info("batch of %d events: %d registered, %d already there, %d dead-lettered", len(batch.msgs),
+                 result.inserted, result.existing, len(result.rejected) + len(batch.msgs) - len(batch.items),
+                 extra={"batch_seconds": round(seconds, 4)})
+        return True
 
     def _dead(self, producer: Producer, msg: Message, error_type: str, reason: str, exception: str) -> None:
         topic = msg.topic() or self.settings.topic

@@ -136,24 +136,49 @@ class BatchRegistrar:
             self._runs.add(run)
         try:
             with self.registry.transaction():
-                existing = {r.id: r for r in self.registry.get_datasets(list(refs))}
-                new: list[tuple[int, DatasetRef]] = []
-                for dataset_id, (index, ref) in refs.items():
-                    old = existing.get(dataset_id)
-                    if old is None:
-                        new.append((index, ref))
-                    elif _same(old, ref):
-                        result.existing += 1
-                    else:
-                        result.rejected.append(Rejection(index, "conflict", _conflict(ref, old)))
-                result.inserted = self._insert(new, result)
+                if self._insert_all(refs):  # the common case: none of them is registered yet
+                    result.inserted = len(refs)
+                else:
+                    self._sort_out(refs, result)
         except RegistryDatabaseError:
             self._types.clear()
             self._runs.clear()
             raise
+        return self._done(result)
+
+    @staticmethod
+    def _done(result: RegistrationResult) -> RegistrationResult:
         result.committed_at = time.time()
         result.rejected.sort(key=lambda r: r.index)
         return result
+
+    def _insert_all(self, refs: Mapping[uuid.UUID, tuple[int, DatasetRef]]) -> bool:
+        """One bulk insert of every ref, optimistically: False (nothing written) if the database refuses any.
+
+        A refused row is a registered id (a redelivery), a conflict or a missing dimension record;
+        the caller then sorts the batch out. The insert's savepoint keeps the transaction usable.
+        """
+        if not refs:
+            return True
+        try:
+            self.registry.import_datasets([r for _, r in refs.values()])
+        except (ConflictingDefinitionError, DataIdError):
+            return False
+        return True
+
+    def _sort_out(self, refs: Mapping[uuid.UUID, tuple[int, DatasetRef]], result: RegistrationResult) -> None:
+        """Registered ids are skipped (same dataset) or rejected (another one); the rest inserted."""
+        existing = {r.id: r for r in self.registry.get_datasets(list(refs))}
+        new: list[tuple[int, DatasetRef]] = []
+        for dataset_id, (index, ref) in refs.items():
+            old = existing.get(dataset_id)
+            if old is None:
+                new.append((index, ref))
+            elif _same(old, ref):
+                result.existing += 1
+            else:
+                result.rejected.append(Rejection(index, "conflict", _conflict(ref, old)))
+        result.inserted = self._insert(new, result)
 
     def _insert(self, new: list[tuple[int, DatasetRef]], result: RegistrationResult) -> int:
         """Bulk insert; if the database refuses, find the refused rows one by one (savepoints)."""
