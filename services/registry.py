@@ -58,7 +58,7 @@ SUBJECT = "dataset.stored"
 
 EVENTS = Counter("nightshift_registry_events_total", "dataset.stored events handled", ["outcome"])
 BATCHES = Counter("nightshift_registry_batches_total", "Batches committed to the registry", ["outcome"])
-BATCH_SECONDS = Histogram("nightshift_registry_batch_seconds", "Registry transaction of one batch",
+BATCH_SECONDS = Histogram("nightshift_registry_batch_seconds", "From a batch's first message to its offset commit",
                           buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, float("inf")))
 LAG_SECONDS = Histogram("nightshift_registry_lag_seconds", "From dataset.stored's stored_at to its registry commit",
                         buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, float("inf")))
