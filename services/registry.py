@@ -46,8 +46,8 @@ from prometheus_client import Counter, Gauge, Histogram
 from pydantic import AliasChoices, Field, SecretStr
 
 from nightshift.butler import Butler
-from nightshift.butler.registry import RegistryDatabaseError
-from nightshift.butler.remote import BatchRegistrar, ButlerReadAPI, RegistrationResult, StoredDataset
+from nightshift.butler.registry import RegistryDatabaseError, RegistryError
+from nightshift.butler.remote import BatchRegistrar, ButlerReadAPI, RegistrationResult, Rejection, StoredDataset
 from nightshift.events import AsyncProducer, DatasetStored, DecodeError, EventValidationError, decode, dlq_topic
 from nightshift.events import ensure_topics as _ensure_topics
 from nightshift.service import Service, ServiceConsumer, ServiceSettings, setup_logging
@@ -226,6 +226,32 @@ class RegistrationLoop:
                 log.error("registry transaction of %d datasets failed, retrying: %s", len(batch.items), exc)
                 if self._stop.wait(s.retry_backoff_s):
                     return None
+            except (RegistryError, ValueError) as exc:  # a permanent error the registrar did not foresee
+                log.error("batch of %d datasets refused (%s): registering one by one", len(batch.items), exc)
+                try:
+                    return self._one_by_one(registrar, batch.items)
+                except RegistryDatabaseError as db_exc:
+                    log.error("registry failed while isolating the batch, retrying: %s", db_exc)
+                    if self._stop.wait(s.retry_backoff_s):
+                        return None
+
+    def _one_by_one(self, registrar: BatchRegistrar, items: list[StoredDataset]) -> RegistrationResult:
+        """Isolate what poisons a batch: each dataset alone; one that still fails is rejected with the error."""
+        total = RegistrationResult()
+        for index, item in enumerate(items):
+            try:
+                one = registrar.register([item])
+            except RegistryDatabaseError:
+                raise
+            except (RegistryError, ValueError) as exc:
+                total.rejected.append(Rejection(index, "registry_error", f"{type(exc).__name__}: {exc}"))
+                continue
+            total.inserted += one.inserted
+            total.existing += one.existing
+            total.rejected.extend(Rejection(index, r.error_type, r.reason) for r in one.rejected)
+            total.committed_at = one.committed_at
+        total.committed_at = total.committed_at or time.time()
+        return total
 
     def _finish(self, consumer: Consumer, producer: Producer, batch: _Batch) -> bool:
         """Wait for a batch's registration, dead-letter its rejections, then commit its offsets.

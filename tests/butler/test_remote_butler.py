@@ -78,9 +78,12 @@ def test_a_batch_is_registered_once_and_bad_datasets_are_rejected_with_reasons(r
             StoredDataset(uuid.uuid4(), "calexp", RUN, {"instrument": "Cam", "visit": "x", "detector": "0"}),
             new_type,                                                       # registered from its storage class
         ]
+        butler.registry.register_collection("Cam/tagged")  # TAGGED: no datasets can be written to it
+        bad.append(_stored(1, 1, run="Cam/tagged"))
         result = registrar.register(bad)
         reasons = {r.index: (r.error_type, r.reason) for r in result.rejected}
-        assert set(reasons) == {1, 2, 3, 4, 5}
+        assert set(reasons) == {1, 2, 3, 4, 5, 7}
+        assert reasons[7][0] == "bad_run" and "TAGGED" in reasons[7][1]
         assert reasons[1][0] == "conflict" and "one id names one dataset" in reasons[1][1]
         assert reasons[2][0] == "conflict" and "already exists" in reasons[2][1]
         assert reasons[3][0] == "missing_dimension_record" and "visit=99" in reasons[3][1]

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from .._dataset_ref import DatasetRef
 from .._dataset_type import DatasetType
 from .._registry_exceptions import (
+    CollectionTypeError,
     ConflictingDefinitionError,
     DataIdError,
     DimensionNameError,
@@ -131,9 +132,18 @@ class BatchRegistrar:
                     result.rejected.append(Rejection(index, "conflict", _conflict(ref, seen[1])))
                 continue
             refs[ref.id] = (index, ref)
+        bad_runs: dict[str, str] = {}
         for run in {r.run for _, r in refs.values()} - self._runs:
-            self.registry.register_run(run)  # its own small transaction; idempotent
-            self._runs.add(run)
+            try:
+                self.registry.register_run(run)  # its own small transaction; idempotent
+                self._runs.add(run)
+            except CollectionTypeError as exc:  # a non-RUN collection of that name, or a bad name
+                bad_runs[run] = f"cannot write datasets to run {run!r}: {exc}"
+        if bad_runs:
+            for dataset_id, (index, ref) in list(refs.items()):
+                if ref.run in bad_runs:
+                    result.rejected.append(Rejection(index, "bad_run", bad_runs[ref.run]))
+                    del refs[dataset_id]
         try:
             with self.registry.transaction():
                 if self._insert_all(refs):  # the common case: none of them is registered yet
