@@ -504,8 +504,9 @@ class VisitPlanner:
                            inputs: dict[int, dict[str, tuple[DatasetRef, ...]]], missing: dict[int, list[str]]) -> None:
         name = self.config.template_dataset_type
         tracts = sorted({t for d in detectors for t, _ in patches[d]})
-        refs = self._query(name, self.config.template_collections, "skymap = sm AND band = b AND tract IN (tracts)",
-                           {"sm": sky.name, "b": band, "tracts": tracts}) or []
+        where = "skymap = sm AND band = b AND tract IN (tracts)"
+        bind = {"sm": sky.name, "b": band, "tracts": tracts}
+        refs = (self._query(name, self.config.template_collections, where, bind) or []) if tracts else []
         by_patch = {(int(r.data_id["tract"]), int(r.data_id["patch"])): r for r in refs}
         for d in detectors:
             found = tuple(by_patch[tp] for tp in sorted(patches[d]) if tp in by_patch)
@@ -523,7 +524,8 @@ class VisitPlanner:
         dim, order = found
         cover = footprints.cells(order)
         pixels = sorted({p for d in detectors for p in cover[d]})
-        refs = self._query(name, self.config.refcat_collections, f"{dim} IN (pixels)", {"pixels": pixels}) or []
+        bind = {"pixels": pixels}
+        refs = (self._query(name, self.config.refcat_collections, f"{dim} IN (pixels)", bind) or []) if pixels else []
         by_pixel = {int(r.data_id[dim]): r for r in refs}
         for d in detectors:
             shards = tuple(by_pixel[p] for p in sorted(cover[d]) if p in by_pixel)
