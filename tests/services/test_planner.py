@@ -140,6 +140,9 @@ def test_next_visits_become_one_quantum_per_detector_in_the_field_and_bad_ones_d
         assert set(by_visit) == {good.visit, small.visit}  # nothing of the dead-lettered visits
         assert set(by_visit[good.visit]) == inside
         assert set(by_visit[small.visit]) == set(small_inside)
+        # detector 94 has templates but no master calibrations: planned, naming what the runner will miss
+        assert by_visit[small.visit][94][0].data_id["missing_inputs"] == "bias,flat"
+        assert set(by_visit[small.visit][94][0].inputs) == {repo.templates[tp].id for tp in expected[94].patches}
         for det, twice in by_visit[good.visit].items():
             assert len(twice) == 2  # the redelivery planned the same quantum: same ids, for the runner to dedup
             a, b = twice
