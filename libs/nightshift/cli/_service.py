@@ -14,6 +14,8 @@ import click
 #: service name on the command line -> module of ``nightshift_services``
 SERVICES = {
     "alert-publisher": "alert_publisher",
+    "datastore-writer": "datastore_writer",
+    "ingest": "ingest",
     "runner": "runner",
 }
 
