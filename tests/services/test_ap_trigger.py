@@ -1,0 +1,66 @@
+"""``nightshift ap trigger`` against the real Kafka and S3: nextVisit ahead of each visit, its raws dropped (and
+announced) after, in schedule order; raws uploaded to an S3 prefix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import boto3
+import pytest
+from click.testing import CliRunner
+
+from nightshift.cli import cli
+from nightshift.events import NextVisit, RawArrived, decode, ensure_topics
+from nightshift.obs.sim import load_night, plan_night, trigger_schedule, write_night
+
+from .ap_support import TopicReader
+
+pytestmark = pytest.mark.integration
+
+
+def test_trigger_sends_next_visit_then_drops_and_announces_raws_in_order(
+        tmp_path: Path, kafka_bootstrap: str, s3_endpoint: str, unique_name: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    night = tmp_path / "night"
+    write_night(night, plan_night(3, instrument="TestCam"), [0, 1], detector_size=64)
+    prefix = f"{unique_name}."
+    topics = [prefix + "nextVisit", prefix + "raw.arrived"]
+    ensure_topics(kafka_bootstrap, topics, partitions=2)
+    monkeypatch.setenv("NIGHTSHIFT_KAFKA_BOOTSTRAP", kafka_bootstrap)
+    drop = tmp_path / "drop"
+    result = CliRunner().invoke(cli, ["ap", "trigger", str(night), "--drop", str(drop), "--cadence", "35",
+                                      "--speed", "35", "--announce", "--topic-prefix", prefix])
+    assert result.exit_code == 0, result.output
+    assert "sent 3 nextVisit, dropped 6 raws, announced 6" in result.output
+    assert sorted(p.name for p in drop.iterdir()) == sorted(p.name for p in (night / "raw").rglob("*.fits"))
+
+    reader = TopicReader(kafka_bootstrap, topics)
+    try:
+        reader.until(lambda m: len(m[topics[0]]) >= 3 and len(m[topics[1]]) >= 6, "3 nextVisit and 6 raw.arrived")
+        time_of: dict[tuple[str, int], int] = {}  # (kind, visit) -> the latest broker timestamp (ms)
+        for msg in reader.messages[topics[0]]:
+            event = decode(msg.value())
+            assert isinstance(event, NextVisit) and msg.key() == f"TestCam/{event.visit}".encode()
+            time_of[("nextVisit", event.visit)] = msg.timestamp()[1]
+        for msg in reader.messages[topics[1]]:
+            arrived = decode(msg.value())
+            assert isinstance(arrived, RawArrived) and msg.key() == f"TestCam/{arrived.detector}".encode()
+            assert Path(arrived.uri).parent == drop.absolute()
+            key = ("raws", arrived.visit)
+            time_of[key] = max(time_of.get(key, 0), msg.timestamp()[1])
+        # Each step is produced (and acknowledged) before the next one starts: the timestamps follow the schedule.
+        schedule = trigger_schedule(load_night(night), cadence_s=35)
+        stamps = [time_of[(s.kind, s.visit.visit)] for s in schedule]
+        assert [s.kind for s in schedule] == ["nextVisit", "nextVisit", "raws", "nextVisit", "raws", "raws"]
+        assert stamps == sorted(stamps), list(zip([(s.kind, s.visit.visit) for s in schedule], stamps, strict=True))
+    finally:
+        reader.close()
+
+    s3 = boto3.session.Session().client("s3", endpoint_url=s3_endpoint)
+    s3.create_bucket(Bucket=unique_name)
+    result = CliRunner().invoke(cli, ["ap", "trigger", str(night), "--drop", f"s3://{unique_name}/incoming",
+                                      "--visits", "1", "--speed", "1000", "--topic-prefix", prefix])
+    assert result.exit_code == 0, result.output
+    keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket=unique_name, Prefix="incoming/")["Contents"])
+    first = load_night(night)[0]
+    assert keys == sorted(f"incoming/{p.name}" for p in first.raws)
