@@ -22,17 +22,18 @@ import asyncio
 import logging
 import os
 import threading
+import uuid
 from collections.abc import Awaitable, Callable
-from pathlib import Path
-from typing import Any
+from typing import Literal
 
 from confluent_kafka import Message
 from prometheus_client import Counter
 from pydantic import AliasChoices, Field
 
 from nightshift.butler import Butler
-from nightshift.events import AsyncProducer, Event, EventConsumer, RawArrived, ensure_topics
+from nightshift.events import AsyncProducer, Event, EventConsumer, RawArrived, RawIngested, ensure_topics
 from nightshift.obs import (
+    IngestedRaws,
     ObsError,
     RawIngestError,
     RawWatcher,
@@ -65,7 +66,8 @@ class IngestSettings(ServiceSettings):
     butler_repo: str
     #: RUN collection of the raws; ``<instrument>/raw/all`` by default.
     raw_run: str | None = None
-    transfer: str = "copy"
+    #: How raws reach the datastore; ``copy`` keeps the repository independent of the drop area.
+    transfer: Literal["copy", "symlink", "hardlink", "direct"] = "copy"
     s3_endpoint_url: str | None = Field(
         default=None, validation_alias=AliasChoices("NIGHTSHIFT_S3_ENDPOINT_URL", "S3_ENDPOINT"))
     partitions: int = Field(default=4, ge=1)
@@ -85,51 +87,59 @@ class RawIngester:
         self.producer = producer
         self.topic = settings.topic_prefix + "raw.ingested"
         self._butler: Butler | None = None
-        self._pending: list[tuple[str, asyncio.Future[list[Any]]]] = []
+        self._pending: list[tuple[str, asyncio.Future[list[RawIngested]]]] = []
         self._lock = threading.Lock()  # the butler is used from one worker thread at a time
         self._worker: asyncio.Task[None] | None = None
 
-    def _ingest(self, uris: list[str]) -> Any:
+    def _ingest(self, uris: list[str]) -> tuple[IngestedRaws, dict[uuid.UUID, RawIngested]]:
         with self._lock:
             if self._butler is None:
                 self._butler = Butler(self.settings.butler_repo)
             butler = self._butler
             result = ingest_arrived(butler, uris, run=self.settings.raw_run, transfer=self.settings.transfer)
-            events = {src: raw_ingested_events(butler, refs) for src, refs in result.datasets.items()}
-            return result, events
+            refs = [ref for refs in result.datasets.values() for ref in refs]
+            return result, {e.dataset_id: e for e in raw_ingested_events(butler, refs)}
 
     async def _drain(self) -> None:
-        await asyncio.sleep(0)  # let the batch's other handlers queue their raws
-        while self._pending:
-            pending, self._pending = self._pending, []
-            uris = [u for u, _ in pending]
-            try:
-                result, events = await asyncio.to_thread(self._ingest, uris)
-            except ObsError as exc:
-                for _, fut in pending:
-                    fut.set_exception(exc)
-                continue
-            except Exception as exc:  # the repository itself failed: retriable
+        """Ingest what the handlers queued, together, until nothing is queued."""
+        try:
+            await asyncio.sleep(0)  # let the batch's other handlers queue their raws
+            while self._pending:
+                pending, self._pending = self._pending, []
+                await self._ingest_pending(pending)
+        finally:
+            self._worker = None
+
+    async def _ingest_pending(self, pending: list[tuple[str, asyncio.Future[list[RawIngested]]]]) -> None:
+        uris = [u for u, _ in pending]
+        try:
+            result, events = await asyncio.to_thread(self._ingest, uris)
+        except Exception as exc:
+            err: Exception = exc
+            if not isinstance(exc, ObsError):  # the repository itself failed (database, storage): retriable
                 err = IngestUnavailableError(f"ingest of {len(uris)} raw(s) into {self.settings.butler_repo} "
                                              f"failed: {type(exc).__name__}: {exc}")
                 err.__cause__ = exc
-                for _, fut in pending:
+            for _, fut in pending:
+                if not fut.done():
                     fut.set_exception(err)
+            return
+        for uri, fut in pending:
+            if fut.done():  # its handler was cancelled (shutdown)
                 continue
-            for uri, fut in pending:
-                source = _normalize(uri)
-                if source in result.failed:
-                    fut.set_exception(result.failed[source])
-                else:
-                    fut.set_result(events.get(source, []))
-                    RAWS.labels("ingested" if source in result.new else "already_ingested").inc()
-        self._worker = None
+            try:
+                refs = result.refs_for(uri)
+            except RawIngestError as exc:
+                fut.set_exception(exc)
+                continue
+            fut.set_result([events[ref.id] for ref in refs])
+            RAWS.labels("ingested" if result.is_new(uri) else "already_ingested").inc()
 
     async def handle(self, event: Event, msg: Message) -> None:
         """Ingest the event's raw, then produce its ``raw.ingested``."""
         if not isinstance(event, RawArrived):  # pragma: no cover - the consumer decodes raw.arrived only
             raise RawIngestError(f"expected raw.arrived, got {type(event).__name__}")
-        fut: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+        fut: asyncio.Future[list[RawIngested]] = asyncio.get_running_loop().create_future()
         self._pending.append((event.uri, fut))
         if self._worker is None:
             self._worker = asyncio.create_task(self._drain())
@@ -153,10 +163,6 @@ class RawIngester:
             if self._butler is not None:
                 self._butler.close()
                 self._butler = None
-
-
-def _normalize(uri: str) -> str:
-    return uri if uri.startswith("s3://") else str(Path(uri.removeprefix("file://")).absolute())
 
 
 class IngestService:

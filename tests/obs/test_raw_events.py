@@ -55,6 +55,9 @@ def test_ingest_arrived_is_idempotent_and_reports_per_file(butler: Butler, tmp_p
     assert set(first.datasets) == set(files) and first.new == set(files)
     assert isinstance(first.failed[str(bad)], RawIngestError)
     assert "missing.fits" in str(first.failed[str(tmp_path / "missing.fits")])
+    assert first.refs_for(f"file://{files[1]}") == first.datasets[files[1]] and first.is_new(files[1])
+    with pytest.raises(RawIngestError, match="broken.fits"):
+        first.refs_for(str(bad))
     again = ingest_arrived(butler, [files[0], files[0]])  # a redelivery, twice in one batch
     assert again.new == set() and not again.failed
     assert again.datasets[files[0]] == first.datasets[files[0]]  # same deterministic dataset id

@@ -120,6 +120,26 @@ class IngestedRaws:
     failed: dict[str, RawIngestError] = field(default_factory=dict)
     new: set[str] = field(default_factory=set)
 
+    def refs_for(self, uri: str) -> list[DatasetRef]:
+        """The datasets of ``uri`` as it was announced (a path, ``file://`` or ``s3://`` URI).
+
+        Raises
+        ------
+        RawIngestError
+            Why it could not be ingested.
+        """
+        source = _normalize(uri)
+        if source in self.failed:
+            raise self.failed[source]
+        refs = self.datasets.get(source)
+        if refs is None:
+            raise RawIngestError(f"{uri} was not part of this ingest")
+        return refs
+
+    def is_new(self, uri: str) -> bool:
+        """Whether this ingest (not an earlier one) stored a dataset of ``uri``."""
+        return _normalize(uri) in self.new
+
 
 def _normalize(uri: str) -> str:
     return uri if uri.startswith("s3://") else str(Path(uri.removeprefix("file://")).absolute())
