@@ -93,14 +93,20 @@ def test_watcher_announces_new_files_once_and_remembers_across_restarts(tmp_path
     (drop / f".{files[1].name}.tmp").write_bytes(b"half")  # being written: not a raw yet
     (drop / "notes.txt").write_text("not a raw")
     watcher = RawWatcher(drop, state)
-    (first,) = watcher.poll()
+    assert watcher.poll() == []  # seen once: not yet known to be complete
+    (first,) = watcher.poll()  # unchanged since the previous listing
     assert first == str(drop / files[0].name)
     watcher.mark(first)
     assert watcher.poll() == []
-    (drop / files[1].name).write_bytes(files[1].read_bytes())
-    restarted = RawWatcher(drop, state)  # a restart: only the file not yet announced
+    (drop / files[1].name).write_bytes(files[1].read_bytes()[:2880])  # a writer that does not rename
+    assert watcher.poll() == []
+    with open(drop / files[1].name, "ab") as f:  # ... still writing
+        f.write(files[1].read_bytes()[2880:])
+    assert watcher.poll() == []  # it changed since the previous listing
+    restarted = RawWatcher(drop, state, settle=False)  # a restart: only the file not yet announced
     assert restarted.poll() == [str(drop / files[1].name)]
-    assert RawWatcher(drop).poll() == sorted(str(drop / f.name) for f in files)  # no state: everything again
+    everything = RawWatcher(drop, settle=False).poll()  # no state: everything again
+    assert everything == sorted(str(drop / f.name) for f in files)
 
 
 def test_watcher_lists_an_s3_prefix(tmp_path: Path, s3_endpoint: str, unique_name: str) -> None:

@@ -64,3 +64,28 @@ def test_trigger_sends_next_visit_then_drops_and_announces_raws_in_order(
     keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket=unique_name, Prefix="incoming/")["Contents"])
     first = load_night(night)[0]
     assert keys == sorted(f"incoming/{p.name}" for p in first.raws)
+
+
+def test_watch_once_announces_each_raw_and_remembers_it(tmp_path: Path, kafka_bootstrap: str, unique_name: str,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    night = tmp_path / "night"
+    write_night(night, plan_night(1, instrument="TestCam"), [0, 1, 2], detector_size=64)
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    for raw in (night / "raw").rglob("*.fits"):
+        (drop / raw.name).write_bytes(raw.read_bytes())
+    prefix = f"{unique_name}."
+    monkeypatch.setenv("NIGHTSHIFT_KAFKA_BOOTSTRAP", kafka_bootstrap)
+    args = ["ap", "watch", str(drop), "--once", "--state", str(tmp_path / "state.txt"), "--topic-prefix", prefix]
+    first = CliRunner().invoke(cli, args)
+    assert first.exit_code == 0, first.output
+    assert "announced 3 raw(s), rejected 0" in first.output
+    again = CliRunner().invoke(cli, args)
+    assert again.exit_code == 0 and "announced 0 raw(s)" in again.output, again.output
+    reader = TopicReader(kafka_bootstrap, [prefix + "raw.arrived"])
+    try:
+        reader.until(lambda m: len(m[prefix + "raw.arrived"]) >= 3, "3 raw.arrived")
+        events = [decode(m.value()) for m in reader.messages[prefix + "raw.arrived"]]
+        assert sorted(e.detector for e in events if isinstance(e, RawArrived)) == [0, 1, 2]
+    finally:
+        reader.close()

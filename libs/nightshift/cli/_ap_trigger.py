@@ -68,7 +68,8 @@ def trigger_cmd(night: str, drop: str, speed: float, cadence: float | None, lead
 @click.option("--state", type=click.Path(dir_okay=False), default=None,
               help="File of announced raws: a restart announces only new ones (without it, all again: harmless).")
 @click.option("--interval", type=float, default=1.0, show_default=True, help="Seconds between listings.")
-@click.option("--once", is_flag=True, help="List once, announce what is new, exit.")
+@click.option("--once", is_flag=True,
+              help="List once, announce what is new, exit (files must be complete: no settling check).")
 @click.option("--topic-prefix", default="", envvar="NIGHTSHIFT_TOPIC_PREFIX", help="Prefix of the topics.")
 @_errors
 def watch_cmd(source: str, state: str | None, interval: float, once: bool, topic_prefix: str) -> None:
@@ -81,7 +82,7 @@ def watch_cmd(source: str, state: str | None, interval: float, once: bool, topic
 
     kafka = KafkaSettings()
     ensure_topics(kafka, [topic_prefix + "raw.arrived", topic_prefix + "raw.arrived.dlq"])
-    watcher = RawWatcher(source, state)
+    watcher = RawWatcher(source, state, settle=not once)
 
     async def go() -> None:
         async with AsyncProducer(kafka) as producer:

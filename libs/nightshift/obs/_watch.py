@@ -9,8 +9,11 @@ the file recorded in the state file (one URI per line), so a restart
 announces nothing twice that was announced, and at worst re-announces the
 file in flight, which the ingest service handles idempotently.
 
-Writers must make files appear atomically: write ``.name.fits.tmp`` (hidden or
-``.tmp``/``.part`` names are ignored) and rename; S3 objects appear whole.
+Writers should make files appear atomically: write ``.name.fits.tmp`` (hidden or
+``.tmp``/``.part`` names are ignored) and rename; S3 objects appear whole. As a
+guard against writers that do not, a file in a directory is announced only once
+two consecutive listings saw the same size and modification time (one interval
+of latency).
 In production, object-created notifications replace polling (docs/operations.md).
 """
 
@@ -50,10 +53,13 @@ class RawWatcher:
         ingest is idempotent, but it costs a header read and an event per file).
     s3_client : botocore client, optional
         For an S3 source; one from ``$S3_ENDPOINT`` by default.
+    settle : bool
+        For a directory: announce a file only when two consecutive :meth:`poll` calls saw it with the
+        same size and modification time (a file still being written is not announced half-written).
     """
 
     def __init__(self, source: str | os.PathLike[str], state: str | os.PathLike[str] | None = None, *,
-                 s3_client: Any = None) -> None:
+                 s3_client: Any = None, settle: bool = True) -> None:
         self.source = str(source)
         self.remote = self.source.startswith("s3://")
         if self.remote:
@@ -67,6 +73,8 @@ class RawWatcher:
             self._s3 = s3_client
         elif not Path(self.source).is_dir():
             raise ObsError(f"watch source {self.source!r} is not a directory (or an s3://bucket/prefix)")
+        self.settle = settle and not self.remote
+        self._last_seen: dict[str, tuple[int, int]] = {}  # path -> (size, mtime_ns) at the previous poll
         self.state = Path(state) if state is not None else None
         self.announced: set[str] = set()
         if self.state is not None and self.state.exists():
@@ -90,8 +98,20 @@ class RawWatcher:
             yield str(path)
 
     def poll(self) -> list[str]:
-        """The raws present now and not announced yet, in name order."""
-        return sorted(u for u in self._list() if u not in self.announced)
+        """The raws present now and not announced yet (and, with ``settle``, unchanged since the last poll)."""
+        new = sorted(u for u in self._list() if u not in self.announced)
+        if not self.settle:
+            return new
+        seen: dict[str, tuple[int, int]] = {}
+        for uri in new:
+            try:
+                st = os.stat(uri)
+            except FileNotFoundError:  # removed between the listing and now
+                continue
+            seen[uri] = (st.st_size, st.st_mtime_ns)
+        ready = [u for u, sig in seen.items() if self._last_seen.get(u) == sig]
+        self._last_seen = seen
+        return ready
 
     def mark(self, uri: str) -> None:
         """Record ``uri`` as announced (appended to the state file, flushed)."""
