@@ -120,13 +120,11 @@ def test_dropped_raws_are_announced_ingested_once_and_bad_ones_dead_lettered(
         reader.close()
 
 
-def test_a_raw_on_s3_is_ingested(night: Path, tmp_path: Path, kafka_bootstrap: str, s3_endpoint: str,
-                                 unique_name: str) -> None:
+def test_a_raw_dropped_on_s3_is_announced_and_ingested(night: Path, tmp_path: Path, kafka_bootstrap: str,
+                                                       s3_endpoint: str, unique_name: str) -> None:
     prefix = f"{unique_name}."
     s3 = boto3.session.Session().client("s3", endpoint_url=s3_endpoint)
     s3.create_bucket(Bucket=unique_name)
-    raw = _raws(night)[0]
-    s3.upload_file(str(raw), unique_name, f"incoming/{raw.name}")
     repo = tmp_path / "repo"
     Butler.create(repo, register=False).close()
     topics = [prefix + t for t in ("raw.arrived", "raw.arrived.dlq", "raw.ingested")]
@@ -134,20 +132,21 @@ def test_a_raw_on_s3_is_ingested(night: Path, tmp_path: Path, kafka_bootstrap: s
     svc = ServiceProcess("ingest", {
         "NIGHTSHIFT_KAFKA_BOOTSTRAP": kafka_bootstrap, "NIGHTSHIFT_TOPIC_PREFIX": prefix,
         "NIGHTSHIFT_CONSUMER_GROUP": f"ingest-{unique_name}", "NIGHTSHIFT_BUTLER_REPO": str(repo),
-        "NIGHTSHIFT_S3_ENDPOINT_URL": s3_endpoint,
+        "NIGHTSHIFT_S3_ENDPOINT_URL": s3_endpoint, "NIGHTSHIFT_WATCH": f"s3://{unique_name}/incoming/",
+        "NIGHTSHIFT_WATCH_INTERVAL_S": "0.2",
     }, tmp_path)
     reader = TopicReader(kafka_bootstrap, topics)
     try:
-        (event,) = describe_raw(f"s3://{unique_name}/incoming/{raw.name}", s3_client=s3)
-        producer = Producer({"bootstrap.servers": kafka_bootstrap})
-        producer.produce(topics[0], encode(event), key=b"TestCam/0")
-        assert producer.flush(60) == 0
+        raw = _raws(night)[0]
+        s3.upload_file(str(raw), unique_name, f"incoming/{raw.name}")
         reader.until(lambda m: len(m[topics[2]]) >= 1, "raw.ingested of the S3 raw", svc.alive, svc.output)
+        (arrived,) = [decode(m.value()) for m in reader.messages[topics[0]]]
+        assert isinstance(arrived, RawArrived) and arrived.uri == f"s3://{unique_name}/incoming/{raw.name}"
         out = decode(reader.messages[topics[2]][0].value())
-        assert isinstance(out, RawIngested) and (out.visit, out.detector) == (event.visit, event.detector)
+        assert isinstance(out, RawIngested) and (out.visit, out.detector) == (arrived.visit, arrived.detector)
         with Butler(repo) as butler:
             (ref,) = butler.registry.query_datasets("raw", collections="TestCam/raw/all")
-            assert ref.id == out.dataset_id and butler.get(ref).metadata["DETECTOR"] == event.detector
+            assert ref.id == out.dataset_id and butler.get(ref).metadata["DETECTOR"] == arrived.detector
         assert reader.messages[topics[1]] == []
     finally:
         assert svc.stop() == 0, svc.output()
