@@ -11,12 +11,12 @@ from pathlib import Path
 
 import boto3
 import pytest
-from confluent_kafka import Producer
+from confluent_kafka import Message, Producer
 
 from nightshift.butler import Butler
 from nightshift.events import RawArrived, RawIngested, decode, encode, ensure_topics
 from nightshift.obs import describe_raw
-from nightshift.obs.sim import plan_night, write_night
+from nightshift.obs.sim import load_night, plan_night, write_night
 
 from .ap_support import ServiceProcess, TopicReader, header
 
@@ -150,4 +150,54 @@ def test_a_raw_dropped_on_s3_is_announced_and_ingested(night: Path, tmp_path: Pa
         assert reader.messages[topics[1]] == []
     finally:
         assert svc.stop() == 0, svc.output()
+        reader.close()
+
+
+def test_an_ingest_killed_mid_stream_and_restarted_loses_and_duplicates_no_dataset(
+        tmp_path: Path, kafka_bootstrap: str, unique_name: str) -> None:
+    night = tmp_path / "night"
+    write_night(night, plan_night(4, instrument="TestCam"), [0, 1, 2, 3], detector_size=64)
+    raws = _raws(night)
+    prefix = f"{unique_name}."
+    repo = tmp_path / "repo"
+    Butler.create(repo, register=False).close()
+    topics = [prefix + t for t in ("raw.arrived", "raw.arrived.dlq", "raw.ingested")]
+    ensure_topics(kafka_bootstrap, topics, partitions=2)
+    producer = Producer({"bootstrap.servers": kafka_bootstrap, "enable.idempotence": True})
+    for raw in raws:
+        (event,) = describe_raw(str(raw))
+        producer.produce(topics[0], encode(event), key=f"TestCam/{event.detector}".encode())
+    assert producer.flush(60) == 0
+    env = {"NIGHTSHIFT_KAFKA_BOOTSTRAP": kafka_bootstrap, "NIGHTSHIFT_TOPIC_PREFIX": prefix,
+           "NIGHTSHIFT_CONSUMER_GROUP": f"ingest-{unique_name}", "NIGHTSHIFT_BUTLER_REPO": str(repo),
+           "NIGHTSHIFT_MAX_BATCH": "2"}  # small batches: the kill lands between commits
+    reader = TopicReader(kafka_bootstrap, topics)
+    first = ServiceProcess("ingest", env, tmp_path)
+    second: ServiceProcess | None = None
+    try:
+        reader.until(lambda m: len(m[topics[2]]) >= 1, "the first raw.ingested", first.alive, first.output)
+        first.proc.kill()  # SIGKILL: no drain, whatever was in flight is redelivered
+        first.proc.wait(60)
+        second = ServiceProcess("ingest", env, tmp_path)
+        want = {(v.visit, d) for v in load_night(night) for d in range(4)}
+
+        def all_ingested(m: dict[str, list[Message]]) -> bool:
+            return {(e.visit, e.detector) for e in (decode(x.value()) for x in m[topics[2]])
+                    if isinstance(e, RawIngested)} >= want
+
+        reader.until(all_ingested, f"raw.ingested of all {len(want)} raws", second.alive, second.output)
+        assert second.stop() == 0, second.output()
+        events = [decode(m.value()) for m in reader.messages[topics[2]]]
+        ids = {(e.visit, e.detector): e.dataset_id for e in events if isinstance(e, RawIngested)}
+        assert all(isinstance(e, RawIngested) and ids[(e.visit, e.detector)] == e.dataset_id for e in events)
+        with Butler(repo) as butler:
+            refs = butler.registry.query_datasets("raw", collections="TestCam/raw/all")
+            assert sorted(str(r.id) for r in refs) == sorted(str(i) for i in ids.values())  # each raw once
+            for ref in refs:  # every dataset's file is in the datastore
+                assert butler.get(ref).metadata["DETECTOR"] == ref.data_id["detector"]
+        assert reader.messages[topics[1]] == []
+    finally:
+        for svc in (first, second):
+            if svc is not None:
+                svc.stop()
         reader.close()
