@@ -101,3 +101,53 @@ def test_staged_files_are_persisted_once_and_bad_writes_dead_lettered(
     finally:
         assert svc.stop() == 0, svc.output()
         reader.close()
+
+
+def test_a_writer_killed_mid_stream_and_restarted_stores_every_dataset_once(
+        tmp_path: Path, kafka_bootstrap: str, unique_name: str) -> None:
+    prefix = f"{unique_name}."
+    repo = tmp_path / "repo"
+    Butler.create(repo, register=False).close()
+    writes = []
+    for det in range(12):
+        path = tmp_path / f"staged-{det}.json"
+        path.write_text(json.dumps({"detector": det}))
+        writes.append(_write_event(uuid.uuid4(), det, str(path), hashlib.sha256(path.read_bytes()).hexdigest()))
+    topics = [prefix + t for t in ("dataset.write", "dataset.write.dlq", "dataset.stored")]
+    ensure_topics(kafka_bootstrap, topics, partitions=2)
+    producer = Producer({"bootstrap.servers": kafka_bootstrap, "enable.idempotence": True})
+    for event in writes:
+        producer.produce(topics[0], encode(event), key=str(event.dataset_id))
+    assert producer.flush(60) == 0
+    env = {"NIGHTSHIFT_KAFKA_BOOTSTRAP": kafka_bootstrap, "NIGHTSHIFT_TOPIC_PREFIX": prefix,
+           "NIGHTSHIFT_CONSUMER_GROUP": f"writer-{unique_name}", "NIGHTSHIFT_BUTLER_REPO": str(repo),
+           "NIGHTSHIFT_MAX_BATCH": "2", "NIGHTSHIFT_CONCURRENCY": "2"}
+    reader = TopicReader(kafka_bootstrap, topics)
+    first = ServiceProcess("datastore-writer", env, tmp_path)
+    second: ServiceProcess | None = None
+    want = {e.dataset_id for e in writes}
+    try:
+        reader.until(lambda m: len(m[topics[2]]) >= 1, "the first dataset.stored", first.alive, first.output)
+        first.proc.kill()  # SIGKILL: no drain
+        first.proc.wait(60)
+        second = ServiceProcess("datastore-writer", env, tmp_path)
+        reader.until(lambda m: {getattr(decode(x.value()), "dataset_id", None) for x in m[topics[2]]} >= want,
+                     "dataset.stored of every write", second.alive, second.output)
+        assert second.stop() == 0, second.output()
+        by_id: dict[uuid.UUID, set[tuple[str, str | None]]] = {}
+        for m in reader.messages[topics[2]]:
+            stored = decode(m.value())
+            assert isinstance(stored, DatasetStored)
+            by_id.setdefault(stored.dataset_id, set()).add((stored.uri, stored.checksum))
+        assert all(len(v) == 1 for v in by_id.values())  # a repeat is the same dataset, same file
+        store = open_file_datastore(repo)
+        for event in writes:
+            ref = staged_dataset_ref(event.dataset_type, event.storage_class, event.data_id, event.run,
+                                     event.dataset_id)
+            assert store.get(ref) == {"detector": int(event.data_id["detector"])}
+        assert reader.messages[topics[1]] == []
+    finally:
+        for svc in (first, second):
+            if svc is not None:
+                svc.stop()
+        reader.close()
