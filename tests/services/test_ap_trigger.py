@@ -3,6 +3,7 @@ announced) after, in schedule order; raws uploaded to an S3 prefix."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import boto3
@@ -58,12 +59,24 @@ def test_trigger_sends_next_visit_then_drops_and_announces_raws_in_order(
 
     s3 = boto3.session.Session().client("s3", endpoint_url=s3_endpoint)
     s3.create_bucket(Bucket=unique_name)
+    before = datetime.now(UTC)
     result = CliRunner().invoke(cli, ["ap", "trigger", str(night), "--drop", f"s3://{unique_name}/incoming",
-                                      "--visits", "1", "--speed", "1000", "--topic-prefix", prefix])
+                                      "--visits", "1", "--speed", "1000", "--issued-now", "--topic-prefix", prefix])
     assert result.exit_code == 0, result.output
     keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket=unique_name, Prefix="incoming/")["Contents"])
     first = load_night(night)[0]
     assert keys == sorted(f"incoming/{p.name}" for p in first.raws)
+    reader = TopicReader(kafka_bootstrap, topics[:1])
+    try:  # the second run's nextVisit carries the wall clock, the first run's the simulator's
+        reader.until(lambda m: len(m[topics[0]]) >= 4, "the second run's nextVisit")
+        events = [decode(m.value()) for m in reader.messages[topics[0]]]
+        stamps = sorted(e.issued_at for e in events if isinstance(e, NextVisit) and e.visit == first.visit)
+        sim = first.next_visit().issued_at
+        assert len(stamps) == 2 and sim in stamps
+        (restamped,) = [t for t in stamps if t != sim]
+        assert before <= restamped <= datetime.now(UTC)
+    finally:
+        reader.close()
 
 
 def test_watch_once_announces_each_raw_and_remembers_it(tmp_path: Path, kafka_bootstrap: str, unique_name: str,

@@ -26,10 +26,12 @@ __all__ = ["trigger_cmd", "watch_cmd"]
 @click.option("--visits", "-n", type=int, default=None, help="Only the first N visits.")
 @click.option("--announce/--no-announce", default=False, show_default=True,
               help="Also produce raw.arrived for each dropped raw (no raw watcher needed).")
+@click.option("--issued-now/--issued-sim", default=False, show_default=True,
+              help="Stamp nextVisit.issued_at with the wall clock instead of the simulator's clock.")
 @click.option("--topic-prefix", default="", envvar="NIGHTSHIFT_TOPIC_PREFIX", help="Prefix of the topics.")
 @_errors
 def trigger_cmd(night: str, drop: str, speed: float, cadence: float | None, lead: float, visits: int | None,
-                announce: bool, topic_prefix: str) -> None:
+                announce: bool, issued_now: bool, topic_prefix: str) -> None:
     """Send NIGHT's nextVisit events on time and drop its raws at each exposure end.
 
     NIGHT is a directory written by `nightshift sim night`. Kafka from NIGHTSHIFT_KAFKA_* (or KAFKA_BOOTSTRAP).
@@ -56,7 +58,7 @@ def trigger_cmd(night: str, drop: str, speed: float, cadence: float | None, lead
     async def go() -> None:
         async with AsyncProducer(kafka) as producer:
             report = await run_trigger(steps, producer, dropper, topic_prefix=topic_prefix, announce=announce,
-                                       on_step=show)
+                                       issued_now=issued_now, on_step=show)
         click.echo(f"sent {len(report.next_visits)} nextVisit, dropped {len(report.dropped)} raws"
                    + (f", announced {report.announced}" if announce else ""))
 

@@ -183,7 +183,7 @@ class TriggerReport:
 
 
 async def run_trigger(steps: Sequence[TriggerStep], producer: AsyncProducer, dropper: RawDropper, *,
-                      topic_prefix: str = "", announce: bool = False,
+                      topic_prefix: str = "", announce: bool = False, issued_now: bool = False,
                       on_step: Callable[[TriggerStep, float], None] | None = None) -> TriggerReport:
     """Play ``steps`` in real time (see the module docstring).
 
@@ -198,6 +198,8 @@ async def run_trigger(steps: Sequence[TriggerStep], producer: AsyncProducer, dro
         Prefix of the ``nextVisit`` and ``raw.arrived`` topics.
     announce : bool
         Produce ``raw.arrived`` for each dropped raw (instead of relying on a raw watcher).
+    issued_now : bool
+        Stamp each ``nextVisit`` with the wall-clock time it is sent instead of the simulator's clock.
     on_step : callable, optional
         ``on_step(step, late_s)`` after each step (``late_s``: how far behind schedule it ran).
     """
@@ -214,6 +216,8 @@ async def run_trigger(steps: Sequence[TriggerStep], producer: AsyncProducer, dro
         v = step.visit
         if step.kind == "nextVisit":
             event = v.next_visit()
+            if issued_now:
+                event = event.model_copy(update={"issued_at": datetime.now(UTC)})
             await producer.send(topic_prefix + "nextVisit", encode(event), key=f"{event.instrument}/{event.visit}")
             report.next_visits.append(event.visit)
         else:
