@@ -62,6 +62,8 @@ class DatastoreWriterSettings(ServiceSettings):
     butler_repo: str
     s3_endpoint_url: str | None = Field(
         default=None, validation_alias=AliasChoices("NIGHTSHIFT_S3_ENDPOINT_URL", "S3_ENDPOINT"))
+    #: Delete each staged file once it is stored (otherwise the staging area's lifecycle removes it).
+    remove_staged: bool = False
     partitions: int = Field(default=4, ge=1)
     max_batch: int = Field(default=32, ge=1)
     concurrency: int = Field(default=8, ge=1)  # staged files fetched and stored in parallel
@@ -90,7 +92,8 @@ class StagedWriter:
     def _store(self, event: DatasetWrite) -> StoredFile:
         ref = staged_dataset_ref(event.dataset_type, event.storage_class, event.data_id, event.run, event.dataset_id)
         client = self._client() if event.staging_uri.startswith("s3://") else None
-        return store_staged_file(self.datastore, ref, event.staging_uri, event.checksum, s3_client=client)
+        return store_staged_file(self.datastore, ref, event.staging_uri, event.checksum, s3_client=client,
+                                 remove_staged=self.settings.remove_staged)
 
     async def handle(self, event: Event, msg: Message) -> None:
         """Persist the staged file, then produce ``dataset.stored``."""

@@ -50,9 +50,10 @@ def test_the_staged_file_is_stored_once_and_a_redelivery_finds_it(store: FileDat
     assert not first.already_stored and first.checksum == checksum and first.size_bytes == 8
     assert store.get(ref) == {"n": 1} and first.uri == store.get_uri(ref)
     files = _files(store)
-    again = store_staged_file(store, ref, str(tmp_path / "staged.json"), checksum)
+    again = store_staged_file(store, ref, str(tmp_path / "staged.json"), checksum, remove_staged=True)
     assert again.already_stored and again.uri == first.uri and again.size_bytes == first.size_bytes
     assert _files(store) == files
+    assert not (tmp_path / "staged.json").exists()  # stored with its checksum: the staged copy can go
 
 
 def test_a_checksum_mismatch_stores_nothing(store: FileDatastore, tmp_path: Path) -> None:
@@ -95,6 +96,14 @@ def test_s3_staging_into_an_s3_datastore(tmp_path: Path, s3_endpoint: str, uniqu
     stored = store_staged_file(store, ref, f"s3://{unique_name}/staging/x/staged.json", checksum, s3_client=s3)
     assert stored.uri.startswith(f"s3://{unique_name}/repo/") and store.get(ref) == {"n": 7}
     assert store_staged_file(store, ref, f"s3://{unique_name}/staging/x/staged.json", checksum).already_stored
+    s3.upload_file(str(tmp_path / "staged.json"), unique_name, "staging/y/staged.json")
+    other = staged_dataset_ref("ap_metrics", "StructuredDataDict", {**DATA_ID, "detector": "4"}, RUN, uuid.uuid4())
+    store_staged_file(store, other, f"s3://{unique_name}/staging/y/staged.json", checksum, s3_client=s3,
+                      remove_staged=True)
+    assert "Contents" not in s3.list_objects_v2(Bucket=unique_name, Prefix="staging/y/")  # the staged copy is gone
+    # a redelivery needs no staged file: the dataset is found stored
+    assert store_staged_file(store, other, f"s3://{unique_name}/staging/y/staged.json", checksum,
+                             s3_client=s3).already_stored
     with pytest.raises(StagedFileError, match="cannot download"):
         store_staged_file(store, staged_dataset_ref("ap_metrics", "StructuredDataDict", DATA_ID, RUN, uuid.uuid4()),
                           f"s3://{unique_name}/staging/none.json", checksum, s3_client=s3)

@@ -190,8 +190,26 @@ def _fetch(staging_uri: str, workdir: Path, s3_client: Any, endpoint_url: str | 
     return path
 
 
+def _remove_staged(staging_uri: str, s3_client: Any, endpoint_url: str | None) -> None:
+    """Best effort: a staged file left behind is only disk space (a lifecycle rule can expire it)."""
+    try:
+        if staging_uri.startswith("s3://"):
+            bucket, _, key = staging_uri[len("s3://"):].partition("/")
+            if s3_client is None:
+                import boto3
+
+                s3_client = boto3.session.Session().client(
+                    "s3", endpoint_url=endpoint_url or os.environ.get("S3_ENDPOINT"))
+            s3_client.delete_object(Bucket=bucket, Key=key)
+        else:
+            Path(staging_uri.removeprefix("file://")).unlink(missing_ok=True)
+    except Exception:  # noqa: BLE001, S110 - the dataset is stored; the staged copy is garbage either way
+        pass
+
+
 def store_staged_file(datastore: FileDatastore, ref: DatasetRef, staging_uri: str, checksum: str, *,
-                      s3_client: Any = None, endpoint_url: str | None = None) -> StoredFile:
+                      s3_client: Any = None, endpoint_url: str | None = None,
+                      remove_staged: bool = False) -> StoredFile:
     """Persist the staged file ``staging_uri`` as dataset ``ref``; idempotent (see the module docstring).
 
     Parameters
@@ -207,6 +225,9 @@ def store_staged_file(datastore: FileDatastore, ref: DatasetRef, staging_uri: st
     s3_client : botocore client, optional
         For ``s3://`` staging; one from ``endpoint_url`` (or ``$S3_ENDPOINT``) by default.
     endpoint_url : str, optional
+    remove_staged : bool
+        Delete the staged file once the dataset is stored with its checksum (now or by an earlier
+        request; best effort). A redelivered request finds the stored dataset without needing it.
 
     Returns
     -------
@@ -231,6 +252,8 @@ def store_staged_file(datastore: FileDatastore, ref: DatasetRef, staging_uri: st
     checksum = checksum.lower()
     done = _already(datastore, ref, checksum)
     if done is not None:
+        if remove_staged:  # a redelivery after a crash between storing and removing: the same bytes are stored
+            _remove_staged(staging_uri, s3_client, endpoint_url)
         return done
     with tempfile.TemporaryDirectory(prefix="nightshift-staged-") as tmp:
         local = _fetch(staging_uri, Path(tmp), s3_client, endpoint_url)
@@ -247,4 +270,6 @@ def store_staged_file(datastore: FileDatastore, ref: DatasetRef, staging_uri: st
                 raise
             return done
     record = datastore.record(ref)
+    if remove_staged:
+        _remove_staged(staging_uri, s3_client, endpoint_url)
     return StoredFile(ref, datastore.backend.uri(record.path), record.size, checksum, already_stored=False)
