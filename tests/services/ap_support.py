@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,11 @@ class ServiceProcess:
 
     def alive(self) -> bool:
         return self.proc.poll() is None
+
+    def get(self, path: str) -> str:
+        """The body of ``GET path`` on the service's HTTP endpoint."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=30) as resp:
+            return str(resp.read().decode())
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")[-6000:]

@@ -98,6 +98,11 @@ def test_dropped_raws_are_announced_ingested_once_and_bad_ones_dead_lettered(
         with Butler(repo) as butler:
             assert len(butler.registry.query_datasets("raw", collections="TestCam/raw/all")) == 4
         assert len(reader.messages[arrived]) == 4 + 3  # the watcher announced each good raw once
+        metrics = svc.get("/metrics")
+        assert 'nightshift_ingest_raws_total{outcome="ingested"} 4.0' in metrics
+        assert 'nightshift_ingest_raws_total{outcome="already_ingested"} 2.0' in metrics
+        assert 'nightshift_ingest_raws_total{outcome="dead_lettered"} 1.0' in metrics
+        assert '"ready": true' in svc.get("/readyz")
         assert svc.stop() == 0, svc.output()
         # A restarted watcher remembers what it announced: nothing new on raw.arrived.
         restarted = ServiceProcess("ingest", {
