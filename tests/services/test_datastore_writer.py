@@ -82,6 +82,9 @@ def test_staged_files_are_persisted_once_and_bad_writes_dead_lettered(
         assert a.data_id == {"instrument": "TestCam", "visit": "2026120600001", "detector": "0"}
         assert (a_again.uri, a_again.checksum, a_again.size_bytes) == (a.uri, a.checksum, a.size_bytes)
         assert b.checksum == docs["b"][1] and a.uri.startswith("s3://" if datastore == "s3" else "file://")
+        metrics = svc.get("/metrics")
+        for outcome, n in (("stored", 2), ("already_stored", 1), ("failed", 2)):
+            assert f'nightshift_datastore_writes_total{{outcome="{outcome}"}} {n}.0' in metrics
         mismatch, conflict = reader.messages[topics[1]]
         assert header(mismatch, "dlq.error_type") == "checksum_mismatch"
         assert header(conflict, "dlq.error_type") == "dataset_conflict"
