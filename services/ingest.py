@@ -77,6 +77,8 @@ class IngestSettings(ServiceSettings):
     watch: str | None = None
     watch_state: str | None = None
     watch_interval_s: float = Field(default=1.0, gt=0)
+    #: How long a watched file may stay unreadable before it is dead-lettered (retried meanwhile).
+    watch_reject_after_s: float = Field(default=30.0, ge=0)
 
 
 class RawIngester:
@@ -188,7 +190,7 @@ class IngestService:
         if s.watch:
             watcher = RawWatcher(s.watch, s.watch_state)
             self.watch_loop = RawWatchLoop(watcher, producer, topic_prefix=s.topic_prefix,
-                                           interval_s=s.watch_interval_s)
+                                           interval_s=s.watch_interval_s, reject_after_s=s.watch_reject_after_s)
             out.append(self.watch_loop)
         return out
 

@@ -11,7 +11,8 @@ import pytest
 from click.testing import CliRunner
 
 from nightshift.cli import cli
-from nightshift.events import NextVisit, RawArrived, decode, ensure_topics
+from nightshift.events import AsyncProducer, NextVisit, RawArrived, decode, ensure_topics
+from nightshift.obs import RawWatcher, RawWatchLoop
 from nightshift.obs.sim import load_night, plan_night, trigger_schedule, write_night
 
 from .ap_support import TopicReader
@@ -102,3 +103,23 @@ def test_watch_once_announces_each_raw_and_remembers_it(tmp_path: Path, kafka_bo
         assert sorted(e.detector for e in events if isinstance(e, RawArrived)) == [0, 1, 2]
     finally:
         reader.close()
+
+
+async def test_a_raw_unreadable_for_a_while_is_announced_once_readable_not_rejected(
+        tmp_path: Path, kafka_bootstrap: str, unique_name: str) -> None:
+    night = tmp_path / "night"
+    write_night(night, plan_night(1, instrument="TestCam"), [0], detector_size=64)
+    (raw,) = (night / "raw").rglob("*.fits")
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    (drop / raw.name).write_bytes(raw.read_bytes()[:2880])  # truncated: e.g. an object store answering half
+    prefix = f"{unique_name}."
+    ensure_topics(kafka_bootstrap, [prefix + "raw.arrived", prefix + "raw.arrived.dlq"], partitions=1)
+    async with AsyncProducer(kafka_bootstrap) as producer:
+        loop = RawWatchLoop(RawWatcher(drop, settle=False), producer, topic_prefix=prefix, reject_after_s=3600.0)
+        assert await loop.poll_once() == 1
+        assert (loop.announced, loop.rejected) == (0, 0)  # not dead-lettered: tried again next time
+        (drop / raw.name).write_bytes(raw.read_bytes())
+        await loop.poll_once()
+        assert (loop.announced, loop.rejected) == (1, 0)
+        assert await loop.poll_once() == 0  # announced once

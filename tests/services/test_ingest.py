@@ -51,7 +51,7 @@ def test_dropped_raws_are_announced_ingested_once_and_bad_ones_dead_lettered(
         "NIGHTSHIFT_KAFKA_BOOTSTRAP": kafka_bootstrap, "NIGHTSHIFT_TOPIC_PREFIX": prefix,
         "NIGHTSHIFT_CONSUMER_GROUP": f"ingest-{unique_name}", "NIGHTSHIFT_BUTLER_REPO": str(repo),
         "NIGHTSHIFT_WATCH": str(drop), "NIGHTSHIFT_WATCH_STATE": str(tmp_path / "watch.state"),
-        "NIGHTSHIFT_WATCH_INTERVAL_S": "0.2",
+        "NIGHTSHIFT_WATCH_INTERVAL_S": "0.2", "NIGHTSHIFT_WATCH_REJECT_AFTER_S": "1",
     }, tmp_path)
     reader = TopicReader(kafka_bootstrap, topics)
     arrived, dlq, ingested = topics

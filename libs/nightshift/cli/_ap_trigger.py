@@ -70,11 +70,14 @@ def trigger_cmd(night: str, drop: str, speed: float, cadence: float | None, lead
 @click.option("--state", type=click.Path(dir_okay=False), default=None,
               help="File of announced raws: a restart announces only new ones (without it, all again: harmless).")
 @click.option("--interval", type=float, default=1.0, show_default=True, help="Seconds between listings.")
+@click.option("--reject-after", type=float, default=30.0, show_default=True,
+              help="Seconds a file may stay unreadable (retried at each listing) before raw.arrived.dlq.")
 @click.option("--once", is_flag=True,
               help="List once, announce what is new, exit (files must be complete: no settling check).")
 @click.option("--topic-prefix", default="", envvar="NIGHTSHIFT_TOPIC_PREFIX", help="Prefix of the topics.")
 @_errors
-def watch_cmd(source: str, state: str | None, interval: float, once: bool, topic_prefix: str) -> None:
+def watch_cmd(source: str, state: str | None, interval: float, reject_after: float, once: bool,
+              topic_prefix: str) -> None:
     """Produce raw.arrived for each new raw in SOURCE (a directory or s3://bucket/prefix), by polling.
 
     Kafka from NIGHTSHIFT_KAFKA_* (or KAFKA_BOOTSTRAP); S3 endpoint from $S3_ENDPOINT.
@@ -88,7 +91,8 @@ def watch_cmd(source: str, state: str | None, interval: float, once: bool, topic
 
     async def go() -> None:
         async with AsyncProducer(kafka) as producer:
-            loop = RawWatchLoop(watcher, producer, topic_prefix=topic_prefix, interval_s=interval)
+            loop = RawWatchLoop(watcher, producer, topic_prefix=topic_prefix, interval_s=interval,
+                                reject_after_s=0.0 if once else reject_after)
             if once:
                 await loop.poll_once()
             else:

@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -136,16 +137,22 @@ class RawWatchLoop:
         Prefix of the ``raw.arrived`` topic (and of its ``.dlq``).
     interval_s : float
         Seconds between listings.
+    reject_after_s : float
+        A file whose headers cannot be read is tried again at each listing and dead-lettered only
+        once it has failed for this long (an object store that is briefly unreachable must not
+        cost a raw); 0 dead-letters at the first failure.
     """
 
     def __init__(self, watcher: RawWatcher, producer: AsyncProducer, *, topic_prefix: str = "",
-                 interval_s: float = 1.0) -> None:
+                 interval_s: float = 1.0, reject_after_s: float = 30.0) -> None:
         self.watcher = watcher
         self.producer = producer
         self.topic = topic_prefix + "raw.arrived"
         self.interval_s = interval_s
+        self.reject_after_s = reject_after_s
         self.announced = 0
         self.rejected = 0
+        self._failing_since: dict[str, float] = {}
         self._stop = asyncio.Event()
         self._running = False
 
@@ -163,6 +170,10 @@ class RawWatchLoop:
             try:
                 events = await asyncio.to_thread(describe_raw, uri, s3_client=getattr(self.watcher, "_s3", None))
             except ObsError as exc:
+                since = self._failing_since.setdefault(uri, time.monotonic())
+                if time.monotonic() - since < self.reject_after_s:
+                    log.warning("raw %s not readable yet (retried at the next listing): %s", uri, exc)
+                    continue
                 await self.producer.send(dlq_topic(self.topic), uri.encode(), key=uri, headers=[
                     ("dlq.error_type", exc.error_type), ("dlq.error_message", str(exc)[:4000]),
                     ("dlq.exception", type(exc).__qualname__), ("dlq.source_topic", self.topic), ("uri", uri)])
@@ -174,6 +185,7 @@ class RawWatchLoop:
                                                                                          event.detector))
                     log.info("raw.arrived %s", uri, extra={"visit": event.visit, "detector": event.detector})
                 self.announced += 1
+            self._failing_since.pop(uri, None)
             await asyncio.to_thread(self.watcher.mark, uri)
         return len(new)
 
@@ -182,7 +194,12 @@ class RawWatchLoop:
         self._running = True
         try:
             while not self._stop.is_set():
-                await self.poll_once()
+                try:
+                    await self.poll_once()
+                except ObsError:
+                    raise  # a watcher that cannot work (bad source): stop the service
+                except Exception as exc:  # noqa: BLE001 - listing or producing failed: try again next interval
+                    log.error("raw watcher: listing %s failed: %s: %s", self.watcher.source, type(exc).__name__, exc)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stop.wait(), self.interval_s)
         finally:
