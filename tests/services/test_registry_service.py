@@ -214,6 +214,46 @@ def test_batches_are_registered_once_bad_events_dead_lettered_and_readable_remot
         assert svc.metric("nightshift_registry_events_total", 'outcome="existing"') >= 5
 
 
+def test_an_output_stored_by_the_datastore_writers_library_is_registered_and_readable(
+        repo: Path, service_env: dict[str, str], kafka_bootstrap: str, unique_name: str, tmp_path: Path) -> None:
+    """The contract with the datastore-writer: its ``store_staged_file`` record plus its dataset.stored
+    (an AP data ID with implied keys: band, physical_filter, day_obs) is all the registry service needs."""
+    import hashlib
+
+    from nightshift.butler.datastores import datastore_from_config, staged_dataset_ref, store_staged_file
+
+    run = f"{INSTRUMENT}/prompt/{unique_name}"
+    data_id = {"instrument": INSTRUMENT, "visit": "2", "detector": "6", "physical_filter": "r_01", "band": "r",
+               "day_obs": "20260101"}
+    dataset_id = uuid.uuid4()
+    # the runner's staged file: written by the formatter the datastore will read it with
+    scratch = datastore_from_config({"cls": "posix", "root": str(tmp_path / "staging")})
+    ref = staged_dataset_ref("ap_metrics", "StructuredDataDict", data_id, run, dataset_id)
+    scratch.put({"n_dia_sources": 42}, ref)
+    staged = scratch.backend.local_path(scratch.record(ref).path)
+    checksum = hashlib.sha256(staged.read_bytes()).hexdigest()
+    with Butler(repo) as b:
+        stored = store_staged_file(b.datastore, ref, str(staged), checksum)
+    event = DatasetStored(dataset_id=dataset_id, dataset_type="ap_metrics", run=run, uri=stored.uri,
+                          data_id=data_id, storage_class="StructuredDataDict", size_bytes=stored.size_bytes,
+                          checksum=stored.checksum)
+    with running(service_env) as svc:
+        _produce(kafka_bootstrap, f"{unique_name}.dataset.stored", [event])
+        url = f"http://127.0.0.1:{svc.api_port}"
+
+        def found() -> bool:
+            with Butler.from_url(url, token=TOKEN) as remote:
+                return run in remote.registry.query_collections() and bool(
+                    remote.registry.query_datasets("ap_metrics", run))
+
+        _wait("the writer's output registered", found)
+        with Butler.from_url(url, token=TOKEN, collections=run) as remote:
+            assert remote.registry.get_dataset_type("ap_metrics").dimensions == ("detector", "instrument", "visit")
+            assert remote.get("ap_metrics", instrument=INSTRUMENT, visit=2, detector=6) == {"n_dia_sources": 42}
+            (ref_back,) = remote.registry.query_datasets("ap_metrics", run, where="band = 'r'")
+            assert ref_back.id == dataset_id
+
+
 @pytest.mark.parametrize("crash_point", ["in_transaction", "before_offsets"])
 def test_a_service_killed_mid_batch_and_restarted_registers_every_dataset_exactly_once(
         repo: Path, service_env: dict[str, str], kafka_bootstrap: str, unique_name: str, crash_point: str) -> None:
