@@ -7,6 +7,9 @@ photometry (:func:`forced_photometry`) and alert cutouts
 (:func:`make_cutouts`). See ``docs/science.md``.
 """
 
+from pathlib import Path as _Path
+
+from ._apdb_tasks import PreloadDiaObjectsTask, PreloadDiaObjectsTaskConfig, StoreApdbTask, StoreApdbTaskConfig
 from ._associate import AssociationResult, associate, dia_object_summary
 from ._astrometry import AstrometryConfig, AstrometryResult, fit_astrometry
 from ._characterize import CharacterizeConfig, CharacterizeResult, characterize, njy_per_count, zero_point
@@ -45,7 +48,11 @@ from ._tasks import (
 )
 from ._warp import PixelMapping, pixel_mapping, warp_exposure
 
+#: The Alert Production pipeline YAML shipped with the package (``Pipeline.from_yaml(AP_PIPELINE)``).
+AP_PIPELINE = _Path(__file__).with_name("pipelines") / "ApPipe.yaml"
+
 __all__ = [
+    "AP_PIPELINE",
     "AlertCutouts",
     "Amplifier",
     "AmplifierGeometry",
@@ -80,12 +87,16 @@ __all__ = [
     "MaskPlane",
     "MissingInputError",
     "PhotometryError",
+    "PreloadDiaObjectsTask",
+    "PreloadDiaObjectsTaskConfig",
     "PixelMapping",
     "PsfFitError",
     "PsfMatchError",
     "PsfModel",
     "PsfPhotometry",
     "RELIABILITY_VERSION",
+    "StoreApdbTask",
+    "StoreApdbTaskConfig",
     "SubtractConfig",
     "SubtractResult",
     "SubtractTask",
