@@ -106,8 +106,10 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=4096)
     ap.add_argument("--transients", type=int, default=80)
     ap.add_argument("--seed", type=int, default=3)
-    ap.add_argument("--cr-factor", type=float, default=0.8,
-                    help="cosmic-ray test width = this x the visit's PSF sigma (from its seeing header)")
+    ap.add_argument("--cr-factor", type=float, default=0.5,
+                    help="cosmic-ray test width = this x the visit's Gaussian-equivalent PSF sigma (from its seeing): "
+                         "Kolmogorov cores are sharper than a Gaussian's; at 0.8 about 8%% of bright star centres "
+                         "are flagged, at 0.5 under 1%%")
     ap.add_argument("--workdir", type=Path)
     ap.add_argument("--plot", type=Path)
     ap.add_argument("--out", type=Path)
