@@ -28,6 +28,7 @@ from nightshift.pipe import (
 )
 
 COLLECTIONS = ["raw/all", "ap/inputs"]
+pytestmark = pytest.mark.integration  # the real PostgreSQL holds the APDB
 
 
 @pytest.fixture
@@ -66,6 +67,7 @@ def run_visit(butler: Butler, pipe: Pipeline, visit: int, executor: Executor) ->
     return executor.run(graph)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("executor", ["inprocess", "multiprocess", "dask"])
 def test_ap_pipeline_yaml_runs_visits_into_the_apdb_and_the_butler(
         tmp_path: Path, apdb_schema: str, pg_dsn: str, executor: str, request: pytest.FixtureRequest) -> None:
