@@ -110,6 +110,8 @@ def main() -> None:
                     help="cosmic-ray test width = this x the visit's Gaussian-equivalent PSF sigma (from its seeing): "
                          "Kolmogorov cores are sharper than a Gaussian's; at 0.8 about 8%% of bright star centres "
                          "are flagged, at 0.5 under 1%%")
+    ap.add_argument("--no-galaxies", action="store_true",
+                    help="diagnostic: drop the simulator's galaxies (science and template) to see what they cost")
     ap.add_argument("--workdir", type=Path)
     ap.add_argument("--plot", type=Path)
     ap.add_argument("--out", type=Path)
@@ -147,6 +149,11 @@ def main() -> None:
         cra, cdec = (float(v[0]) for v in wcs0.all_pix2world([(n - 1) / 2], [(n - 1) / 2], 0))
         radius = math.hypot(n, n) * scale / 3600 / 2 + 0.02
         cat = sky_catalog(args.seed, cra, cdec, radius)
+        if args.no_galaxies:
+            keep = cat.kind != "galaxy"
+            cat = dataclasses.replace(cat, **{k: getattr(cat, k)[keep] for k in (
+                "kind", "id", "ra", "dec", "mag_r", "colour", "hlr", "e1", "e2", "var_amp", "var_period",
+                "var_phase")})
         tx, ty = rng0.uniform(60, n - 60, args.transients), rng0.uniform(60, n - 60, args.transients)
         tra, tdec = wcs0.all_pix2world(tx, ty, 0)
         t0 = time.perf_counter()
