@@ -1,31 +1,21 @@
-"""State shared by the parts of :class:`Registry`, and bulk-write helpers."""
+"""The registry's one shared storage: database, tables, universe, caches, bulk writes."""
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 
-from .._dataset_ref import DatasetRef
-from .._dataset_type import DatasetType
-from ..dimensions import DimensionRecord, DimensionUniverse
-from ._collections import CollectionRecord
+from ..dimensions import DimensionUniverse
 from ._database import Database
-from ._schema import RegistryTables
+from ._schema import RegistryTables, build_tables
 
-if TYPE_CHECKING:
-    import os
+__all__ = ["RegistryStorage", "data_id_key"]
 
-    from ._exclusions import ExclusionList
+_T = TypeVar("_T")
 
-__all__ = ["METADATA_TYPES", "RegistryBase", "data_id_key"]
-
-
-METADATA_TYPES: dict[str, tuple[type, ...]] = {
-    "int": (int,), "float": (float, int), "str": (str,), "string": (str,), "bool": (bool,),
-}
+_STATEMENT_CACHE_SIZE = 256
 
 
 def data_id_key(data_id: Mapping[str, int | str]) -> str:
@@ -33,54 +23,56 @@ def data_id_key(data_id: Mapping[str, int | str]) -> str:
     return ",".join(f"{k}={v}" for k, v in data_id.items())
 
 
-class RegistryBase:
-    """Attributes every part of the registry uses (set by ``Registry.__init__``)."""
+class RegistryStorage:
+    """What every registry manager and query function shares (one per :class:`Registry`).
 
-    universe: DimensionUniverse
-    _db: Database
-    _tables: RegistryTables
-    _dataset_types: dict[str, tuple[int, DatasetType]]
-    _collections: dict[str, CollectionRecord]
-    _statement_cache: dict[tuple[Any, ...], Any]
-    _insert_sql_cache: dict[tuple[Any, ...], tuple[str, Any, dict[str, Any]]]
+    The managers (collections, dataset types, datasets, dimension records,
+    provenance) and the query functions receive it explicitly; none of them
+    reads another's private state.
 
-    if TYPE_CHECKING:  # provided by the other parts of Registry
+    Parameters
+    ----------
+    db : Database
+        The open registry database.
+    universe : DimensionUniverse
+        The repository's dimension universe.
+    schema : str, optional
+        PostgreSQL schema holding the tables.
 
-        def _collection_record(self, name: str) -> CollectionRecord: ...
+    Attributes
+    ----------
+    db : Database
+    universe : DimensionUniverse
+    tables : RegistryTables
+        The SQLAlchemy tables of this repository's schema.
+    """
 
-        def _dataset_type_entry(self, dataset_type: str | DatasetType) -> tuple[int, DatasetType]: ...
+    def __init__(self, db: Database, universe: DimensionUniverse, schema: str | None) -> None:
+        self.db = db
+        self.universe = universe
+        self.tables: RegistryTables = build_tables(universe, schema, db.engine.dialect.name)
+        self._statements: dict[tuple[Any, ...], Any] = {}  # query shape -> compiled statement (see _querying)
+        # (table, columns, dialect) -> compiled bulk INSERT: data-independent, so kept across rollbacks
+        self._insert_sql: dict[tuple[Any, ...], tuple[str, Any, dict[str, Any]]] = {}
 
-        def get_dataset_type(self, name: str) -> DatasetType: ...
+    def cached_statement(self, key: tuple[Any, ...], build: Callable[[], _T]) -> _T:
+        """Statements are immutable: build once per query *shape*, re-run with new parameter values."""
+        found: _T | None = self._statements.get(key)
+        if found is None:
+            found = build()
+            if len(self._statements) >= _STATEMENT_CACHE_SIZE:
+                self._statements.clear()
+            self._statements[key] = found
+        return found
 
-        def resolve_collections(self, collections: str | Sequence[str]) -> list[CollectionRecord]: ...
+    def forget(self) -> None:
+        """Drop the cached statements (after a rolled-back transaction: they may name rows that are gone)."""
+        self._statements.clear()
 
-        def get_dataset(self, dataset_id: uuid.UUID) -> DatasetRef | None: ...
-
-        def get_datasets(self, dataset_ids: Iterable[uuid.UUID]) -> list[DatasetRef]: ...
-
-        def query_dimension_records(
-            self, element: str, *, where: str = "", bind: Mapping[str, Any] | None = None,
-            data_id: Mapping[str, int | str] | None = None,
-        ) -> list[DimensionRecord]: ...
-
-        def query_datasets(
-            self,
-            dataset_type: str | DatasetType,
-            collections: str | Sequence[str],
-            *,
-            where: str = "",
-            bind: Mapping[str, Any] | None = None,
-            data_id: Mapping[str, int | str] | None = None,
-            find_first: bool = True,
-            time: Any = None,
-            exclude_flags: Iterable[str] = (),
-            exclude: ExclusionList | str | os.PathLike[str] | None = None,
-            limit: int | None = None,
-        ) -> list[DatasetRef]: ...
-
-    def _existing_keys(
+    def existing_keys(
         self, conn: sa.Connection, table: sa.Table, keys: Sequence[str], rows: list[dict[str, Any]]
     ) -> set[tuple[Any, ...]]:
+        """The ``keys`` tuples of ``rows`` that ``table`` already holds (queried 500 rows at a time)."""
         out: set[tuple[Any, ...]] = set()
         for i in range(0, len(rows), 500):
             chunk = rows[i:i + 500]
@@ -88,14 +80,15 @@ class RegistryBase:
             out.update(tuple(r) for r in conn.execute(sa.select(*[table.c[k] for k in keys]).where(cond)))
         return out
 
-    def _bulk_insert(self, conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]],
+    def bulk_insert(self, conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]],
                      batch_size: int = 10_000) -> None:
+        """``INSERT`` ``rows`` through SQLAlchemy, ``batch_size`` rows a statement."""
         for i in range(0, len(rows), batch_size):
             batch = rows[i:i + batch_size]
             if batch:
                 conn.execute(table.insert(), batch)
 
-    def _bulk_insert_fast(self, conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]],
+    def bulk_insert_fast(self, conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]],
                           batch_size: int = 10_000) -> None:
         """executemany of a pre-compiled INSERT with the column types' own bind processors.
 
@@ -110,11 +103,11 @@ class RegistryBase:
             return
         # compiling the INSERT costs more than executing it for one row: cache per (table, columns)
         key = (table.fullname, tuple(cols), conn.dialect.name)
-        entry = self._insert_sql_cache.get(key)
+        entry = self._insert_sql.get(key)
         if entry is None:
             compiled = table.insert().compile(dialect=conn.dialect, column_keys=cols)
             all_procs = {c: table.c[c].type.bind_processor(conn.dialect) for c in cols}
-            entry = self._insert_sql_cache[key] = (str(compiled), compiled.positiontup,
+            entry = self._insert_sql[key] = (str(compiled), compiled.positiontup,
                                   {c: p for c, p in all_procs.items() if p is not None})
         sql, order, procs = entry
         for i in range(0, len(rows), batch_size):
