@@ -43,13 +43,24 @@ def _parse(storage: RegistryStorage, where: str, bind: Mapping[str, Any]) -> tup
     if not where or not where.strip():
         return None, set(), set()
     tree = _qry().parse_where(where)
-    dims, elements = _qry().referenced_names(tree, storage.universe, bind, where)
+    operators = storage.operator_tables()
+    clash = sorted(set(bind) & set(operators))
+    if clash:
+        raise QueryNameError(f"bind name {clash[0]!r} is an operator table name; rename the bind value")
+    try:
+        dims, elements = _qry().referenced_names(tree, storage.universe, bind, where, operators)
+    except QueryNameError:
+        fresh = storage.operator_tables(refresh=True)  # another process may have made the table since
+        if set(fresh) == set(operators):
+            raise
+        return _parse(storage, where, bind)
     return tree, dims, elements
 
 
 def _apply_where(storage: RegistryStorage, plan: JoinPlan, tree: Any, bind: Mapping[str, Any], where: str) -> None:
     if tree is not None:
-        compiler = _qry().WhereCompiler(storage.universe, storage.tables, plan, bind, where)
+        compiler = _qry().WhereCompiler(storage.universe, storage.tables, plan, bind, where,
+                                        operator_tables=storage.operator_tables())
         plan.conditions.append(compiler.compile(tree))
 
 

@@ -34,6 +34,7 @@ from ._exclusions import ExclusionList
 from ._graph import DatasetGraph
 from ._index import RepositoryIndex
 from ._migrations import MIGRATIONS
+from ._operator_tables import ATTRIBUTE_PREFIX, OperatorTableManager
 from ._provenance import ProvenanceManager, QuantumProvenance
 from ._schema import SCHEMA_VERSION, build_tables
 from ._storage import RegistryStorage
@@ -152,6 +153,7 @@ class Registry:
         self._datasets = DatasetManager(self._storage, self._collections, self._dataset_types)
         self._dimensions = DimensionManager(self._storage)
         self._provenance = ProvenanceManager(self._storage, self._collections, self._datasets)
+        self._operator_tables = OperatorTableManager(self._storage)
         self._closed = False
 
     @classmethod
@@ -295,6 +297,11 @@ class Registry:
                     return False
                 attrs_t = sa.Table("butler_attributes", sa.MetaData(), autoload_with=conn)
                 universe = conn.execute(sa.select(attrs_t.c.value).where(attrs_t.c.name == "universe")).scalar_one()
+                operator = conn.execute(sa.select(attrs_t.c.name)
+                                        .where(attrs_t.c.name.startswith(ATTRIBUTE_PREFIX, autoescape=True)))
+                for (key,) in operator.all():  # the operator tables (REQ-0088) go too
+                    op_table = sa.Table(f"op_{key[len(ATTRIBUTE_PREFIX):]}", sa.MetaData())
+                    conn.execute(sa.schema.DropTable(op_table, if_exists=True))
                 tables = build_tables(DimensionUniverse(json.loads(universe)), None, conn.dialect.name)
                 tables.metadata.drop_all(conn, checkfirst=True)
                 return True
@@ -458,6 +465,12 @@ class Registry:
     query_join_rows = _Delegate("_dimensions", DimensionManager.query_join_rows)
     register_skymap = _Delegate("_dimensions", DimensionManager.register_skymap)
     copy_dimension_records_from = _Delegate("_dimensions", DimensionManager.copy_dimension_records_from)
+
+    register_operator_table = _Delegate("_operator_tables", OperatorTableManager.register_operator_table)
+    get_operator_tables = _Delegate("_operator_tables", OperatorTableManager.get_operator_tables)
+    insert_operator_rows = _Delegate("_operator_tables", OperatorTableManager.insert_operator_rows)
+    query_operator_rows = _Delegate("_operator_tables", OperatorTableManager.query_operator_rows)
+    drop_operator_table = _Delegate("_operator_tables", OperatorTableManager.drop_operator_table)
 
     def query_datasets(
         self,
@@ -629,12 +642,16 @@ class Registry:
 
     def complete(self, text: str) -> list[str]:
         """Tab completions for a partial name: dataset types, collections, dimensions, ``element.field`` (REQ-0092)."""
+        operators = {t.name: t for t in self.get_operator_tables()}
         if "." in text:
             head, _, tail = text.partition(".")
+            if head in operators and head not in self.universe:
+                return [f"{head}.{c}" for c in operators[head].columns if c.startswith(tail)]
             if head not in self.universe:
                 return []
             return [f"{head}.{f}" for f in self.get_record_fields(head) if f.startswith(tail)]
-        names = [*self.universe.names, *(d.name for d in self.query_dataset_types()), *self.query_collections()]
+        names = [*self.universe.names, *(d.name for d in self.query_dataset_types()), *self.query_collections(),
+                 *operators]
         return sorted({n for n in names if n.startswith(text)})
 
 def _exclusions(value: ExclusionList | str | os.PathLike[str] | None) -> ExclusionList | None:

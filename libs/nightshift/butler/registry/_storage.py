@@ -9,7 +9,8 @@ import sqlalchemy as sa
 
 from ..dimensions import DimensionUniverse
 from ._database import Database
-from ._schema import RegistryTables, build_tables
+from ._operator_tables import ATTRIBUTE_PREFIX, OperatorTable
+from ._schema import RegistryTables, build_operator_table, build_tables
 
 __all__ = ["RegistryStorage", "data_id_key"]
 
@@ -54,6 +55,8 @@ class RegistryStorage:
         self._statements: dict[tuple[Any, ...], Any] = {}  # query shape -> compiled statement (see _querying)
         # (table, columns, dialect) -> compiled bulk INSERT: data-independent, so kept across rollbacks
         self._insert_sql: dict[tuple[Any, ...], tuple[str, Any, dict[str, Any]]] = {}
+        self._operator_metadata = sa.MetaData(schema=schema)
+        self._operator: dict[str, tuple[OperatorTable, sa.Table]] | None = None  # None: read on first use
 
     def cached_statement(self, key: tuple[Any, ...], build: Callable[[], _T]) -> _T:
         """Statements are immutable: build once per query *shape*, re-run with new parameter values."""
@@ -66,8 +69,41 @@ class RegistryStorage:
         return found
 
     def forget(self) -> None:
-        """Drop the cached statements (after a rolled-back transaction: they may name rows that are gone)."""
+        """Drop the cached statements and operator tables (after a rolled-back transaction: they may be gone)."""
         self._statements.clear()
+        self._operator = None
+
+    def operator_tables(self, *, refresh: bool = False) -> Mapping[str, tuple[OperatorTable, sa.Table]]:
+        """The operator tables (REQ-0088): name -> (definition, SQL table), read when first asked or ``refresh``."""
+        if self._operator is None or refresh:
+            attrs = self.tables.attributes
+            with self.db.reading() as conn:
+                rows = conn.execute(sa.select(attrs.c.name, attrs.c.value)
+                                    .where(attrs.c.name.startswith(ATTRIBUTE_PREFIX, autoescape=True))).all()
+            held = self._operator or {}
+            found: dict[str, tuple[OperatorTable, sa.Table]] = {}
+            for key, value in sorted(rows):
+                definition = OperatorTable.from_json(key[len(ATTRIBUTE_PREFIX):], value)
+                same = held.get(definition.name)
+                found[definition.name] = same if same is not None and same[0] == definition else (
+                    definition, self.operator_sql_table(definition))
+            self._operator = found
+        return self._operator
+
+    def operator_table(self, name: str) -> tuple[OperatorTable, sa.Table] | None:
+        """One operator table; an unknown name is looked up again (another process may have made it since)."""
+        found = self.operator_tables().get(name)
+        return found if found is not None else self.operator_tables(refresh=True).get(name)
+
+    def operator_sql_table(self, definition: OperatorTable) -> sa.Table:
+        """The SQL table of an operator table definition (replacing an older one of the same name)."""
+        old = self._operator_metadata.tables.get(
+            f"{self._operator_metadata.schema}.op_{definition.name}" if self._operator_metadata.schema
+            else f"op_{definition.name}")
+        if old is not None:
+            self._operator_metadata.remove(old)
+        return build_operator_table(self.universe, self._operator_metadata, definition.name, definition.keys,
+                                    definition.columns)
 
     def existing_keys(
         self, conn: sa.Connection, table: sa.Table, keys: Sequence[str], rows: list[dict[str, Any]]
