@@ -2,7 +2,7 @@
 
 The same runs show the input and output interfaces in those contexts: outputs
 written through the Butler by the tasks in a production batch run (REQ-0068), a
-notebook's handle (REQ-0070, partial) and a test run on personal hardware
+notebook's kernel (REQ-0070) and a test run on personal hardware
 (REQ-0071), read back where they ran (REQ-0039), and an official release read
 from a notebook on the platform (REQ-0037).
 
@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import sqlalchemy as sa
-from pipe_support import BIAS, COLLECTIONS, INSTRUMENT, RAW, insert_dimensions, make_repo
+from pipe_support import BIAS, COLLECTIONS, INSTRUMENT, RAW, insert_dimensions, make_repo, run_notebook
 
 from nightshift.butler import Butler, CollectionType
 from nightshift.pipe import InProcessExecutor, MultiProcessExecutor, Pipeline, build_quantum_graph
@@ -119,6 +119,26 @@ def test_a_notebook_on_the_platform_reads_an_official_data_release(platform: But
         calexp, raw = nb.get(released[0]), nb.get("raw", instrument=INSTRUMENT, visit=1, detector=detector)
         bias = nb.get("bias", instrument=INSTRUMENT, detector=detector)
         np.testing.assert_allclose(calexp, (raw - bias) * 2.0)  # the release's processing (gain 2 in the pipeline)
+
+
+@pytest.mark.integration
+def test_a_notebook_kernel_on_the_platform_writes_its_outputs_through_the_butler(
+        platform: Butler, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """REQ-0070: tasks run in a notebook (``docs/notebooks/platform_processing.ipynb``, a real kernel through
+    nbclient) write their outputs into the platform repository (PostgreSQL + S3) through the Butler."""
+    out = run_notebook("platform_processing.ipynb", tmp_path, monkeypatch,
+                       NIGHTSHIFT_NOTEBOOK_REPO_URI=platform.publish_config(),
+                       NIGHTSHIFT_NOTEBOOK_HOME=str(tmp_path / "notebook-home"), NIGHTSHIFT_NOTEBOOK_RUN="u/sci/nb2")
+    assert out["counts"]["succeeded"] == 4 and out["n_detectors"] == 2  # 2 calexps, visit and survey summary
+    assert sorted(out["sums"]) == ["1,0", "1,1"] and all(u.startswith("s3://") for u in out["uris"])
+    with Butler(platform.root, collections=["u/sci/nb2"]) as b:  # the platform holds what the notebook wrote
+        for key, total in out["sums"].items():
+            detector = int(key.split(",")[1])
+            calexp = b.get("calexp", instrument=INSTRUMENT, visit=1, detector=detector)
+            raw = b.get("raw", instrument=INSTRUMENT, visit=1, detector=detector, collections=COLLECTIONS)
+            bias = b.get("bias", instrument=INSTRUMENT, detector=detector, collections=COLLECTIONS)
+            np.testing.assert_allclose(calexp, (raw - bias) * 2.0)
+            assert total == pytest.approx(float(calexp.sum()))
 
 
 def test_a_test_run_on_personal_hardware_is_launched_from_a_discovery_query(tmp_path: Path) -> None:
