@@ -4,7 +4,8 @@ ISR (:func:`run_isr`), characterization and calibration (:func:`characterize`),
 difference imaging (:func:`subtract_images`), DIA detection and measurement
 (:func:`detect_and_measure`), association (:func:`associate`), forced
 photometry (:func:`forced_photometry`) and alert cutouts
-(:func:`make_cutouts`). See ``docs/science.md``.
+(:func:`make_cutouts`). See ``docs/science.md``. :class:`PromptQuantumHandler` runs the whole
+chain as the runner service's prompt-processing quantum (``quantum.planned`` to ``dia.results``).
 """
 
 from ._associate import AssociationResult, associate, dia_object_summary
@@ -28,6 +29,14 @@ from ._isr import IsrConfig, IsrResult, coarse_background, find_cosmic_rays, int
 from ._masks import MaskPlane
 from ._measure import PsfPhotometry, gaussian_centroid, psf_photometry, stamps, weighted_moments
 from ._process import ApConfig, ApResult, process_detector
+from ._prompt import (
+    PromptConfig,
+    PromptQuantumError,
+    PromptQuantumHandler,
+    PromptTopics,
+    RawListener,
+    is_prompt_quantum,
+)
 from ._psf import PsfModel, fit_psf, gaussian_kernel
 from ._rows import apdb_rows
 from ._subtract import SubtractConfig, SubtractResult, prepare_template, psf_matching_basis, subtract_images
@@ -80,12 +89,17 @@ __all__ = [
     "MaskPlane",
     "MissingInputError",
     "PhotometryError",
+    "PromptConfig",
+    "PromptQuantumError",
+    "PromptQuantumHandler",
+    "PromptTopics",
     "PixelMapping",
     "PsfFitError",
     "PsfMatchError",
     "PsfModel",
     "PsfPhotometry",
     "RELIABILITY_VERSION",
+    "RawListener",
     "SubtractConfig",
     "SubtractResult",
     "SubtractTask",
@@ -105,6 +119,7 @@ __all__ = [
     "gaussian_centroid",
     "gaussian_kernel",
     "interpolate_masked",
+    "is_prompt_quantum",
     "make_cutouts",
     "njy_per_count",
     "pixel_mapping",
