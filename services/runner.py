@@ -61,7 +61,7 @@ class RunnerSettings(ServiceSettings):
     # -- prompt processing (AP quanta) --
     apdb_dsn: SecretStr | None = Field(
         default=None, validation_alias=AliasChoices("NIGHTSHIFT_APDB_DSN", "PG_DSN"))
-    apdb_schema: str = "apdb"
+    # the other APDB settings (NIGHTSHIFT_APDB_SCHEMA_NAME, pool sizes, ...) are read by nightshift.apdb.ApdbSettings
     butler_repo: str | None = None  # for AP quanta whose event names no repository
     staging_uri: str | None = None  # output files for the datastore-writer: directory or s3://bucket/prefix
     alert_inputs_uri: str | None = None  # alert-inputs bundles and replay manifests: directory or s3://...
@@ -114,7 +114,7 @@ async def main(settings: RunnerSettings | None = None, ready: Callable[[], Await
         await asyncio.to_thread(ensure_topics, settings.kafka, [
             prompt_topics.raw_ingested, prompt_topics.dia_results, prompt_topics.dataset_write])
         assert settings.apdb_dsn is not None
-        apdb = await AsyncApdb(ApdbSettings(dsn=settings.apdb_dsn, schema_name=settings.apdb_schema)).open()
+        apdb = await AsyncApdb(ApdbSettings(dsn=settings.apdb_dsn)).open()
     # a consumer must poll within max.poll.interval.ms: an AP quantum may wait raw_timeout_s, then run
     poll_interval_ms = int(max(300.0, settings.raw_timeout_s + 4 * settings.ap_budget_s + 60.0) * 1000)
     closers: list[Callable[[], None]] = []

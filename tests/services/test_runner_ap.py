@@ -228,7 +228,7 @@ class Runner:
         env = {
             **os.environ, "NIGHTSHIFT_KAFKA_BOOTSTRAP": stack.kafka, "NIGHTSHIFT_TOPIC_PREFIX": stack.prefix,
             "NIGHTSHIFT_CONSUMER_GROUP": f"runner-{stack.name}", "NIGHTSHIFT_HTTP_PORT": str(self.port),
-            "NIGHTSHIFT_APDB_DSN": stack.pg_dsn, "NIGHTSHIFT_APDB_SCHEMA": stack.schema,
+            "NIGHTSHIFT_APDB_DSN": stack.pg_dsn, "NIGHTSHIFT_APDB_SCHEMA_NAME": stack.schema,
             "NIGHTSHIFT_STAGING_URI": f"s3://{stack.bucket}/staging",
             "NIGHTSHIFT_ALERT_INPUTS_URI": f"s3://{stack.bucket}/alert-inputs",
             "NIGHTSHIFT_S3_ENDPOINT_URL": stack.s3, "NIGHTSHIFT_RAW_TIMEOUT_S": str(RAW_TIMEOUT_S),
@@ -347,9 +347,11 @@ def test_a_visit(visit: Visit, stack: Stack, tmp_path: Path) -> None:
         # 93: the plan comes first and waits for its raw
         stack.send(plan(visit, 93), "quantum.planned")
         deadline = time.monotonic() + GUARD
-        while runner.metric("nightshift_ap_quanta_waiting_for_raw") < 1:
+        # the plan waits for its raw, and its APDB preload is done meanwhile (REQ-0030)
+        while (runner.metric("nightshift_ap_quanta_waiting_for_raw") < 1
+               or runner.metric("nightshift_ap_preload_seconds_count") < 1):
             assert time.monotonic() < deadline and runner.proc.poll() is None, runner.output()
-            time.sleep(0.2)
+            time.sleep(0.2)  # poll interval of a condition wait
         stack.send(ingest(visit, 93), "raw.ingested")
         stack.send(plan(visit, 94), "quantum.planned")
         # 95: plan and raw both twice; 96: no template; 97: its raw never comes
