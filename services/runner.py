@@ -71,6 +71,7 @@ class RunnerSettings(ServiceSettings):
     ap_budget_s: float = Field(default=60.0, gt=0)  # raw to dia.results; slower quanta count as budget misses
     history_days: float = Field(default=365.0, gt=0)  # DiaSource history the preload reads
     raw_lookback_s: float = Field(default=600.0, ge=0)  # raw.ingested events re-read at start
+    infra_retry_s: float = Field(default=300.0, ge=0)  # an AP quantum interrupted by the APDB/S3/broker restarts
     #: Astrometric fit acceptance (arcsec rms); raise it for coarse pixels (the small simulated detectors).
     astrometry_max_rms_arcsec: float | None = Field(default=None, gt=0)
     #: Test hook: exit the process at this point of the first AP quantum (``after_store``, ``after_results``),
@@ -94,7 +95,8 @@ def _prompt_config(settings: RunnerSettings) -> PromptConfig:
     return PromptConfig(staging_uri=settings.staging_uri, alert_inputs_uri=settings.alert_inputs_uri,
                         s3_endpoint_url=settings.s3_endpoint_url, raw_timeout_s=settings.raw_timeout_s,
                         history_days=settings.history_days, budget_s=settings.ap_budget_s, ap=ap,
-                        butler_repo=settings.butler_repo, crash_at=settings.crash_at)
+                        butler_repo=settings.butler_repo, infra_retry_s=settings.infra_retry_s,
+                        crash_at=settings.crash_at)
 
 
 async def main(settings: RunnerSettings | None = None, ready: Callable[[], Awaitable[None]] | None = None) -> None:

@@ -14,9 +14,10 @@ needs them, as the ingest service would.
   detectors end in ``dia.results`` + five ``dataset.write`` + ``quantum.completed``
   with every DiaSource in the APDB once, the other two in a ``quantum.failed``
   naming the template and the raw.
-- ``test_runner_killed_mid_quantum``: the runner exits after its ``dia.results``
-  was acknowledged and before ``quantum.completed``; the restarted runner
-  replays the quantum: the same ``dia.results`` (same ids) again, nothing stored twice.
+- ``test_runner_killed_mid_quantum``: the runner exits after the APDB store, or
+  after its ``dia.results`` was acknowledged and before ``quantum.completed``; the
+  restarted runner replays the quantum: ``dia.results`` with the same ids (again),
+  nothing stored twice.
 """
 
 from __future__ import annotations
@@ -79,7 +80,8 @@ GUARD = 300.0  # seconds: only stops a hung test; every wait is on a condition
 SIZE = 512
 INSTRUMENT = "LSSTCam-sim"
 PATCH_ORDER = 6  # template patches of ~0.9 deg: one covers the centre raft
-DETECTORS = (91, 93, 94, 95, 96, 97)  # R22: S01, S10, S11 (centre), S12, S20, S21
+RAW_DETECTORS = (91, 93, 94, 95, 97)  # R22: S01, S10, S11 (centre), S12, S21: inside the template patch
+CALIB_DETECTORS = (*RAW_DETECTORS, 96, 100)  # 96: no template; 100: its raw never comes
 RAW_TIMEOUT_S = 30.0
 
 
@@ -109,10 +111,10 @@ def visit(tmp_path_factory: pytest.TempPathFactory) -> Visit:
                       sky_angle=15.0, seeing=4.5, exposure_time=25.0, physical_filter="g_6")
     cam = lsstcam_like(SIZE)
     v = Visit(root / "repo", root / "raws", obs, {}, {}, uuid.UUID(int=0), [])
-    for det in DETECTORS:
+    for det in RAW_DETECTORS:
         v.raws[det] = write_raw(v.raw_dir / str(det), obs, cam, det, render_detector(obs, cam, det, seed=5).adu)
     with Butler.create(v.repo) as butler:
-        for ref in certify_master_calibs(butler, INSTRUMENT, DETECTORS, ["g_6"], begin="2026-11-01",
+        for ref in certify_master_calibs(butler, INSTRUMENT, CALIB_DETECTORS, ["g_6"], begin="2026-11-01",
                                          end="2027-01-01", detector_size=SIZE, seed=5):
             getattr(v, ref.dataset_type.name)[int(ref.data_id["detector"])] = ref.id
         (tmpl,) = make_templates(butler, skymap, [(tract_id, patch_id)], ["g"], seed=5, pixel_scale=1.6, seeing=2.5)
@@ -354,24 +356,24 @@ def test_a_visit(visit: Visit, stack: Stack, tmp_path: Path) -> None:
             time.sleep(0.2)  # poll interval of a condition wait
         stack.send(ingest(visit, 93), "raw.ingested")
         stack.send(plan(visit, 94), "quantum.planned")
-        # 95: plan and raw both twice; 96: no template; 97: its raw never comes
+        # 95: plan and raw both twice; 96: no template; 100: its raw never comes
         stack.send(plan(visit, 95), "quantum.planned")
         raw95 = ingest(visit, 95)
         stack.send(raw95, "raw.ingested")
         stack.send(plan(visit, 95), "quantum.planned")
         stack.send(raw95, "raw.ingested")
         stack.send(plan(visit, 96, template=False), "quantum.planned")
-        stack.send(plan(visit, 97), "quantum.planned")
+        stack.send(plan(visit, 100), "quantum.planned")
         out.until(lambda o: {93, 94, 95} <= set(o.by_detector("quantum.completed"))
-                  and {96, 97} <= set(o.by_detector("quantum.failed")), runner)
+                  and {96, 100} <= set(o.by_detector("quantum.failed")), runner)
         ids = _check_completed(stack, out, (93, 94, 95))
         failed = {det: events[0] for det, events in out.by_detector("quantum.failed").items()}
-        assert set(failed) == {96, 97}
+        assert set(failed) == {96, 100}
         no_template: QuantumFailed = failed[96]
         assert no_template.error_type == "ap_missing_input" and "template_coadd" in no_template.message
-        late: QuantumFailed = failed[97]
+        late: QuantumFailed = failed[100]
         assert late.error_type == "raw_timeout"
-        assert late.message == (f"raw for visit {visit.obs.exposure_id} detector 97 did not arrive within "
+        assert late.message == (f"raw for visit {visit.obs.exposure_id} detector 100 did not arrive within "
                                 f"{RAW_TIMEOUT_S:g} s")
         stored = stack.stored_sources()
         assert set(stored) == ids and set(stored.values()) == {1}  # every DiaSource stored, once
@@ -381,26 +383,31 @@ def test_a_visit(visit: Visit, stack: Stack, tmp_path: Path) -> None:
         out.close()
 
 
-def test_runner_killed_mid_quantum(visit: Visit, stack: Stack, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("crash_at", "det"), [("after_results", 91), ("after_store", 97)])
+def test_runner_killed_mid_quantum(visit: Visit, stack: Stack, tmp_path: Path, crash_at: str, det: int) -> None:
+    """Killed after the APDB store (nothing sent yet) or after dia.results (before quantum.completed):
+    the restarted runner replays the quantum from its manifest -- dia.results with the very same ids."""
     out = Outputs(stack)
-    crashing = Runner(stack, visit, tmp_path, NIGHTSHIFT_CRASH_AT="after_results")
-    stack.send(plan(visit, 91), "quantum.planned")
-    stack.send(ingest(visit, 91), "raw.ingested")
-    assert crashing.proc.wait(GUARD) == 137, crashing.output()  # died after dia.results, before completing
-    out.until(lambda o: o.by_detector("dia.results").get(91), None)
-    assert not out.by_detector("quantum.completed").get(91)
+    crashing = Runner(stack, visit, tmp_path, NIGHTSHIFT_CRASH_AT=crash_at)
+    stack.send(plan(visit, det), "quantum.planned")
+    stack.send(ingest(visit, det), "raw.ingested")
+    assert crashing.proc.wait(GUARD) == 137, crashing.output()
+    sent_before = 1 if crash_at == "after_results" else 0
+    out.until(lambda o: len(o.by_detector("dia.results").get(det, [])) >= sent_before, None)
+    assert not out.by_detector("quantum.completed").get(det)
     before = stack.stored_sources()
     assert before and set(before.values()) == {1}
     runner = Runner(stack, visit, tmp_path)  # the plan was not committed: it is redelivered
     try:
-        out.until(lambda o: o.by_detector("quantum.completed").get(91), runner)
-        completed: QuantumCompleted = out.by_detector("quantum.completed")[91][0]
+        out.until(lambda o: o.by_detector("quantum.completed").get(det), runner)
+        completed: QuantumCompleted = out.by_detector("quantum.completed")[det][0]
         assert completed.memoized  # replayed from the manifest, not recomputed
-        results = out.by_detector("dia.results")[91]
-        assert len(results) == 2 and results[0].dia_source_ids == results[1].dia_source_ids
+        results = out.by_detector("dia.results")[det]
+        assert len(results) == sent_before + 1
+        assert all(r.dia_source_ids == results[0].dia_source_ids for r in results)
         assert stack.stored_sources() == before  # nothing stored twice
         assert set(before) == set(results[0].dia_source_ids)
-        _check_completed(stack, out, (91,))
+        _check_completed(stack, out, (det,))
     finally:
         runner.stop()
         out.close()

@@ -119,6 +119,7 @@ QUANTUM_SECONDS = Histogram("nightshift_ap_quantum_seconds", "From the raw to th
                             buckets=(1, 2, 5, 10, 20, 30, 45, 60, 120, 300, float("inf")))
 BUDGET_MISSES = Counter("nightshift_ap_budget_misses_total", "Quanta slower than the budget from raw to results")
 WAITING = Gauge("nightshift_ap_quanta_waiting_for_raw", "Planned quanta waiting for their raw")
+RETRIES = Counter("nightshift_ap_quantum_retries_total", "Quanta started again after an infrastructure failure")
 EARLY_RAWS = Counter("nightshift_ap_raws_before_plan_total", "raw.ingested events that came before their plan")
 
 # the AP steps whose timings ApResult reports
@@ -185,6 +186,10 @@ class PromptConfig:
         they are still found in the registry).
     butler_repo : str, optional
         Repository of quanta whose event names none.
+    infra_retry_s : float
+        How long a quantum interrupted by the infrastructure (APDB connection lost, object store or
+        broker not answering) is started again, with backoff, before the error goes to the consumer
+        (which dead-letters the plan).
     crash_at : {"after_store", "after_results"}, optional
         Test hook: exit the process (``os._exit``) at that point of the first quantum, as a crash would
         (after the APDB store; after ``dia.results`` was acknowledged, before ``quantum.completed``).
@@ -200,6 +205,7 @@ class PromptConfig:
     ap: ApConfig = field(default_factory=ApConfig)
     early_raws_kept: int = 10_000
     butler_repo: str | None = None
+    infra_retry_s: float = 300.0
     crash_at: str | None = None
 
     def __post_init__(self) -> None:
@@ -346,10 +352,28 @@ class PromptQuantumHandler:
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._inflight[event.quantum_id] = done
         try:
-            await self._run(event)
+            await self._run_retrying(event)
         finally:
             self._inflight.pop(event.quantum_id, None)
             done.set_result(None)
+
+    async def _run_retrying(self, event: QuantumPlanned) -> None:
+        """Run the quantum; on a passing infrastructure failure (the APDB, the object store, the broker
+        restarting) start it again after a backoff, for up to ``infra_retry_s``: its effects are idempotent."""
+        deadline = time.monotonic() + self.config.infra_retry_s
+        delay = 0.5
+        while True:
+            try:
+                await self._run(event)
+                return
+            except Exception as exc:
+                if not _is_transient(exc) or time.monotonic() + delay > deadline:
+                    raise
+                RETRIES.inc()
+                log.warning("quantum interrupted by %s: %s; starting it again in %.1f s", type(exc).__name__, exc,
+                            delay, extra={"visit": event.visit, "detector": event.detector})
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
 
     def _repo(self, event: QuantumPlanned) -> str:
         repo = event.butler_repo or self.config.butler_repo
@@ -581,6 +605,15 @@ def _is_quantum_failure(exc: BaseException) -> bool:
     if isinstance(exc, (OSError, TimeoutError, ConnectionError)):
         return False
     return not type(exc).__module__.startswith(("botocore", "boto3", "sqlalchemy", "asyncpg", "confluent_kafka"))
+
+
+def _is_transient(exc: BaseException) -> bool:
+    """An infrastructure failure that may pass: retry the quantum (its effects are idempotent)."""
+    if isinstance(exc, NightshiftError):
+        return exc.retriable
+    if isinstance(exc, (OSError, TimeoutError, ConnectionError, KafkaException)):
+        return True
+    return type(exc).__module__.startswith(("botocore", "boto3", "urllib3"))
 
 
 def _encode(event: Event) -> bytes:
