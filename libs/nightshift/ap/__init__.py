@@ -4,8 +4,10 @@ ISR (:func:`run_isr`), characterization and calibration (:func:`characterize`),
 difference imaging (:func:`subtract_images`), DIA detection and measurement
 (:func:`detect_and_measure`), association (:func:`associate`), forced
 photometry (:func:`forced_photometry`) and alert cutouts
-(:func:`make_cutouts`). See ``docs/science.md``. :class:`PromptQuantumHandler` runs the whole
-chain as the runner service's prompt-processing quantum (``quantum.planned`` to ``dia.results``).
+(:func:`make_cutouts`). See ``docs/science.md``. The prompt-processing planner
+(:class:`VisitPlanner`: a ``nextVisit`` to one quantum per detector that sees the field) is here too,
+and :class:`PromptQuantumHandler`, which runs the whole chain as the runner service's
+prompt-processing quantum (``quantum.planned`` to ``dia.results``).
 """
 
 from ._associate import AssociationResult, associate, dia_object_summary
@@ -20,6 +22,7 @@ from ._exceptions import (
     FitError,
     MissingInputError,
     PhotometryError,
+    PlanningError,
     PsfFitError,
     PsfMatchError,
 )
@@ -28,6 +31,18 @@ from ._geometry import Amplifier, AmplifierGeometry, Detector, DetectorGeometry,
 from ._isr import IsrConfig, IsrResult, coarse_background, find_cosmic_rays, interpolate_masked, run_isr
 from ._masks import MaskPlane
 from ._measure import PsfPhotometry, gaussian_centroid, psf_photometry, stamps, weighted_moments
+from ._planning import (
+    AP_OUTPUT_DATASET_TYPES,
+    AP_TASK_LABEL,
+    MISSING_INPUTS_KEY,
+    DetectorPlan,
+    PlannerConfig,
+    VisitPlan,
+    VisitPlanner,
+    ap_output_ids,
+    ap_quantum_id,
+    ap_run,
+)
 from ._process import ApConfig, ApResult, process_detector
 from ._prompt import (
     PromptConfig,
@@ -55,6 +70,8 @@ from ._tasks import (
 from ._warp import PixelMapping, pixel_mapping, warp_exposure
 
 __all__ = [
+    "AP_OUTPUT_DATASET_TYPES",
+    "AP_TASK_LABEL",
     "AlertCutouts",
     "Amplifier",
     "AmplifierGeometry",
@@ -75,6 +92,7 @@ __all__ = [
     "Cutout",
     "DetectAndMeasureTask",
     "DetectAndMeasureTaskConfig",
+    "DetectorPlan",
     "Detector",
     "DetectorGeometry",
     "DiaDetectConfig",
@@ -86,9 +104,12 @@ __all__ = [
     "IsrTaskConfig",
     "MAX_CUTOUT",
     "MIN_CUTOUT",
+    "MISSING_INPUTS_KEY",
     "MaskPlane",
     "MissingInputError",
     "PhotometryError",
+    "PlannerConfig",
+    "PlanningError",
     "PromptConfig",
     "PromptQuantumError",
     "PromptQuantumHandler",
@@ -104,6 +125,11 @@ __all__ = [
     "SubtractResult",
     "SubtractTask",
     "SubtractTaskConfig",
+    "VisitPlan",
+    "VisitPlanner",
+    "ap_output_ids",
+    "ap_quantum_id",
+    "ap_run",
     "apdb_rows",
     "as_box",
     "associate",

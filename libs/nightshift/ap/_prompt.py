@@ -76,6 +76,7 @@ from ..events import (
     kafka_settings,
 )
 from ._exceptions import ApError, MissingInputError
+from ._planning import AP_TASK_LABEL
 from ._process import ApConfig, ApResult, process_detector
 from ._prompt_io import (
     ObjectStore,
@@ -91,7 +92,6 @@ from ._prompt_io import (
 )
 
 __all__ = [
-    "AP_TASK_LABEL",
     "PromptConfig",
     "PromptQuantumError",
     "PromptQuantumHandler",
@@ -102,8 +102,6 @@ __all__ = [
 
 log = logging.getLogger("nightshift.ap.prompt")
 
-#: Task label of the prompt-processing quantum (one per visit and detector).
-AP_TASK_LABEL = "ap"
 _HOST = os.uname().nodename
 
 QUANTA = Counter("nightshift_ap_quanta_total", "AP quanta ended, by outcome (completed, replayed, failed)",

@@ -40,10 +40,10 @@ from ..butler.formatters import Box, Exposure, FormatterFactory
 from ..events import QuantumPlanned
 from ._cutouts import AlertCutouts, Cutout
 from ._exceptions import ApInputError, MissingInputError
+from ._planning import MISSING_INPUTS_KEY
 from ._psf import PsfModel
 
 __all__ = [
-    "MISSING_INPUTS_KEY",
     "ObjectStore",
     "QuantumInputs",
     "cutouts_fits",
@@ -54,8 +54,6 @@ __all__ = [
     "resolve_inputs",
 ]
 
-#: Data-ID key of a planned quantum listing (comma-separated) the input dataset types the planner did not find.
-MISSING_INPUTS_KEY = "missing_inputs"
 _AB_NJY_ZP = 31.4  # AB magnitude of 1 nJy
 _TEMPLATE_MARGIN = 64  # template pixels read around the detector's footprint (warping kernel, dithers)
 _local = threading.local()

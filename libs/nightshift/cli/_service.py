@@ -14,6 +14,9 @@ import click
 #: service name on the command line -> module of ``nightshift_services``
 SERVICES = {
     "alert-publisher": "alert_publisher",
+    "planner": "planner",
+    "datastore-writer": "datastore_writer",
+    "ingest": "ingest",
     "runner": "runner",
 }
 
