@@ -9,7 +9,8 @@ Plans (``quantum.planned`` v3) are built here as the planner would; raws are
 ingested into the repository and announced (``raw.ingested``) when each case
 needs them, as the ingest service would.
 
-- ``test_a_visit``: plan before raw, raw before plan, duplicated plan and raw,
+- ``test_a_visit``: plan before raw, raw before plan (that plan made by the real
+  planner from the visit's ``nextVisit``), duplicated plan and raw,
   a missing template and a raw that never comes -- in one visit: three
   detectors end in ``dia.results`` + five ``dataset.write`` + ``quantum.completed``
   with every DiaSource in the APDB once, the other two in a ``quantum.failed``
@@ -34,6 +35,7 @@ import urllib.request
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +49,7 @@ from astropy.wcs import WCS
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from nightshift.alerts import AlertEncoder, read_alert_inputs
+from nightshift.ap import PlannerConfig, VisitPlanner
 from nightshift.apdb import ApdbSettings, AsyncApdb, split_source_ids
 from nightshift.butler import Butler, DatasetRef
 from nightshift.butler.external import ingest_reference_catalog
@@ -54,6 +57,7 @@ from nightshift.events import (
     DatasetWrite,
     DiaResults,
     Event,
+    NextVisit,
     QuantumCompleted,
     QuantumFailed,
     QuantumPlanned,
@@ -67,6 +71,7 @@ from nightshift.obs.sim import (
     Observation,
     certify_master_calibs,
     make_templates,
+    next_visit_payload,
     render_detector,
     sky_catalog,
     write_raw,
@@ -83,6 +88,7 @@ PATCH_ORDER = 6  # template patches of ~0.9 deg: one covers the centre raft
 RAW_DETECTORS = (91, 93, 94, 95, 97)  # R22: S01, S10, S11 (centre), S12, S21: inside the template patch
 CALIB_DETECTORS = (*RAW_DETECTORS, 96, 100)  # 96: no template; 100: its raw never comes
 RAW_TIMEOUT_S = 30.0
+SKYMAP = "sim_hpx6"
 
 
 @dataclass
@@ -104,7 +110,7 @@ def visit(tmp_path_factory: pytest.TempPathFactory) -> Visit:
     root = tmp_path_factory.mktemp("ap-visit")
     pix = point_pixel(150.0, 2.0, PATCH_ORDER)
     tract_id, patch_id = pix >> 6, pix & 63
-    skymap = HealpixSkyMap("sim_hpx6", tract_order=3, patch_levels=3, tracts=(tract_id,))
+    skymap = HealpixSkyMap(SKYMAP, tract_order=3, patch_levels=3, tracts=(tract_id,))
     patch = skymap.tract(tract_id).patches[patch_id]
     ra0, dec0 = np.mean(np.array(patch.vertices), axis=0)  # boresight near the patch centre
     obs = Observation(INSTRUMENT, 20261206, 7, "2026-12-07T03:00:00", ra=float(ra0), dec=float(dec0),
@@ -155,6 +161,18 @@ def plan(v: Visit, det: int, *, template: bool = True) -> QuantumPlanned:
         run=f"{INSTRUMENT}/prompt/{obs.day_obs}",
         collections=[f"{INSTRUMENT}/calib", "templates/sim", "refcats/sim", f"{INSTRUMENT}/raw/all"],
         footprint_deg=_footprint(obs, det), visit_start_mjd_tai=float(Time(obs.begin, scale="tai").mjd))
+
+
+def planned_by_the_planner(v: Visit, det: int) -> QuantumPlanned:
+    """The quantum the real planner (``nightshift.ap.VisitPlanner``) makes of the visit's ``nextVisit``."""
+    payload = next_visit_payload(v.obs, [det])
+    payload["issued_at"] = datetime.fromtimestamp(payload["issued_at"] / 1e6, UTC)
+    config = PlannerConfig(skymap=SKYMAP, template_collections=("templates/sim",), refcat="sim_refcat",
+                           refcat_collections=("refcats/sim",))
+    with Butler(v.repo) as butler:
+        (event,) = VisitPlanner(butler.registry, config, butler_repo=str(v.repo)).plan(NextVisit(**payload)).events()
+    assert not event.data_id.get("missing_inputs"), event.data_id
+    return event
 
 
 def ingest(v: Visit, det: int) -> RawIngested:
@@ -355,7 +373,7 @@ def test_a_visit(visit: Visit, stack: Stack, tmp_path: Path) -> None:
             assert time.monotonic() < deadline and runner.proc.poll() is None, runner.output()
             time.sleep(0.2)  # poll interval of a condition wait
         stack.send(ingest(visit, 93), "raw.ingested")
-        stack.send(plan(visit, 94), "quantum.planned")
+        stack.send(planned_by_the_planner(visit, 94), "quantum.planned")  # the planner's own event
         # 95: plan and raw both twice; 96: no template; 100: its raw never comes
         stack.send(plan(visit, 95), "quantum.planned")
         raw95 = ingest(visit, 95)
