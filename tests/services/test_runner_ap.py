@@ -79,7 +79,7 @@ from nightshift.obs.sim import (
 from nightshift.obs.sim._catalog import BAND_OFFSETS
 from nightshift.sky import HealpixSkyMap, point_pixel
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 GUARD = 300.0  # seconds: only stops a hung test; every wait is on a condition
 SIZE = 512
