@@ -421,7 +421,7 @@ class PromptQuantumHandler:
                 processed = await loop.run_in_executor(self._worker, self._process, event, raw_id, loaded)
             except Exception as exc:
                 if not _is_quantum_failure(exc):
-                    raise  # the object store, the butler's database, ...: the consumer retries the quantum
+                    raise  # the object store, the butler's database, ...: _run_retrying starts it again
                 await self._fail(event, getattr(exc, "error_type", None) or type(exc).__name__,
                                  f"{type(exc).__name__}: {exc}", ids)
                 return
