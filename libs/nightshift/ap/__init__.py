@@ -10,6 +10,9 @@ and :class:`PromptQuantumHandler`, which runs the whole chain as the runner serv
 prompt-processing quantum (``quantum.planned`` to ``dia.results``).
 """
 
+from pathlib import Path as _Path
+
+from ._apdb_tasks import PreloadDiaObjectsTask, PreloadDiaObjectsTaskConfig, StoreApdbTask, StoreApdbTaskConfig
 from ._associate import AssociationResult, associate, dia_object_summary
 from ._astrometry import AstrometryConfig, AstrometryResult, fit_astrometry
 from ._characterize import CharacterizeConfig, CharacterizeResult, characterize, njy_per_count, zero_point
@@ -69,8 +72,12 @@ from ._tasks import (
 )
 from ._warp import PixelMapping, pixel_mapping, warp_exposure
 
+#: The Alert Production pipeline YAML shipped with the package (``Pipeline.from_yaml(AP_PIPELINE)``).
+AP_PIPELINE = _Path(__file__).with_name("pipelines") / "ApPipe.yaml"
+
 __all__ = [
     "AP_OUTPUT_DATASET_TYPES",
+    "AP_PIPELINE",
     "AP_TASK_LABEL",
     "AlertCutouts",
     "Amplifier",
@@ -110,6 +117,8 @@ __all__ = [
     "PhotometryError",
     "PlannerConfig",
     "PlanningError",
+    "PreloadDiaObjectsTask",
+    "PreloadDiaObjectsTaskConfig",
     "PromptConfig",
     "PromptQuantumError",
     "PromptQuantumHandler",
@@ -120,6 +129,8 @@ __all__ = [
     "PsfModel",
     "PsfPhotometry",
     "RELIABILITY_VERSION",
+    "StoreApdbTask",
+    "StoreApdbTaskConfig",
     "RawListener",
     "SubtractConfig",
     "SubtractResult",
