@@ -14,6 +14,15 @@ is one Kafka transaction (consume → build → produce):
    input offsets commit *with* the alerts;
 4. ``commit_transaction`` (or ``abort_transaction`` and rewind on an error).
 
+A (visit, detector) is published once, even when its ``dia.results`` comes again (a
+runner's replay after a crash between ``dia.results`` and ``quantum.completed``): step 2
+also writes a record keyed ``"{instrument}/{visit}/{detector}"`` to the compacted topic
+``{input topic}.published`` in the same transaction, and a later event for a recorded key
+is skipped (its offset committed, ``nightshift_alert_publisher_duplicates_total``). The
+records of the last ``NIGHTSHIFT_DEDUP_WINDOW_S`` are read back (``read_committed``) at
+start and at each partition assignment, and tailed between transactions
+(:class:`nightshift.alerts.PublishedLedger`; docs/operations.md).
+
 Readers of the alert topic use ``isolation.level=read_committed``: a crash
 anywhere leaves either a committed transaction (alerts and offsets) or an
 aborted one (nothing visible, the events are consumed again). The
@@ -41,6 +50,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]  # the stubs omit them
 from prometheus_client import Counter, Gauge, Histogram
 from pydantic import AliasChoices, Field
 
@@ -52,7 +62,13 @@ from nightshift.alerts import (
     AlertInputsError,
     AlertPublisher,
     AlertSchemaError,
+    PublishedLedger,
+    PublishedRecord,
+    PublishError,
+    Verdict,
     alert_topic,
+    dia_sources_digest,
+    published_key,
     read_alert_inputs,
     s3_client,
 )
@@ -77,6 +93,9 @@ TIMING = Histogram(
     buckets=(1, 2, 5, 10, 20, 30, 45, 60, 120, 300, 600, 1800, 3600, float("inf")),
 )
 TXN_SECONDS = Histogram("nightshift_alert_publisher_transaction_seconds", "Begin to commit of one transaction")
+DUPLICATES = Counter("nightshift_alert_publisher_duplicates_total",
+                     "dia.results events skipped: their (visit, detector) was already published", ["detector"])
+LEDGER_SIZE = Gauge("nightshift_alert_publisher_published_keys", "(visit, detector)s in the dedup window")
 LAG = Gauge("nightshift_alert_publisher_consumer_lag", "Events of dia.results not yet consumed", ["partition"])
 _VISITS_KEPT = 20
 
@@ -94,6 +113,10 @@ class AlertPublisherSettings(ServiceSettings):
     alert_dlq_topic: str = DLQ_TOPIC
     alert_schema: str | None = None  # "MAJOR.MINOR"; default the latest lsst-alert-packet ships
     alert_partitions: int = Field(default=45, ge=1)
+    #: The compacted record of published (visit, detector)s; default ``{input_topic}.published``.
+    published_topic: str | None = None
+    #: How long a published (visit, detector) is remembered (and kept in the compacted topic).
+    dedup_window_s: float = Field(default=86_400.0, gt=0)
     replication: int = Field(default=1, ge=1)
     schema_registry_url: str | None = Field(
         default=None, validation_alias=AliasChoices("NIGHTSHIFT_SCHEMA_REGISTRY_URL", "SCHEMA_REGISTRY_URL"))
@@ -120,6 +143,7 @@ class _Done:
     alerts: int
     dead: int
     shutter_close: float | None
+    duplicate: bool = False
 
 
 def _shutter_close_unix(event: DiaResults, default_exposure: float) -> float:
@@ -142,6 +166,10 @@ class TransactionalAlertLoop:
         self._finished = threading.Event()
         self._running = False
         self._produced = 0
+        self.published_topic = settings.published_topic or f"{settings.input_topic}.published"
+        self.ledger = PublishedLedger(settings.dedup_window_s)
+        self._pending: dict[str, PublishedRecord] = {}  # recorded in the open transaction
+        self._tail: Consumer | None = None
 
     @property
     def running(self) -> bool:
@@ -166,6 +194,84 @@ class TransactionalAlertLoop:
                                  timeout=s.kafka_timeout_s)
         checker.check_registry(self.encoder.schema.schema_id)  # no alert carries an id the registry cannot serve
         checker.ensure_topics(self.topic, s.alert_dlq_topic, dlq_topic(s.input_topic))
+        self._ensure_published_topic()
+
+    def _ensure_published_topic(self) -> None:
+        """Create the compacted dedup topic (one partition, read whole by every replica) unless it exists."""
+        s = self.settings
+        admin = AdminClient(dict(s.kafka.librdkafka_config()))
+        config = {"cleanup.policy": "compact,delete", "retention.ms": str(int(s.dedup_window_s * 1000)),
+                  "min.compaction.lag.ms": "0"}
+        topic = NewTopic(self.published_topic, num_partitions=1, replication_factor=s.replication, config=config)
+        for name, future in admin.create_topics([topic], operation_timeout=s.kafka_timeout_s).items():
+            try:
+                future.result(timeout=s.kafka_timeout_s)
+            except KafkaException as exc:
+                if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                    raise PublishError(f"could not create the dedup topic {name!r}: {exc}; create it compacted "
+                                       "or set NIGHTSHIFT_PUBLISHED_TOPIC") from exc
+
+    # -- the published (visit, detector)s ------------------------------------------------------------------------
+    def _rebuild(self) -> None:
+        """Read the dedup topic whole (read_committed) into a new ledger, and keep tailing it."""
+        s = self.settings
+        if self._tail is not None:
+            self._tail.close()
+        tail = Consumer({
+            **dict(s.kafka.librdkafka_config()), "group.id": f"{s.transactional_id}.ledger",
+            "enable.auto.commit": False, "isolation.level": "read_committed", "enable.partition.eof": True,
+        })
+        meta = tail.list_topics(self.published_topic, timeout=s.kafka_timeout_s).topics[self.published_topic]
+        tail.assign([TopicPartition(self.published_topic, p, OFFSET_BEGINNING) for p in meta.partitions])
+        ledger = PublishedLedger(s.dedup_window_s)
+        now = time.time()
+        at_end: set[int] = set()
+        deadline = time.monotonic() + s.kafka_timeout_s
+        while len(at_end) < len(meta.partitions):
+            if time.monotonic() > deadline:
+                tail.close()
+                raise PublishError(f"could not read the dedup topic {self.published_topic!r} to its end "
+                                   f"within {s.kafka_timeout_s} s")
+            msg = tail.poll(0.5)
+            if msg is None:
+                continue
+            err = msg.error()
+            if err is not None:
+                if err.code() != KafkaError._PARTITION_EOF:
+                    raise KafkaException(err)
+                at_end.add(msg.partition() or 0)
+                continue
+            at_end.discard(msg.partition() or 0)
+            self._load(ledger, msg, now)
+        self.ledger, self._tail = ledger, tail
+        LEDGER_SIZE.set(len(ledger))
+        log.info("%d published (visit, detector)s in the last %.0f s read from %s", len(ledger),
+                 s.dedup_window_s, self.published_topic)
+
+    def _load(self, ledger: PublishedLedger, msg: Message, now: float) -> None:
+        stamp = msg.timestamp()[1] / 1000.0 if msg.timestamp()[1] > 0 else now
+        if msg.value() is None or stamp < now - ledger.window_s:
+            return
+        ledger.add((msg.key() or b"").decode(), PublishedRecord.decode(msg.value() or b""), stamp)
+
+    def _follow(self) -> None:
+        """Take in what the other replicas committed since (no wait)."""
+        if self._tail is None:
+            return
+        now = time.time()
+        while (msg := self._tail.poll(0)) is not None:
+            err = msg.error()
+            if err is None:
+                self._load(self.ledger, msg, now)
+            elif err.code() != KafkaError._PARTITION_EOF:
+                raise KafkaException(err)
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # committed() with read_committed waits for a previous owner's pending transactional offsets
+        # (KIP-447), so its last transaction is decided before the dedup topic is read again.
+        if partitions:
+            consumer.committed(partitions, timeout=self.settings.kafka_timeout_s)
+        self._rebuild()
 
     def _run(self) -> None:
         s = self.settings
@@ -185,7 +291,9 @@ class TransactionalAlertLoop:
             "auto.offset.reset": "earliest", "isolation.level": "read_committed",
             "session.timeout.ms": s.session_timeout_ms,
         })
-        consumer.subscribe([s.input_topic])
+        # The ledger is read in on_assign, before any event of the assigned partitions: after
+        # init_transactions, so a killed predecessor's open transaction is aborted by then.
+        consumer.subscribe([s.input_topic], on_assign=self._on_assign)
         self._running = True
         log.info("publishing %s alerts to %s as %s", self.encoder.schema.version, self.topic, s.transactional_id)
         try:
@@ -198,6 +306,8 @@ class TransactionalAlertLoop:
         finally:
             self._running = False
             consumer.close()
+            if self._tail is not None:
+                self._tail.close()
             producer.flush(s.kafka_timeout_s)
 
     @staticmethod
@@ -212,7 +322,9 @@ class TransactionalAlertLoop:
     def _transaction(self, consumer: Consumer, producer: Producer, msgs: list[Message]) -> None:
         s = self.settings
         started = time.monotonic()
+        self._follow()
         producer.begin_transaction()
+        self._pending.clear()
         done: list[_Done] = []
         try:
             for msg in msgs:
@@ -233,6 +345,7 @@ class TransactionalAlertLoop:
                 raise
             # An abort that fails too leaves the transaction to the broker's timeout or to our successor's
             # init_transactions: exit, and let the restart fence and abort it.
+            self._pending.clear()
             producer.abort_transaction(s.kafka_timeout_s)
             self._rewind(consumer)
             self._stop.wait(1.0)  # back off before consuming the same events again
@@ -240,6 +353,11 @@ class TransactionalAlertLoop:
         TRANSACTIONS.labels("committed").inc()
         TXN_SECONDS.observe(time.monotonic() - started)
         now = time.time()
+        for published, record in self._pending.items():
+            self.ledger.add(published, record, now)
+        self._pending.clear()
+        self.ledger.prune(now)
+        LEDGER_SIZE.set(len(self.ledger))
         for d in done:
             self._record(d, now)
 
@@ -262,6 +380,12 @@ class TransactionalAlertLoop:
 
     def _record(self, d: _Done, now: float) -> None:
         det = str(d.detector)
+        if d.duplicate:
+            DUPLICATES.labels(det).inc()
+            EVENTS.labels("duplicate").inc()
+            log.info("dia.results of an already published (visit, detector) skipped",
+                     extra={"visit": d.visit, "detector": d.detector})
+            return
         ALERTS.labels(det).inc(d.alerts)
         DEAD_ROWS.labels(det).inc(d.dead)
         DETECTOR_LAST.labels(det).set(d.alerts)
@@ -291,6 +415,17 @@ class TransactionalAlertLoop:
             return self._dead_event(producer, msg, ValueError(
                 "the event has no alert_inputs_uri: publish dia.results v2 pointing at an alert-inputs bundle"),
                 "no_alert_inputs", event)
+        key = published_key(event.instrument, event.visit, event.detector)
+        record = PublishedRecord(event.event_id, dia_sources_digest(event.dia_source_ids), len(event.dia_source_ids))
+        pending = self._pending.get(key)
+        verdict = (self.ledger.verdict(key, record.ids_sha256) if pending is None
+                   else Verdict.DUPLICATE if pending.ids_sha256 == record.ids_sha256 else Verdict.CONFLICT)
+        if verdict is Verdict.DUPLICATE:
+            return _Done(event.visit, event.detector, 0, 0, None, duplicate=True)
+        if verdict is Verdict.CONFLICT:
+            return self._dead_event(producer, msg, ValueError(
+                f"(visit {event.visit}, detector {event.detector}) of {event.instrument} was already published "
+                "with other DiaSource ids; its alerts are not published twice"), "conflicting_duplicate", event)
         try:
             if self._s3 is None and event.alert_inputs_uri.startswith("s3://"):
                 self._s3 = s3_client(self.settings.s3_endpoint_url)
@@ -312,6 +447,8 @@ class TransactionalAlertLoop:
         self._produce_batch(producer, batch)
         if self.archive is not None:
             self.archive.store(batch)
+        self._produce(producer, self.published_topic, key.encode(), record.encode())
+        self._pending[key] = record
         EVENTS.labels("published").inc()
         log.debug("built %d alerts", len(batch), extra=ids)
         return _Done(event.visit, event.detector, len(batch), len(batch.bad),

@@ -20,7 +20,7 @@ import time
 import urllib.request
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +52,7 @@ class Night:
     per_detector: Counter[int]
     pairs: int  # (visit, detector)s with alerts
     missing_bundle_event: str  # event_id of the event whose bundle does not exist
+    events: list[DiaResults] = field(default_factory=list)  # the good events, in the order sent
 
 
 def _free_port() -> int:
@@ -102,7 +103,9 @@ def night(kafka_bootstrap: str, s3_endpoint: str, unique_name: str) -> Night:
     bad_rows: set[int] = set()
     per_detector: Counter[int] = Counter()
     pairs = 0
+    events: list[DiaResults] = []
     for event, good, bad in _bundles(bucket):
+        events.append(event)
         producer.produce(topic, encode(event), key=f"{event.visit}-{event.detector}".encode())
         expected |= good
         bad_rows |= bad
@@ -113,7 +116,7 @@ def night(kafka_bootstrap: str, s3_endpoint: str, unique_name: str) -> Night:
                          alert_inputs_uri=f"s3://{bucket}/no/such/bundle.arrow")
     producer.produce(topic, encode(missing), key=b"99-0")
     assert producer.flush(60) == 0
-    return Night(topic, bucket, expected, bad_rows, per_detector, pairs, missing.event_id)
+    return Night(topic, bucket, expected, bad_rows, per_detector, pairs, missing.event_id, events)
 
 
 class Publisher:
@@ -328,6 +331,73 @@ def test_an_object_store_that_does_not_answer_aborts_and_publishes_nothing_until
         _assert_exactly_once(kafka_bootstrap, schema_registry_url, night, up)
     finally:
         assert up.stop() == 0, up.output()
+
+
+def _send_again(bootstrap: str, night: Night, events: list[DiaResults]) -> None:
+    """Send ``events`` to the input topic again, as a replaying runner does."""
+    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True})
+    for event in events:
+        producer.produce(night.topic, encode(event), key=f"{event.visit}-{event.detector}".encode())
+    assert producer.flush(60) == 0
+
+
+def _wait_sample(pub: Publisher, name: str, labels: str, want: float) -> float:
+    """The metric once it reached ``want`` (counters move right after the commit), or its value at the guard."""
+    deadline = time.monotonic() + GUARD
+    while True:
+        got = _sample(pub.metrics(), name, labels)
+        if got >= want or time.monotonic() > deadline:
+            return got
+        time.sleep(0.2)  # poll interval of a condition wait
+
+
+def test_a_repeated_dia_results_is_published_once(
+    kafka_bootstrap: str, schema_registry_url: str, night: Night, unique_name: str, tmp_path: Path
+) -> None:
+    pub = Publisher(night, unique_name, schema_registry_url, tmp_path)
+    try:
+        _wait_consumed(kafka_bootstrap, pub, night.topic)
+        first, second, third = night.events[0], night.events[4], night.events[5]
+        # A runner's replay (the same event, same event id), the same (visit, detector) under a new
+        # event id, and one whose DiaSource ids differ from what was published (a conflict).
+        renamed = second.model_copy(update={"event_id": "replayed-" + second.event_id})
+        conflicting = third.model_copy(update={"event_id": "other-" + third.event_id,
+                                               "dia_source_ids": third.dia_source_ids[1:],
+                                               "n_dia_sources": third.n_dia_sources - 1})
+        _send_again(kafka_bootstrap, night, [first, renamed, conflicting, first])
+        _wait_consumed(kafka_bootstrap, pub, night.topic)
+        _assert_exactly_once(kafka_bootstrap, schema_registry_url, night, pub)
+        assert _wait_sample(pub, "nightshift_alert_publisher_duplicates_total", "", 3) == 3
+        dead = {dict(m.headers())["dlq.error_type"] for m in _read_all(kafka_bootstrap, night.topic + ".dlq",
+                                                                       "read_committed")}
+        assert dead == {b"alert_inputs", b"conflicting_duplicate"}
+        # One compacted-topic record per published (visit, detector), written in the alerts' transactions.
+        records = _read_all(kafka_bootstrap, night.topic + ".published", "read_committed")
+        assert sorted(m.key() for m in records) == sorted(
+            f"LSSTCam/{e.visit}/{e.detector}".encode() for e in night.events)
+    finally:
+        assert pub.stop() == 0, pub.output()
+
+
+def test_a_repeated_dia_results_after_a_restart_is_published_once(
+    kafka_bootstrap: str, schema_registry_url: str, night: Night, unique_name: str, tmp_path: Path
+) -> None:
+    before = Publisher(night, unique_name, schema_registry_url, tmp_path)
+    try:
+        _wait_consumed(kafka_bootstrap, before, night.topic)
+    finally:
+        assert before.stop() == 0, before.output()
+    # The publisher is down when the runner replays; the restarted one only knows what the topic says.
+    replayed = night.events[:2] + [night.events[2].model_copy(update={"event_id": "new-" + night.events[2].event_id})]
+    _send_again(kafka_bootstrap, night, replayed)
+    after = Publisher(night, unique_name, schema_registry_url, tmp_path)
+    try:
+        _wait_consumed(kafka_bootstrap, after, night.topic)
+        _assert_exactly_once(kafka_bootstrap, schema_registry_url, night, after)
+        assert _wait_sample(after, "nightshift_alert_publisher_duplicates_total", "", 3) == 3
+        assert _sample(after.metrics(), "nightshift_alerts_published_total", "") == 0
+    finally:
+        assert after.stop() == 0, after.output()
 
 
 def test_alert_inputs_round_trip_through_a_file_and_refuse_garbage(tmp_path: Path) -> None:

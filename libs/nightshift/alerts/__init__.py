@@ -20,6 +20,7 @@ from ._encoder import EncodedRows, RecordEncoder, RowProblems, as_arrow
 from ._errors import AlertError, AlertInputsError, AlertSchemaError, ArchiveError, CutoutError, PublishError
 from ._inputs import AlertInputs, read_alert_inputs, s3_client, write_alert_inputs
 from ._packet import HISTORY_DAYS, AlertBatch, AlertEncoder, BadAlert, Cutouts, EncodedCache, frame, unframe
+from ._published import PublishedLedger, PublishedRecord, Verdict, dia_sources_digest, published_key
 from ._publisher import DLQ_TOPIC, PRODUCER_DEFAULTS, AlertPublisher, PublishReport, VisitDetectorCount, alert_topic
 from ._schema import AlertSchema, latest_version, shipped_versions
 from ._stream import AlertStream, simulated_cutouts
@@ -50,8 +51,11 @@ __all__ = [
     "LocalWcs",
     "PublishError",
     "PublishReport",
+    "PublishedLedger",
+    "PublishedRecord",
     "RecordEncoder",
     "RowProblems",
+    "Verdict",
     "VisitDetectorCount",
     "alert_json",
     "alert_topic",
@@ -59,8 +63,10 @@ __all__ = [
     "container_file",
     "cutouts_png",
     "decode_alert",
+    "dia_sources_digest",
     "frame",
     "latest_version",
+    "published_key",
     "read_alert_inputs",
     "s3_client",
     "read_alert_file",
