@@ -400,6 +400,53 @@ def test_a_repeated_dia_results_after_a_restart_is_published_once(
         assert after.stop() == 0, after.output()
 
 
+def test_two_replicas_in_one_group_publish_a_repeated_dia_results_once(
+    kafka_bootstrap: str, schema_registry_url: str, night: Night, unique_name: str, tmp_path: Path
+) -> None:
+    from confluent_kafka.admin import AdminClient
+
+    first = Publisher(night, unique_name, schema_registry_url, tmp_path)
+    second: Publisher | None = None
+    try:
+        _wait_consumed(kafka_bootstrap, first, night.topic)
+        # A second replica joins the group (its own transactional id): the partitions are split, and the
+        # one that takes over partitions it never published must know them from the compacted topic.
+        shared = {"NIGHTSHIFT_CONSUMER_GROUP": first.group, "NIGHTSHIFT_ALERT_TOPIC": first.alert_topic,
+                  "NIGHTSHIFT_ALERT_DLQ_TOPIC": first.dlq}
+        second = Publisher(night, unique_name + "-b", schema_registry_url, tmp_path, env_extra=shared)
+        admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+        deadline = time.monotonic() + GUARD
+        while True:  # until both members hold partitions
+            group = admin.describe_consumer_groups([first.group])[first.group].result(timeout=30)
+            if len(group.members) == 2 and all(m.assignment.topic_partitions for m in group.members):
+                break
+            assert second.proc.poll() is None and time.monotonic() < deadline, second.output()
+            time.sleep(0.2)  # poll interval of a condition wait
+        # Every event again, to every partition: each replica gets repeats of (visit, detector)s the
+        # other one published (the compacted topic is read whole, so the input's keying does not matter).
+        producer = Producer({"bootstrap.servers": kafka_bootstrap, "enable.idempotence": True})
+        for event in night.events:
+            for partition in range(3):
+                producer.produce(night.topic, encode(event), key=f"{event.visit}-{event.detector}".encode(),
+                                 partition=partition)
+        assert producer.flush(60) == 0
+        _wait_consumed(kafka_bootstrap, first, night.topic)
+        _assert_exactly_once(kafka_bootstrap, schema_registry_url, night, first)
+        name = "nightshift_alert_publisher_duplicates_total"
+        deadline = time.monotonic() + GUARD
+        while True:  # the counters move right after the commit the offsets wait saw
+            counts = [_sample(p.metrics(), name, "") for p in (first, second)]
+            if sum(counts) >= 3 * len(night.events) or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert sum(counts) == 3 * len(night.events)
+        assert all(n > 0 for n in counts), counts  # each replica skipped the repeats of its partitions
+    finally:
+        assert first.stop() == 0, first.output()
+        if second is not None:
+            assert second.stop() == 0, second.output()
+
+
 def test_alert_inputs_round_trip_through_a_file_and_refuse_garbage(tmp_path: Path) -> None:
     sky = SkyField(centres=1, density=300, sources_per_visit=20, forced_per_visit=20)
     v = sky.visit(0)
