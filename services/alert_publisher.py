@@ -444,11 +444,13 @@ class TransactionalAlertLoop:
             batch = inputs.build(self.encoder)
         except AlertSchemaError as exc:
             return self._dead_event(producer, msg, exc, "alert_schema", event)
+        # The record first: librdkafka then adds its partition to the transaction with the alerts'
+        # partitions, not in a round trip of its own before the commit. Atomic with them either way.
+        self._produce(producer, self.published_topic, key.encode(), record.encode())
+        self._pending[key] = record
         self._produce_batch(producer, batch)
         if self.archive is not None:
             self.archive.store(batch)
-        self._produce(producer, self.published_topic, key.encode(), record.encode())
-        self._pending[key] = record
         EVENTS.labels("published").inc()
         log.debug("built %d alerts", len(batch), extra=ids)
         return _Done(event.visit, event.detector, len(batch), len(batch.bad),
