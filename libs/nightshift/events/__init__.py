@@ -56,6 +56,7 @@ from ._resilience import (
     CommitError,
     commit_offsets,
     is_transient,
+    retry_kafka,
 )
 from ._schemas import SchemaCatalog, SchemaVersion, default_catalog, schemas_dir
 from ._serde import decode, encode, schema_id_of
@@ -123,6 +124,7 @@ __all__ = [
     "is_transient",
     "kafka_settings",
     "register_schemas",
+    "retry_kafka",
     "schema_id_of",
     "schemas_dir",
 ]

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from prometheus_client import Counter
@@ -22,6 +23,8 @@ from prometheus_client import Counter
 from ._errors import EventError
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 #: Errors of a broker restart or coordinator move: the same commit succeeds once the broker is back.
 TRANSIENT_KAFKA_ERRORS: frozenset[int] = frozenset({
@@ -177,3 +180,42 @@ def commit_offsets(
             return False
         sleep(min(pause, max(deadline - now, 0.0)))
         pause = min(pause * 2, max_backoff_s)
+
+
+def retry_kafka(
+    call: Callable[[], T],
+    what: str,
+    *,
+    timeout_s: float = 300.0,
+    backoff_s: float = 0.5,
+    max_backoff_s: float = 5.0,
+    retry_if: Callable[[KafkaError], bool] = is_transient,
+    sleep: Callable[[float], object] = time.sleep,
+) -> T:
+    """Call ``call()`` until it does not raise a transient :class:`KafkaException`, for up to ``timeout_s``.
+
+    For the blocking librdkafka calls of a service loop that a broker restart makes fail for a while
+    (``committed``, ``abort_transaction``, ``commit_transaction``, ...). Logs once per error code;
+    a fatal or non-transient error (per ``retry_if``), or the deadline, re-raises the last exception.
+    """
+    deadline = time.monotonic() + timeout_s
+    last_code: int | None = None
+    pause = backoff_s
+    while True:
+        try:
+            result = call()
+        except KafkaException as exc:
+            err: KafkaError = exc.args[0]
+            now = time.monotonic()
+            if err.fatal() or not retry_if(err) or now >= deadline:
+                raise
+            if err.code() != last_code:
+                log.warning("%s failed with %s (%s): retrying for up to %.0f s", what, err.name(), err.str(),
+                            deadline - now)
+                last_code = err.code()
+            sleep(min(pause, deadline - now))
+            pause = min(pause * 2, max_backoff_s)
+            continue
+        if last_code is not None:
+            log.warning("%s succeeded after the broker came back", what)
+        return result
