@@ -25,10 +25,13 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 
 from nightshift.events import (
     AsyncProducer,
+    CommitError,
     DatasetStored,
     Event,
     EventConsumer,
+    EventError,
     KafkaSettings,
+    commit_offsets,
     dlq_topic,
     encode,
     ensure_topics,
@@ -178,3 +181,20 @@ async def test_a_service_keeps_consuming_across_a_broker_restart(own_kafka: _Own
     assert set(deliveries) == everything
     assert answered == everything  # every answer reached the broker, despite the restart
     assert consumers[0].stats.dead_lettered == 0  # a broker outage is not a reason to dead-letter
+
+
+def test_a_commit_that_never_reaches_a_broker_fails_clearly_at_its_deadline() -> None:
+    """Transient errors are retried only until the deadline; then CommitError says what happened.
+
+    No server on purpose: the brokers are away for good (a closed loopback port). One attempt
+    blocks for up to ``session.timeout.ms`` while librdkafka looks for the group coordinator.
+    """
+    (port,) = _free_ports(1)
+    consumer = Consumer({"bootstrap.servers": f"127.0.0.1:{port}", "group.id": "nobody-home",
+                         "session.timeout.ms": 6000, "log_level": 0})
+    try:
+        with pytest.raises(CommitError, match="stayed unreachable") as info:
+            commit_offsets(consumer, [TopicPartition("dataset.stored", 0, 5)], timeout_s=0.0)
+    finally:
+        consumer.close()
+    assert isinstance(info.value, EventError) and not info.value.retriable

@@ -138,6 +138,7 @@ def commit_offsets(
     pause = backoff_s
     while True:
         attempts += 1
+        attempt_started = time.monotonic()  # one attempt can block for long (librdkafka waits for the coordinator)
         err = _commit_error(consumer, offsets)
         if err is None:
             if first_failure is not None:
@@ -161,7 +162,7 @@ def commit_offsets(
             )
         now = time.monotonic()
         if first_failure is None:
-            first_failure = now
+            first_failure = attempt_started
         if code != last_code:  # log once per state change, not once per attempt
             log.warning("offset commit failed with %s (%s): retrying for up to %.0f s", err.name(), err.str(),
                         max(deadline - now, 0.0))
