@@ -38,6 +38,7 @@ import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 from aiohttp import web
@@ -100,6 +101,9 @@ class RegistrySettings(ServiceSettings):
     #: (``in_transaction``) or after its commit and before the offset commit (``before_offsets``).
     crash_in_batch: int | None = Field(default=None, ge=1)
     crash_point: Literal["in_transaction", "before_offsets"] = "before_offsets"
+    #: Test hook: while this file exists, a batch waits after its registry commit and before its offset
+    #: commit (it touches ``<file>.reached`` first), so a test can take the broker away at that point.
+    pause_before_offsets: Path | None = None
 
     @property
     def topic(self) -> str:
@@ -292,6 +296,11 @@ class RegistrationLoop:
         for msg in batch.msgs:
             key = (msg.topic() or "", msg.partition() or 0)
             offsets[key] = max(offsets.get(key, 0), (msg.offset() or 0) + 1)
+        gate = s.pause_before_offsets
+        if gate is not None and gate.exists():
+            gate.with_name(gate.name + ".reached").touch()
+            while gate.exists() and not self._stop.is_set():
+                self._stop.wait(0.05)
         # A broker restart: transient errors are retried, a rebalance leaves the batch to be redelivered
         # (registration is idempotent on dataset_id).
         commit_offsets(consumer, [TopicPartition(t, p, o) for (t, p), o in offsets.items()],

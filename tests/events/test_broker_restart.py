@@ -1,24 +1,19 @@
 """A service built on EventConsumer rides out a real broker restart (issue 15/16).
 
-The test starts its OWN Kafka (devstack, free ports, a temporary state dir; never the shared
-broker), runs an in-process :class:`nightshift.service.Service` whose EventConsumer records an
-idempotent effect per event and answers each event on another topic, restarts the broker while
-a batch is in flight (handled, not committed), and checks that the service is still running and
-that every event had its effect and its answer. Deadlines only guard against hangs.
+The test starts its OWN Kafka (the ``own_kafka`` fixture of tests/conftest.py: devstack, free
+ports, a temporary state dir; never the shared broker), runs an in-process
+:class:`nightshift.service.Service` whose EventConsumer records an idempotent effect per event and
+answers each event on another topic, restarts the broker while a batch is in flight (handled, not
+committed), and checks that the service is still running and that every event had its effect and
+its answer. Deadlines only guard against hangs.
 """
 
 from __future__ import annotations
 
 import asyncio
-import shutil
 import socket
-import tempfile
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import ExitStack
-from dataclasses import dataclass, field
-from pathlib import Path
 
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
@@ -43,39 +38,6 @@ from nightshift_dev.devstack import _kafka as devkafka
 pytestmark = pytest.mark.integration
 
 GUARD_S = 240.0  # deadlock guard only: a restart takes 10-20 s on an idle machine, far more under load
-
-
-@dataclass(frozen=True)
-class _OwnStack(StackSettings):
-    """Stack settings whose state lives in a directory of the test's own (not ``NIGHTSHIFT_STACK_DIR``)."""
-
-    own_state_dir: Path = field(default_factory=Path)
-
-    @property
-    def state_dir(self) -> Path:
-        return self.own_state_dir
-
-
-def _free_ports(n: int) -> list[int]:
-    with ExitStack() as stack:
-        socks = [stack.enter_context(socket.socket()) for _ in range(n)]
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-
-
-@pytest.fixture
-def own_kafka() -> Iterator[_OwnStack]:
-    """A private single-node Kafka, stopped and deleted at teardown."""
-    state = Path(tempfile.mkdtemp(prefix="nightshift-restart-kafka-"))
-    port, controller, sasl = _free_ports(3)
-    s = _OwnStack(kafka_port=port, kafka_controller_port=controller, kafka_sasl_port=sasl, own_state_dir=state)
-    try:
-        devkafka.start(s)
-        yield s
-    finally:
-        devkafka.stop(s)
-        shutil.rmtree(state, ignore_errors=True)
 
 
 def stored(i: int) -> DatasetStored:
@@ -116,7 +78,7 @@ def read_all(bootstrap: str, topic: str) -> list[Message]:
         c.close()
 
 
-async def test_a_service_keeps_consuming_across_a_broker_restart(own_kafka: _OwnStack) -> None:
+async def test_a_service_keeps_consuming_across_a_broker_restart(own_kafka: StackSettings) -> None:
     bootstrap = devkafka.bootstrap(own_kafka)
     topic, answers = "dataset.stored", "answers"
     await asyncio.to_thread(ensure_topics, bootstrap, [topic, dlq_topic(topic), answers])
@@ -189,7 +151,9 @@ def test_a_commit_that_never_reaches_a_broker_fails_clearly_at_its_deadline() ->
     No server on purpose: the brokers are away for good (a closed loopback port). One attempt
     blocks for up to ``session.timeout.ms`` while librdkafka looks for the group coordinator.
     """
-    (port,) = _free_ports(1)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # nothing listens there once the probe is closed
     consumer = Consumer({"bootstrap.servers": f"127.0.0.1:{port}", "group.id": "nobody-home",
                          "session.timeout.ms": 6000, "log_level": 0})
     try:
