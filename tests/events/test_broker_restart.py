@@ -16,12 +16,13 @@ import time
 import uuid
 
 import pytest
-from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
 
 from nightshift.events import (
     AsyncProducer,
     CommitError,
     DatasetStored,
+    DeliveryError,
     Event,
     EventConsumer,
     EventError,
@@ -30,6 +31,7 @@ from nightshift.events import (
     dlq_topic,
     encode,
     ensure_topics,
+    is_broker_outage,
 )
 from nightshift.service import Service, ServiceSettings
 from nightshift_dev.devstack import StackSettings
@@ -162,3 +164,12 @@ def test_a_commit_that_never_reaches_a_broker_fails_clearly_at_its_deadline() ->
     finally:
         consumer.close()
     assert isinstance(info.value, EventError) and not info.value.retriable
+
+
+def test_only_errors_of_missing_brokers_count_as_an_outage() -> None:
+    """An outage is waited for; a rejected message or a handler's own error is not (it uses up attempts)."""
+    assert is_broker_outage(DeliveryError("broker away", KafkaError._MSG_TIMED_OUT))
+    assert is_broker_outage(DeliveryError("broker away", KafkaError._TRANSPORT))
+    assert not is_broker_outage(DeliveryError("too big", KafkaError.MSG_SIZE_TOO_LARGE))
+    assert not is_broker_outage(DeliveryError("no code from librdkafka"))
+    assert not is_broker_outage(ValueError("handler bug"))

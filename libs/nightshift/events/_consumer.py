@@ -68,7 +68,7 @@ def is_retriable(exc: BaseException) -> bool:
 def is_broker_outage(exc: BaseException) -> bool:
     """True if ``exc`` says the brokers are away (not that the message is bad): worth waiting for."""
     if isinstance(exc, DeliveryError):
-        return exc.kafka_error is None or exc.kafka_error in TRANSIENT_KAFKA_ERRORS
+        return exc.kafka_error is not None and exc.kafka_error in TRANSIENT_KAFKA_ERRORS
     return isinstance(exc, (EnqueueTimeoutError, KafkaConnectionError)) and exc.retriable
 
 
@@ -332,10 +332,11 @@ class EventConsumer:
                 break
             except Exception as send_exc:
                 now = time.monotonic()
-                outage_since = now if outage_since is None else outage_since
+                if outage_since is None:  # log once per outage, not once per attempt
+                    outage_since = now
+                    log.warning("dead-letter send to %s waits for the brokers: %s", dlq_topic(topic), send_exc)
                 if not is_broker_outage(send_exc) or now - outage_since >= self._outage_s:
                     raise
-                log.warning("dead-letter send to %s waits for the brokers: %s", dlq_topic(topic), send_exc)
                 await asyncio.sleep(1.0)
         self.stats.record_dead_letter(f"{error_type}: {exc}")
         EVENTS.labels(msg.topic(), "dead_lettered").inc()
