@@ -6,6 +6,7 @@ import logging
 import click
 
 from ._alerts import alerts
+from ._ap import ap
 from ._apdb import apdb
 from ._butler import butler
 from ._obs import ingest_raws_cmd  # noqa: F401 - adds ingest-raws, register-instrument to `butler`
@@ -74,6 +75,7 @@ def cli(log_level: str) -> None:
 cli.add_command(pipeline)
 cli.add_command(apdb)
 cli.add_command(alerts)
+cli.add_command(ap)
 cli.add_command(butler)
 cli.add_command(sim)
 cli.add_command(service)
