@@ -565,13 +565,14 @@ def _cell(times: dict[int, float], total: int, since: float | None) -> str:
 
 def render_table(monitor: NightMonitor, clocks: Sequence[VisitClock], started: float) -> Any:
     """The per-visit timeline as a rich table (times relative to the visit's shutter close)."""
+    from rich import box
     from rich.table import Table
 
     table = Table(title=f"nightshift — a night of Alert Production ({time.time() - started:.0f} s)",
-                  caption="times after shutter close; next visit → raws → planned → processed → alerts published")
-    for col in ("visit", "filter", "next visit", "raws", "planned", "processed", "DIA sources", "alerts",
-                "last alert"):
-        table.add_column(col, justify="right" if col not in ("visit", "filter") else "left")
+                  caption="times after shutter close: next visit → raws → planned → processed → alerts published",
+                  box=box.SIMPLE_HEAD)
+    for col in ("visit", "filter", "nextVisit", "raws", "planned", "processed", "DIA", "alerts", "last alert"):
+        table.add_column(col, justify="right" if col not in ("visit", "filter") else "left", no_wrap=True)
     by_visit = {c.visit: c for c in clocks}
     with monitor.lock:
         for v in monitor.visits.values():
@@ -677,8 +678,11 @@ def _live(enabled: bool, render: Callable[[], Any]) -> Iterator[Callable[[], Non
     from rich.live import Live
 
     console = Console()
+    if not console.is_terminal:
+        console = Console(width=max(console.width, 120))
     with Live(render(), console=console, refresh_per_second=2, transient=False) as live:
         yield lambda: live.update(render())
+    console.print()
 
 
 def run_night(spec: NightSpec, *, echo: Echo = print, live: bool = True, workdir: str | os.PathLike[str] | None = None,
@@ -767,6 +771,9 @@ def run_night(spec: NightSpec, *, echo: Echo = print, live: bool = True, workdir
     summary.exit_codes = codes
     for line in summary.lines():
         echo(line)
+    if summary.visits_complete < summary.visits:
+        echo(f"incomplete: {summary.visits - summary.visits_complete} visits did not reach all their alerts within "
+             f"{spec.timeout_s:g} s of the last raws; see the service logs")
     unclean = {k: v for k, v in codes.items() if v not in (0, None)}
     echo(f"services  : stopped with SIGTERM ({len(codes)} processes"
          f"{', exit codes ' + str(unclean) if unclean else ', all drained cleanly'}); logs in {wd / 'logs'}")
