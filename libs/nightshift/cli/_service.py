@@ -14,6 +14,7 @@ import click
 #: service name on the command line -> module of ``nightshift_services``
 SERVICES = {
     "alert-publisher": "alert_publisher",
+    "planner": "planner",
     "runner": "runner",
 }
 
