@@ -66,6 +66,7 @@ EVENT_SUBJECTS = ("nextVisit", "raw.arrived", "raw.ingested", "quantum.planned",
 #: Detectors of LSSTCam-sim's central raft R22, from the boresight outwards.
 _CENTRE_DETECTORS = (94, 93, 95, 91, 97, 90, 92, 96, 98)
 _BUCKET = "nightshift-night"
+_SKYMAP = "sim_healpix"
 _TAI_UTC = 37.0  # seconds, since 2017
 
 
@@ -231,13 +232,13 @@ def prepare_night(spec: NightSpec, env: dict[str, str], workdir: Path, echo: Ech
                                        begin=(now - dt.timedelta(days=2)).isoformat(timespec="seconds")[:19],
                                        end=(now + dt.timedelta(days=30)).isoformat(timespec="seconds")[:19],
                                        detector_size=spec.detector_size, seed=spec.seed)
-        skymap = HealpixSkyMap("sim_healpix", tract_order=3, patch_levels=5)
+        skymap = HealpixSkyMap(_SKYMAP, tract_order=3, patch_levels=5)
         by_band: dict[str, set[tuple[int, int]]] = {}
         for o in plan:
             band = o.physical_filter.split("_")[0]
             by_band.setdefault(band, set()).update(_patches(camera, o, dets, skymap))
         tracts = tuple(sorted({t for ps in by_band.values() for t, _ in ps}))
-        skymap = HealpixSkyMap("sim_healpix", tract_order=3, patch_levels=5, tracts=tracts)
+        skymap = HealpixSkyMap(_SKYMAP, tract_order=3, patch_levels=5, tracts=tracts)
         pixel_scale = round(camera.plate_scale * camera[dets[0]].pixel_size, 4)  # arcsec per detector pixel
         templates = 0
         for band, patches in sorted(by_band.items()):
@@ -289,6 +290,8 @@ def start_services(night: NightRepo, services: LocalServices, spec: NightSpec, e
                             "alert_dlq_topic": p + "alerts.dlq", "transactional_id": p + "alert-publisher-{i}",
                             "archive_bucket": _BUCKET, "archive_prefix": f"{night.tag}/alerts",
                             "alert_partitions": str(spec.partitions)},
+        # the sky map of prepare_night's templates; nextVisit comes lead_s before the exposure
+        "planner": {"skymap": _SKYMAP, "lead_time_s": f"{spec.lead_s:g}", "partitions": str(spec.partitions)},
     }
     for name in names:
         t0 = time.perf_counter()
@@ -559,7 +562,7 @@ def _cell(times: dict[int, float], total: int, since: float | None) -> str:
     n = len(times)
     mark = "[green]✓[/]" if n >= total else f"{n}/{total}"
     if since is not None and n >= total:
-        return f"{mark} +{max(times.values()) - since:.1f}s"
+        return f"{mark} {max(times.values()) - since:+.1f}s"
     return mark
 
 
