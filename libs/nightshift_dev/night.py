@@ -159,6 +159,7 @@ class NightRepo:
     prefix: str
     staging_uri: str
     drop_dir: Path
+    alert_inputs_uri: str = ""
 
     def topic(self, subject: str) -> str:
         return self.prefix + subject
@@ -219,9 +220,11 @@ def prepare_night(spec: NightSpec, env: dict[str, str], workdir: Path, echo: Ech
         datastore: dict[str, Any] = {"cls": "s3", "bucket": _BUCKET, "prefix": f"{tag}/repo",
                                      "endpoint_url": env["S3_ENDPOINT"], "create_bucket": True}
         staging = f"s3://{_BUCKET}/{tag}/staging"
+        alert_inputs = f"s3://{_BUCKET}/{tag}/alert-inputs"
     else:
         datastore = {"cls": "posix", "root": str(workdir / "datastore")}
         staging = str(workdir / "staging")
+        alert_inputs = str(workdir / "alert-inputs")
     t0 = time.perf_counter()
     now = dt.datetime.now(dt.UTC)
     with Butler.create(repo_dir, datastore=datastore, registry_db=env["PG_DSN"],
@@ -263,7 +266,8 @@ def prepare_night(spec: NightSpec, env: dict[str, str], workdir: Path, echo: Ech
     drop.mkdir(exist_ok=True)
     return NightRepo(tag=tag, workdir=workdir, repo=str(repo_dir), registry_schema=registry_schema,
                      apdb_schema=apdb_schema, observations=plan, detectors=dets, raws=raws, templates=templates,
-                     calibrations=len(calibs), prefix=f"night{tag}.", staging_uri=staging, drop_dir=drop)
+                     calibrations=len(calibs), prefix=f"night{tag}.", staging_uri=staging, drop_dir=drop,
+                     alert_inputs_uri=alert_inputs)
 
 
 def service_environment(night: NightRepo, env: dict[str, str], kafka: KafkaSettings) -> dict[str, str]:
@@ -278,6 +282,7 @@ def service_environment(night: NightRepo, env: dict[str, str], kafka: KafkaSetti
         "NIGHTSHIFT_STAGING_URI": night.staging_uri,
         "NIGHTSHIFT_SCHEMA_REGISTRY_URL": env["SCHEMA_REGISTRY_URL"],
         "NIGHTSHIFT_LOG_LEVEL": "INFO",
+        "OMP_NUM_THREADS": "1",  # one thread per process: the services share few cores
     }
 
 
@@ -292,6 +297,13 @@ def start_services(night: NightRepo, services: LocalServices, spec: NightSpec, e
                             "alert_partitions": str(spec.partitions)},
         # the sky map of prepare_night's templates; nextVisit comes lead_s before the exposure
         "planner": {"skymap": _SKYMAP, "lead_time_s": f"{spec.lead_s:g}", "partitions": str(spec.partitions)},
+        "runner": {"alert_inputs_uri": night.alert_inputs_uri, "partitions": str(spec.partitions),
+                   # the astrometric fit's acceptance grows with the coarse pixels of small simulated detectors
+                   **({"astrometry_max_rms_arcsec": f"{1.5 * 512 / spec.detector_size:.2f}"}
+                      if spec.detector_size <= 512 else {})},
+        "registry": {"api_port": "0", "partitions": str(spec.partitions)},
+        "ingest": {"partitions": str(spec.partitions)},
+        "datastore-writer": {"partitions": str(spec.partitions)},
     }
     for name in names:
         t0 = time.perf_counter()
