@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import hashlib
+import json
 import math
 import os
 import statistics
@@ -67,6 +68,7 @@ EVENT_SUBJECTS = ("nextVisit", "raw.arrived", "raw.ingested", "quantum.planned",
 _CENTRE_DETECTORS = (94, 93, 95, 91, 97, 90, 92, 96, 98)
 _BUCKET = "nightshift-night"
 _SKYMAP = "sim_healpix"
+_REFCAT, _REFCAT_ORDER, _REFCAT_RUN = "sim_refcat", 5, "refcats/sim"
 _TAI_UTC = 37.0  # seconds, since 2017
 
 
@@ -199,10 +201,39 @@ def _patches(camera: Any, obs: Observation, detectors: Sequence[int], skymap: An
     return out
 
 
+def _write_refcat(directory: Path, plan: Sequence[Observation], bands: Sequence[str], seed: int) -> Path:
+    """The simulated sky's stars around the night's fields as Parquet shards (HEALPix order 5), ``{band}_mag``."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from nightshift.obs.sim import sky_catalog
+    from nightshift.obs.sim._catalog import BAND_OFFSETS
+    from nightshift.sky import point_pixel
+
+    directory.mkdir(parents=True, exist_ok=True)
+    rows: dict[int, tuple[float, float, float, float]] = {}
+    for ra, dec in sorted({(o.ra, o.dec) for o in plan}):
+        cat = sky_catalog(seed, ra, dec, 0.8)  # the central raft is within 0.4 deg of the boresight
+        stars = cat.kind == "star"
+        for i, r, d, m, c in zip(cat.id[stars], cat.ra[stars], cat.dec[stars], cat.mag_r[stars], cat.colour[stars],
+                                 strict=True):
+            rows[int(i)] = (float(r), float(d), float(m), float(c))
+    ra_a, dec_a, mag_r, colour = (np.array(col) for col in zip(*rows.values(), strict=True))
+    pixels = np.array([point_pixel(float(r), float(d), _REFCAT_ORDER) for r, d in zip(ra_a, dec_a, strict=True)])
+    for p in np.unique(pixels):
+        sel = pixels == p
+        cols = {"ra": ra_a[sel], "dec": dec_a[sel]}
+        cols.update({f"{b}_mag": mag_r[sel] + BAND_OFFSETS.get(b, 0.0) * colour[sel] for b in bands})
+        pq.write_table(pa.table(cols), directory / f"{int(p)}.parquet")
+    return directory
+
+
 def prepare_night(spec: NightSpec, env: dict[str, str], workdir: Path, echo: Echo = print) -> NightRepo:
     """Make the night's repository, APDB, calibrations and templates, and render its raws."""
     from nightshift.apdb import Apdb, ApdbSettings
     from nightshift.butler import Butler
+    from nightshift.butler.external import ingest_reference_catalog
     from nightshift.obs import get_instrument
     from nightshift.obs.sim import certify_master_calibs, make_templates, plan_night, render_detector
     from nightshift.sky import HealpixSkyMap
@@ -213,6 +244,10 @@ def prepare_night(spec: NightSpec, env: dict[str, str], workdir: Path, echo: Ech
     plan = plan_night(spec.visits, instrument=spec.instrument, day_obs=day_obs, seed=spec.seed,
                       exposure_time=spec.exposure_time_s)
     camera = get_instrument(spec.instrument, detector_size=spec.detector_size).camera
+    pixel_scale = round(camera.plate_scale * camera[dets[0]].pixel_size, 4)  # arcsec per detector pixel
+    # Small simulated detectors have coarse pixels: keep the PSF sampled (FWHM >= 2.8 pixels) so the
+    # pipeline's PSF and astrometric fits work as they do on LSSTCam's 0.2" pixels.
+    plan = [replace(o, seeing=max(o.seeing, 2.8 * pixel_scale)) for o in plan]
     workdir.mkdir(parents=True, exist_ok=True)
     repo_dir = workdir / "repo"
     registry_schema = f"night_{tag}"
@@ -242,14 +277,16 @@ def prepare_night(spec: NightSpec, env: dict[str, str], workdir: Path, echo: Ech
             by_band.setdefault(band, set()).update(_patches(camera, o, dets, skymap))
         tracts = tuple(sorted({t for ps in by_band.values() for t, _ in ps}))
         skymap = HealpixSkyMap(_SKYMAP, tract_order=3, patch_levels=5, tracts=tracts)
-        pixel_scale = round(camera.plate_scale * camera[dets[0]].pixel_size, 4)  # arcsec per detector pixel
         templates = 0
         for band, patches in sorted(by_band.items()):
             templates += len(make_templates(butler, skymap, sorted(patches), [band], seed=spec.seed,
-                                            pixel_scale=pixel_scale))
+                                            pixel_scale=pixel_scale, seeing=max(0.6, 1.6 * pixel_scale)))
+        shards = _write_refcat(workdir / "refcat", plan, sorted(by_band), spec.seed)
+        refcat = ingest_reference_catalog(butler, _REFCAT, shards, order=_REFCAT_ORDER, run=_REFCAT_RUN)
     echo(f"setup     : butler repository {repo_dir} (registry: PostgreSQL schema {registry_schema}, datastore: "
          f"{'S3 s3://' + _BUCKET + '/' + tag + '/repo' if spec.datastore == 's3' else 'POSIX'}); "
-         f"{len(calibs)} master calibrations, {templates} templates ({time.perf_counter() - t0:.0f} s)")
+         f"{len(calibs)} master calibrations, {templates} templates, {len(refcat)} reference-catalog shards "
+         f"({time.perf_counter() - t0:.0f} s)")
 
     apdb_schema = f"apdb_night_{tag}"
 
@@ -296,7 +333,8 @@ def start_services(night: NightRepo, services: LocalServices, spec: NightSpec, e
                             "archive_bucket": _BUCKET, "archive_prefix": f"{night.tag}/alerts",
                             "alert_partitions": str(spec.partitions)},
         # the sky map of prepare_night's templates; nextVisit comes lead_s before the exposure
-        "planner": {"skymap": _SKYMAP, "lead_time_s": f"{spec.lead_s:g}", "partitions": str(spec.partitions)},
+        "planner": {"skymap": _SKYMAP, "lead_time_s": f"{spec.lead_s:g}", "partitions": str(spec.partitions),
+                    "refcat": _REFCAT, "refcat_collections": json.dumps([_REFCAT_RUN])},
         "runner": {"alert_inputs_uri": night.alert_inputs_uri, "partitions": str(spec.partitions),
                    # the astrometric fit's acceptance grows with the coarse pixels of small simulated detectors
                    **({"astrometry_max_rms_arcsec": f"{1.5 * 512 / spec.detector_size:.2f}"}
@@ -767,9 +805,9 @@ def run_night(spec: NightSpec, *, echo: Echo = print, live: bool = True, workdir
                     for v in monitor.visits.values():
                         if v.visit not in reported and v.done:
                             reported.add(v.visit)
-                            echo(f"visit {v.visit}: {len(v.alerts)} alerts, last "
-                                 f"{(v.last_alert or 0) - (v.clock.shutter_close if v.clock else 0):.1f} s after "
-                                 "shutter close")
+                            last = (f", the last {v.last_alert - v.clock.shutter_close:.1f} s after shutter close"
+                                    if v.last_alert is not None and v.clock is not None else "")
+                            echo(f"visit {v.visit}: {len(v.alerts)} alerts{last}; {len(v.failed)} detectors failed")
                 if not sender.is_alive() and monitor.all_done():
                     break
                 dead = services.dead()
