@@ -282,7 +282,8 @@ def prepare_night(spec: NightSpec, env: dict[str, str], workdir: Path, echo: Ech
             templates += len(make_templates(butler, skymap, sorted(patches), [band], seed=spec.seed,
                                             pixel_scale=pixel_scale, seeing=max(0.6, 1.6 * pixel_scale)))
         shards = _write_refcat(workdir / "refcat", plan, sorted(by_band), spec.seed)
-        refcat = ingest_reference_catalog(butler, _REFCAT, shards, order=_REFCAT_ORDER, run=_REFCAT_RUN)
+        refcat = ingest_reference_catalog(butler, _REFCAT, shards, order=_REFCAT_ORDER, run=_REFCAT_RUN,
+                                          transfer="copy")
     echo(f"setup     : butler repository {repo_dir} (registry: PostgreSQL schema {registry_schema}, datastore: "
          f"{'S3 s3://' + _BUCKET + '/' + tag + '/repo' if spec.datastore == 's3' else 'POSIX'}); "
          f"{len(calibs)} master calibrations, {templates} templates, {len(refcat)} reference-catalog shards "
