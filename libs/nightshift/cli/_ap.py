@@ -1,4 +1,5 @@
-"""``nightshift ap ...``: Alert Production as a user runs it (``run-night``; ``trigger`` lives in its own module)."""
+"""``nightshift ap ...``: Alert Production as a user runs it (``run-night`` here; ``trigger`` and ``watch`` in
+``_ap_trigger.py``)."""
 
 from __future__ import annotations
 
@@ -11,11 +12,15 @@ __all__ = ["ap"]
 
 @click.group()
 def ap() -> None:
-    """Alert Production: the six services over Kafka, from nextVisit to alerts.
+    """Alert Production: the six services over Kafka, from nextVisit to alerts; the observatory side.
 
     \b
       nightshift ap run-night --visits 5            a whole night on this machine (make demo)
       nightshift alerts tail --topic <topic> --from-beginning   read its alerts
+    \b
+      nightshift sim night ./night --visits 4 --detectors 90..92 --detector-size 512
+      nightshift ap watch ./drop --state ./drop.state      # raw.arrived for new files
+      nightshift ap trigger ./night --drop ./drop --cadence 35 --speed 5
     """
 
 

@@ -7,6 +7,7 @@ import click
 
 from ._alerts import alerts
 from ._ap import ap
+from ._ap_trigger import trigger_cmd  # noqa: F401 - adds trigger, watch to `ap`
 from ._apdb import apdb
 from ._butler import butler
 from ._obs import ingest_raws_cmd  # noqa: F401 - adds ingest-raws, register-instrument to `butler`

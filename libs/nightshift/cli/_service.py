@@ -15,6 +15,8 @@ import click
 SERVICES = {
     "alert-publisher": "alert_publisher",
     "planner": "planner",
+    "datastore-writer": "datastore_writer",
+    "ingest": "ingest",
     "runner": "runner",
 }
 
