@@ -70,6 +70,7 @@ _BUCKET = "nightshift-night"
 _SKYMAP = "sim_healpix"
 _REFCAT, _REFCAT_ORDER, _REFCAT_RUN = "sim_refcat", 5, "refcats/sim"
 _TAI_UTC = 37.0  # seconds, since 2017
+_MAX_RESTARTS = 3  # per service process, before the night gives up
 
 
 class NightError(NightshiftError, RuntimeError):
@@ -110,10 +111,10 @@ class NightSpec:
         After the last visit's raws, how long to wait for its alerts at most (a deadlock guard).
     """
 
-    visits: int = 5
+    visits: int = 4
     detectors: int = 4
     cadence_s: float = 35.0
-    detector_size: int = 1024
+    detector_size: int = 512
     exposure_time_s: float = 30.0
     lead_s: float = 5.0
     readout_s: float = 1.0
@@ -799,6 +800,7 @@ def run_night(spec: NightSpec, *, echo: Echo = print, live: bool = True, workdir
         sender.start()
         deadline = clocks[-1].readout + spec.timeout_s
         reported: set[int] = set()
+        restarts: dict[str, int] = {}
         with _live(live, lambda: render_table(monitor, clocks, t_start)) as refresh:
             while time.time() < deadline:
                 refresh()
@@ -811,10 +813,14 @@ def run_night(spec: NightSpec, *, echo: Echo = print, live: bool = True, workdir
                             echo(f"visit {v.visit}: {len(v.alerts)} alerts{last}; {len(v.failed)} detectors failed")
                 if not sender.is_alive() and monitor.all_done():
                     break
-                dead = services.dead()
-                if dead:
-                    raise NightError(f"service {dead[0].label} exited (code {dead[0].proc.returncode}); "
-                                     f"see {dead[0].log}")
+                for sp in services.dead():  # restart it, as compose's restart policy or Kubernetes would
+                    restarts[sp.label] = restarts.get(sp.label, 0) + 1
+                    if restarts[sp.label] > _MAX_RESTARTS:
+                        raise NightError(f"service {sp.label} exited (code {sp.proc.returncode}) "
+                                         f"{restarts[sp.label]} times; see {sp.log}")
+                    echo(f"service   : {sp.label} exited (code {sp.proc.returncode}); restarting it "
+                         f"(see {sp.log})")
+                    services.restart(sp)
                 time.sleep(0.5)
             refresh()
         summary = summarize(monitor, clocks, started)

@@ -15,7 +15,7 @@ def ap() -> None:
     """Alert Production: the six services over Kafka, from nextVisit to alerts; the observatory side.
 
     \b
-      nightshift ap run-night --visits 5            a whole night on this machine (make demo)
+      nightshift ap run-night --visits 4            a whole night on this machine (make demo)
       nightshift alerts tail --topic <topic> --from-beginning   read its alerts
     \b
       nightshift sim night ./night --visits 4 --detectors 90..92 --detector-size 512
@@ -25,11 +25,11 @@ def ap() -> None:
 
 
 @ap.command("run-night")
-@click.option("--visits", "-n", type=int, default=5, show_default=True, help="Science visits of the night.")
+@click.option("--visits", "-n", type=int, default=4, show_default=True, help="Science visits of the night.")
 @click.option("--detectors", "-k", type=int, default=4, show_default=True,
               help="Detectors per visit (1-9, LSSTCam-sim's central raft).")
 @click.option("--cadence", type=float, default=35.0, show_default=True, help="Seconds between visits.")
-@click.option("--detector-size", type=int, default=1024, show_default=True, help="Pixels per detector side.")
+@click.option("--detector-size", type=int, default=512, show_default=True, help="Pixels per detector side.")
 @click.option("--exposure-time", type=float, default=30.0, show_default=True, help="Seconds of each exposure.")
 @click.option("--runners", type=int, default=2, show_default=True, help="Runner processes (one consumer group).")
 @click.option("--datastore", type=click.Choice(["s3", "posix"]), default="s3", show_default=True)
