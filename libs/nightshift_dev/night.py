@@ -249,6 +249,12 @@ def prepare_night(spec: NightSpec, env: dict[str, str], workdir: Path, echo: Ech
     # Small simulated detectors have coarse pixels: keep the PSF sampled (FWHM >= 2.8 pixels) so the
     # pipeline's PSF and astrometric fits work as they do on LSSTCam's 0.2" pixels.
     plan = [replace(o, seeing=max(o.seeing, 2.8 * pixel_scale)) for o in plan]
+    if pixel_scale > 1.0:
+        # Pixels above 1" collect so much r/i sky in 30 s that it nears saturation (measured at 512 px, 1.6":
+        # r sky 27,000 ADU of 40,000) and no clean star is left for the PSF: such nights are observed in g.
+        plan = [replace(o, physical_filter="g_6") for o in plan]
+        echo(f"            {pixel_scale:.1f}\" pixels: every visit in g (r and i skies near saturation at this "
+             "pixel size; --detector-size 1024 or more cycles g, r, i)")
     workdir.mkdir(parents=True, exist_ok=True)
     repo_dir = workdir / "repo"
     registry_schema = f"night_{tag}"
