@@ -8,6 +8,9 @@ photometry (:func:`forced_photometry`) and alert cutouts
 (:class:`VisitPlanner`: a ``nextVisit`` to one quantum per detector that sees the field) is here too.
 """
 
+from pathlib import Path as _Path
+
+from ._apdb_tasks import PreloadDiaObjectsTask, PreloadDiaObjectsTaskConfig, StoreApdbTask, StoreApdbTaskConfig
 from ._associate import AssociationResult, associate, dia_object_summary
 from ._astrometry import AstrometryConfig, AstrometryResult, fit_astrometry
 from ._characterize import CharacterizeConfig, CharacterizeResult, characterize, njy_per_count, zero_point
@@ -59,8 +62,12 @@ from ._tasks import (
 )
 from ._warp import PixelMapping, pixel_mapping, warp_exposure
 
+#: The Alert Production pipeline YAML shipped with the package (``Pipeline.from_yaml(AP_PIPELINE)``).
+AP_PIPELINE = _Path(__file__).with_name("pipelines") / "ApPipe.yaml"
+
 __all__ = [
     "AP_OUTPUT_DATASET_TYPES",
+    "AP_PIPELINE",
     "AP_TASK_LABEL",
     "AlertCutouts",
     "Amplifier",
@@ -100,12 +107,16 @@ __all__ = [
     "PhotometryError",
     "PlannerConfig",
     "PlanningError",
+    "PreloadDiaObjectsTask",
+    "PreloadDiaObjectsTaskConfig",
     "PixelMapping",
     "PsfFitError",
     "PsfMatchError",
     "PsfModel",
     "PsfPhotometry",
     "RELIABILITY_VERSION",
+    "StoreApdbTask",
+    "StoreApdbTaskConfig",
     "SubtractConfig",
     "SubtractResult",
     "SubtractTask",

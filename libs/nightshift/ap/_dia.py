@@ -15,7 +15,7 @@ Dipoles: a positive and a negative source closer than
 and fluxes) and merged into one source with ``isDipole`` set when the two
 lobes have comparable flux.
 
-Reliability (``reliabilityVersion = "ns-heuristic-1"``): a product of
+Reliability (``reliabilityVersion = "nsheur1"``): a product of
 factors in [0, 1] — PSF likeness of the size (``exp(-½ (ln q / 0.35)²)``
 with ``q`` the ratio of the source's second-moment trace to the PSF's),
 goodness of the PSF fit (``exp(-max(0, χ²/ν − 2) / 4)``), the unmasked
@@ -54,7 +54,7 @@ from ._rows import apdb_rows
 __all__ = ["RELIABILITY_VERSION", "DiaDetectConfig", "DiaSources", "detect_and_measure", "reliability_score"]
 
 #: Version tag written to ``reliabilityVersion``.
-RELIABILITY_VERSION = "ns-heuristic-1"
+RELIABILITY_VERSION = "nsheur1"  # the APDB column holds 7 characters (apdb.yaml)
 
 
 @dataclass(frozen=True)
@@ -112,7 +112,7 @@ def reliability_score(size_ratio: NDArray[np.floating], chi2_per_dof: NDArray[np
                       good_fraction: NDArray[np.floating], is_dipole: NDArray[np.bool_],
                       snr: NDArray[np.floating] | None = None,
                       template_ratio: NDArray[np.floating] | None = None) -> NDArray[np.float64]:
-    """The ``ns-heuristic-1`` real/bogus score in [0, 1] (see the module docstring)."""
+    """The ``nsheur1`` real/bogus score in [0, 1] (see the module docstring)."""
     q = np.clip(np.nan_to_num(np.asarray(size_ratio, float), nan=10.0), 1e-3, None)
     chi = np.nan_to_num(np.asarray(chi2_per_dof, float), nan=100.0)
     score = (np.exp(-0.5 * (np.log(q) / 0.35) ** 2) * np.exp(-np.clip(chi - 2.0, 0, None) / 4.0)

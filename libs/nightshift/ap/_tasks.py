@@ -12,11 +12,18 @@ Per (instrument, visit, detector), dataset types in quotes::
       + "preloaded_dia_objects" (deferred, per visit)     -> AssociateDiaTask  -> "dia_source", "dia_object",
                                                                                 "dia_forced_source"
 
-``preloaded_dia_objects`` is an ``ArrowTable`` per (instrument, visit):
-any task that writes the field's DiaObjects (the APDB preload) may produce
-it; AssociateDiaTask reads it ``deferred``, so the preload runs in parallel
-with the image processing (REQ-0030). The amplifier geometry comes from the
-IsrTask config (a grid) until the instrument package provides it.
+``preloaded_dia_objects`` (and, optionally, ``preloaded_dia_sources``, the
+objects' source history) are ``ArrowTable`` per (instrument, visit), written
+by :class:`~nightshift.ap.PreloadDiaObjectsTask` from the APDB;
+AssociateDiaTask reads them ``deferred``, so the preload runs in parallel
+with the image processing (REQ-0030). :class:`~nightshift.ap.StoreApdbTask`
+stores the outputs in the APDB (``_apdb_tasks.py``); ``AP_PIPELINE`` is the
+YAML chaining all of them. The ``bias``/``flat``/``ap_template``
+prerequisites are declared ``min_count=0``: a quantum whose calibration or
+template is missing is planned and fails naming the dataset type and data
+ID (``require_bias``/``require_flat``; the template is always required),
+while the visit's other detectors go on. The amplifier geometry comes from
+the IsrTask config (a grid) until the instrument package provides it.
 """
 
 from __future__ import annotations
@@ -41,7 +48,7 @@ from ..pipe import (
 from ._associate import associate
 from ._characterize import CharacterizeConfig, characterize
 from ._dia import DiaDetectConfig, detect_and_measure
-from ._exceptions import ApInputError
+from ._exceptions import ApInputError, MissingInputError
 from ._forced import forced_photometry
 from ._geometry import DetectorGeometry
 from ._isr import IsrConfig, run_isr
@@ -62,6 +69,21 @@ __all__ = [
 ]
 
 DET = ("instrument", "visit", "detector")
+
+
+def _required(context: QuantumContext, name: str) -> Any:
+    """Read a prerequisite declared ``min_count=0`` that this quantum needs: if pre-flight found none, fail
+    the quantum naming the dataset type and the data ID (the other quanta of the visit go on)."""
+    obj = context.get(name)
+    if obj is None:
+        conn = context.node.connections[name]
+        dims = conn.dataset_type.dimensions
+        wanted = {d: context.data_id[d] for d in dims if d in context.data_id}
+        raise MissingInputError(
+            f"task {context.node.label!r} {dict(context.data_id)}: no {conn.dataset_type.name!r} dataset "
+            f"(prerequisite {name!r}) for data ID {wanted} in the input collections; ingest or certify it, "
+            "or run without this detector")
+    return obj
 
 
 def _midpoint_and_band(exp: Exposure) -> tuple[float, str | None]:
@@ -94,6 +116,9 @@ class IsrTaskConfig(PipelineTaskConfig):
     do_cosmic_rays: bool = True
     cr_nsigma: float = 6.0
     cr_psf_sigma: float = 1.0
+    # a missing bias/flat fails the quantum (MissingInputError naming it) instead of skipping the correction
+    require_bias: bool = False
+    require_flat: bool = False
 
 
 class IsrTask(PipelineTask):
@@ -108,7 +133,9 @@ class IsrTask(PipelineTask):
         det = DetectorGeometry.grid(int(context.data_id["detector"]), *self.config.amp_grid, self.config.amp_shape,
                                     overscan=self.config.overscan, gain=self.config.gain,
                                     read_noise=self.config.read_noise, saturation=self.config.saturation)
-        context.put_all(self.run(raw, det, context.get("bias"), context.get("flat")))
+        bias = _required(context, "bias") if self.config.require_bias else context.get("bias")
+        flat = _required(context, "flat") if self.config.require_flat else context.get("flat")
+        context.put_all(self.run(raw, det, bias, flat))
 
     def run(self, raw: Exposure, detector: DetectorGeometry, bias: Any = None,
             flat: Any = None) -> Struct:
@@ -163,7 +190,8 @@ class CharacterizeTask(PipelineTask):
 class SubtractConnections(PipelineTaskConnections, dimensions=DET):
     calexp = Input("calexp", "Exposure", DET)
     sources = Input("calexp_src", "AstropyTable", DET)
-    template = PrerequisiteInput("ap_template", "Exposure", ("instrument",),
+    # min_count=0: a quantum without a template is planned and fails naming it (MissingInputError)
+    template = PrerequisiteInput("ap_template", "Exposure", ("instrument",), min_count=0,
                                  doc="Template coadd covering the detector (WCS, PSF kernel, NJYPERCT)")
     difference = Output("difference", "Exposure", DET)
     matched_template = Output("matched_template", "Exposure", DET)
@@ -183,6 +211,10 @@ class SubtractTask(PipelineTask):
     ConfigClass = SubtractTaskConfig
     ConnectionsClass = SubtractConnections
     config: SubtractTaskConfig
+
+    def run_quantum(self, context: QuantumContext) -> None:
+        template = _required(context, "template")
+        context.put_all(self.run(context.get("calexp"), context.get("sources"), template))
 
     def run(self, calexp: Exposure, sources: Table, template: Exposure) -> Struct:
         if template.psf is None or calexp.psf is None:
@@ -244,6 +276,8 @@ class AssociateDiaConnections(PipelineTaskConnections, dimensions=DET):
     calexp = Input("calexp", "Exposure", DET)
     preloaded = Input("preloaded_dia_objects", "ArrowTable", ("instrument", "visit"), deferred=True,
                       doc="The field's DiaObjects from the APDB preload (produced in parallel)")
+    preloaded_sources = Input("preloaded_dia_sources", "ArrowTable", ("instrument", "visit"), deferred=True,
+                              min_count=0, doc="Their DiaSource history (summary statistics), from the same preload")
     associated = Output("dia_source", "ArrowTable", DET, doc="DiaSource rows with diaObjectId")
     objects = Output("dia_object", "ArrowTable", DET, doc="New versions of the touched DiaObjects")
     forced = Output("dia_forced_source", "ArrowTable", DET, doc="Forced photometry of the known DiaObjects")
@@ -266,14 +300,16 @@ class AssociateDiaTask(PipelineTask):
         # the image inputs first; the preloaded objects last (waiting for the parallel preload if needed)
         dia, diff, calexp = context.get("dia_sources"), context.get("difference"), context.get("calexp")
         objects = context.get("preloaded")
+        history = context.get("preloaded_sources")
         context.put_all(self.run(dia, diff, calexp, objects, visit=int(context.data_id["visit"]),
-                                 detector=int(context.data_id["detector"])))
+                                 detector=int(context.data_id["detector"]), preloaded_sources=history))
 
     def run(self, dia_sources: pa.Table, difference: Exposure, calexp: Exposure,
-            preloaded: pa.Table | None, visit: int = 0, detector: int = 0) -> Struct:
+            preloaded: pa.Table | None, visit: int = 0, detector: int = 0,
+            preloaded_sources: pa.Table | None = None) -> Struct:
         if calexp.psf is None:
             raise ApInputError("the calexp has no PSF kernel")
-        res = associate(dia_sources, preloaded, radius_arcsec=self.config.radius_arcsec)
+        res = associate(dia_sources, preloaded, preloaded_sources, radius_arcsec=self.config.radius_arcsec)
         mjd, band = _midpoint_and_band(calexp)
         known = preloaded if preloaded is not None else res.objects.slice(0, 0)
         forced = forced_photometry(known, difference, calexp, PsfModel(calexp.psf), visit=visit, detector=detector,

@@ -17,6 +17,7 @@ SERVICES = {
     "planner": "planner",
     "datastore-writer": "datastore_writer",
     "ingest": "ingest",
+    "registry": "registry",
     "runner": "runner",
 }
 
