@@ -102,8 +102,9 @@ def test_kubecheck_rejects_unknown_fields_and_bad_scaled_objects() -> None:
     assert no_target != rendered
     result = _run([kubecheck], stdin=no_target)
     assert result.returncode == 1 and "night-nope" in result.stderr, result.stderr
-    dup_trigger = rendered.replace("name: raw-ingested-lag", "name: quantum-planned-lag", 1)
-    assert dup_trigger != rendered
+    two = _template("keda.topics={quantum.planned,dataset.write}")
+    dup_trigger = two.replace("name: dataset-write-lag", "name: quantum-planned-lag", 1)
+    assert dup_trigger != two
     result = _run([kubecheck], stdin=dup_trigger)
     assert result.returncode == 1, "KEDA's ValidateTriggers must refuse two triggers of one name"
 
@@ -145,7 +146,8 @@ def test_runner_is_scaled_by_keda_on_the_lag_of_its_consumer_group() -> None:
     assert "replicas" not in runner["spec"], "KEDA owns the runner's replica count"
     triggers = so["spec"]["triggers"]
     assert {t["type"] for t in triggers} == {"kafka"}
-    assert {t["metadata"]["topic"] for t in triggers} == {"quantum.planned", "raw.ingested"}
+    # raw.ingested is read by every runner without a group: no group offsets, so no lag trigger on it
+    assert {t["metadata"]["topic"] for t in triggers} == {"quantum.planned"}
     for t in triggers:
         assert t["metadata"]["consumerGroup"] == "nightshift-runner"
         assert int(t["metadata"]["lagThreshold"]) >= 1

@@ -261,8 +261,8 @@ def test_where_values_are_bound_parameters(populated: Registry) -> None:
     text = "visit.science_program = 'DROP TABLE x' AND visit IN (7, 8)"
     tree = parse_where(text)
     dims, elements = referenced_names(tree, populated.universe, {}, text)
-    plan = plan_join(populated.universe, populated._tables, dims, field_elements=elements)
-    cond = WhereCompiler(populated.universe, populated._tables, plan, {}, text).compile(tree)
+    plan = plan_join(populated.universe, populated._storage.tables, dims, field_elements=elements)
+    cond = WhereCompiler(populated.universe, populated._storage.tables, plan, {}, text).compile(tree)
     sql = str(sa.select(sa.literal(1)).where(cond).compile(dialect=populated._db.engine.dialect))
     assert "DROP TABLE" not in sql and " 7" not in sql
 

@@ -86,7 +86,7 @@ def test_create_twice_and_open_missing(make_registry: RegistryFactory) -> None:
 
 
 def _set_version(reg: Registry, version: int) -> None:
-    t = reg._tables.attributes
+    t = reg._storage.tables.attributes
     with reg._db.transaction() as conn:
         conn.execute(t.update().where(t.c.name == "schema_version").values(value=str(version)))
 
@@ -106,8 +106,8 @@ def test_older_schema_needs_explicit_migration(make_registry: RegistryFactory) -
     (ref,) = reg.insert_datasets("calexp", [{"instrument": "Cam", "visit": 0, "detector": 0}], "run")
     # make it look like a schema-1 repository: no data-quality table, no quantum.execution_id
     with reg._db.transaction() as conn:
-        reg._tables.dataset_quality.drop(conn)
-        table = conn.dialect.identifier_preparer.format_table(reg._tables.quantum)
+        reg._storage.tables.dataset_quality.drop(conn)
+        table = conn.dialect.identifier_preparer.format_table(reg._storage.tables.quantum)
         conn.execute(sa.text(f"ALTER TABLE {table} DROP COLUMN execution_id"))
     _set_version(reg, 1)
     with pytest.raises(MigrationRequiredError, match="migrate"):
@@ -382,7 +382,7 @@ def test_second_handle_sees_writes(make_registry: RegistryFactory) -> None:
 
 
 def test_raw_universe_is_stored_in_repo(registry: Registry) -> None:
-    t = registry._tables.attributes
+    t = registry._storage.tables.attributes
     with registry._db.reading() as conn:
         stored = json.loads(conn.execute(sa.select(t.c.value).where(t.c.name == "universe")).scalar_one())
     assert stored["version"] == registry.universe.version

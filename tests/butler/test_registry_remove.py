@@ -40,28 +40,28 @@ def test_remove_takes_associations_metadata_and_flags_along(registry: Registry) 
     assert registry.get_provenance(target) is None
     assert registry.get_dataset(calexps[2].id) == calexps[2]  # untouched
     assert registry.get_provenance(calexps[2]) is not None
-    assert _count(registry, registry._tables.quantum) == 4  # 6 isr quanta - 2; the coadd quantum went with it
+    assert _count(registry, registry._storage.tables.quantum) == 4  # 6 isr quanta - 2; the coadd quantum went with it
     assert registry.get_dataset(raws[0].id) == raws[0]
     assert registry.query_descendants(raws[0]) == []  # its only descendant is gone
 
 
 def test_input_of_an_existing_output_is_refused_unless_forced(registry: Registry) -> None:
     raws, calexps, used, coadd = _chain(registry)
-    before = _count(registry, registry._tables.dataset)
+    before = _count(registry, registry._storage.tables.dataset)
     with pytest.raises(DatasetInUseError) as info:
         registry.remove_datasets([calexps[-1]])  # predicted, not used, by the coadd
     msg = str(info.value)
     assert "deepCoadd" in msg and "predicted input" in msg and str(calexps[-1].id) in msg and "force=True" in msg
     assert info.value.dataset_id == calexps[-1].id and info.value.used_by == coadd.id
-    assert _count(registry, registry._tables.dataset) == before  # nothing was removed
+    assert _count(registry, registry._storage.tables.dataset) == before  # nothing was removed
     with pytest.raises(DatasetInUseError, match="actual input of calexp"):
         registry.remove_datasets([coadd, raws[0]])  # the raw's calexp stays
     assert registry.get_dataset(coadd.id) == coadd and registry.get_dataset(raws[0].id) == raws[0]
     # the whole lineage at once is fine: nothing left loses an input
     registry.remove_datasets([coadd, *calexps, *raws])
-    assert _count(registry, registry._tables.dataset) == before - 13
-    assert _count(registry, registry._tables.quantum) == 0
-    assert _count(registry, registry._tables.quantum_input) == 0
+    assert _count(registry, registry._storage.tables.dataset) == before - 13
+    assert _count(registry, registry._storage.tables.quantum) == 0
+    assert _count(registry, registry._storage.tables.quantum_input) == 0
 
 
 def test_force_drops_the_link_and_keeps_the_output(registry: Registry) -> None:
@@ -89,7 +89,7 @@ def test_certified_calibration_is_removed_from_its_collection(registry: Registry
     registry.certify("calib", [bias], Timespan(T0, T0 + 1000 * SECOND))
     assert registry.remove_datasets([bias]) == 1
     assert registry.find_dataset("bias", {"instrument": "Cam", "detector": 0}, "calib", time=T0 + SECOND) is None
-    assert _count(registry, registry._tables.dataset_calib) == 0
+    assert _count(registry, registry._storage.tables.dataset_calib) == 0
 
 
 def test_removal_inside_a_failed_transaction_is_rolled_back(registry: Registry) -> None:

@@ -121,6 +121,30 @@ def test_transfer_modes(butler: Butler, tmp_path: Path, mode: str) -> None:
     assert butler.get(ref).image.shape == (8, 8 + 2 * 8)
 
 
+def test_a_failed_registry_commit_removes_the_batch_files_and_records(butler: Butler, tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """REQ-0076 for ingest: copied files and their datastore records go again when the registry refuses the batch."""
+    files = sim_raws(tmp_path / "raw")
+
+    def refused(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("registry refused the batch")
+
+    monkeypatch.setattr(butler.registry, "insert_datasets", refused)
+    with pytest.raises(RuntimeError, match="refused the batch") as info:
+        ingest_raws(butler, files, transfer="copy", processes=1)
+    assert not getattr(info.value, "__notes__", None)  # every removal worked: nothing to report by hand
+    stored = Path(butler.root) / "datastore"
+
+    def suffixes() -> list[str]:
+        return sorted(p.suffix for p in stored.rglob("*") if p.is_file())
+
+    assert suffixes() == []  # neither the copied files nor their records are left
+    monkeypatch.undo()
+    report = ingest_raws(butler, files, transfer="copy", processes=1)  # nothing half-done blocks a retry
+    assert report.ok and len(report.ingested) == 4 and report.unchanged == []
+    assert suffixes() == [".fits"] * 4 + [".json"] * 4
+
+
 def test_parallel_ingest_matches_serial(tmp_path: Path) -> None:
     files = sim_raws(tmp_path / "raw", n_exposures=20)  # 80 files: enough for the worker pool
     with Butler.create(tmp_path / "par") as par, Butler.create(tmp_path / "ser") as ser:

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import pytest
 
 from nightshift.butler import DatasetType
 from nightshift.butler._butler import Butler
 
 INSTRUMENT = "Cam"
+NOTEBOOKS = Path(__file__).parents[2] / "docs" / "notebooks"
 RAW = DatasetType("raw", ["instrument", "visit", "detector"], "NumpyArray")
 BIAS = DatasetType("bias", ["instrument", "detector"], "NumpyArray")
 
@@ -54,3 +58,19 @@ def make_repo(root: Path, *, n_visits: int = 3, n_detectors: int = 4, with_bias:
 
 
 COLLECTIONS = ["raw/all", "calib/bias"]
+
+
+def run_notebook(name: str, workdir: Path, monkeypatch: pytest.MonkeyPatch, **env: str) -> dict[str, Any]:
+    """Execute a notebook in a fresh python3 kernel (which inherits ``env``); return its last cell's JSON."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    nb = nbformat.read(NOTEBOOKS / name, as_version=4)
+    NotebookClient(nb, timeout=240, kernel_name="python3", resources={"metadata": {"path": str(workdir)}}).execute()
+    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
+    assert not errors, errors
+    text = "".join(o.get("text", "") for o in nb.cells[-1].outputs if o.output_type == "stream")
+    result: dict[str, Any] = json.loads(text)
+    return result

@@ -16,36 +16,18 @@ Each notebook prints one JSON line as its last output; the test checks it.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any
 
-import nbformat
 import numpy as np
 import pytest
-from nbclient import NotebookClient
-from pipe_support import COLLECTIONS, INSTRUMENT, insert_dimensions
+from pipe_support import COLLECTIONS, INSTRUMENT, insert_dimensions, run_notebook
 
 from nightshift.butler import DatasetType, Exposure
 from nightshift.butler._butler import Butler
 from nightshift.pipe import MultiProcessExecutor, Pipeline, build_quantum_graph
 from nightshift.pipe.examples import EXAMPLE_PIPELINE
 
-NOTEBOOKS = Path(__file__).parents[2] / "docs" / "notebooks"
 pytestmark = pytest.mark.integration
-
-
-def run_notebook(name: str, workdir: Path, monkeypatch: pytest.MonkeyPatch, **env: str) -> dict[str, Any]:
-    """Execute a notebook in a fresh python3 kernel (which inherits ``env``); return its last cell's JSON."""
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
-    nb = nbformat.read(NOTEBOOKS / name, as_version=4)
-    NotebookClient(nb, timeout=240, kernel_name="python3", resources={"metadata": {"path": str(workdir)}}).execute()
-    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
-    assert not errors, errors
-    text = "".join(o.get("text", "") for o in nb.cells[-1].outputs if o.output_type == "stream")
-    result: dict[str, Any] = json.loads(text)
-    return result
 
 
 def _calexp(shape: tuple[int, int]) -> Exposure:

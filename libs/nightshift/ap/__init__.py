@@ -5,7 +5,9 @@ difference imaging (:func:`subtract_images`), DIA detection and measurement
 (:func:`detect_and_measure`), association (:func:`associate`), forced
 photometry (:func:`forced_photometry`) and alert cutouts
 (:func:`make_cutouts`). See ``docs/science.md``. The prompt-processing planner
-(:class:`VisitPlanner`: a ``nextVisit`` to one quantum per detector that sees the field) is here too.
+(:class:`VisitPlanner`: a ``nextVisit`` to one quantum per detector that sees the field) is here too,
+and :class:`PromptQuantumHandler`, which runs the whole chain as the runner service's
+prompt-processing quantum (``quantum.planned`` to ``dia.results``).
 """
 
 from pathlib import Path as _Path
@@ -45,6 +47,14 @@ from ._planning import (
     ap_run,
 )
 from ._process import ApConfig, ApResult, process_detector
+from ._prompt import (
+    PromptConfig,
+    PromptQuantumError,
+    PromptQuantumHandler,
+    PromptTopics,
+    RawListener,
+    is_prompt_quantum,
+)
 from ._psf import PsfModel, fit_psf, gaussian_kernel
 from ._rows import apdb_rows
 from ._subtract import SubtractConfig, SubtractResult, prepare_template, psf_matching_basis, subtract_images
@@ -109,6 +119,10 @@ __all__ = [
     "PlanningError",
     "PreloadDiaObjectsTask",
     "PreloadDiaObjectsTaskConfig",
+    "PromptConfig",
+    "PromptQuantumError",
+    "PromptQuantumHandler",
+    "PromptTopics",
     "PixelMapping",
     "PsfFitError",
     "PsfMatchError",
@@ -117,6 +131,7 @@ __all__ = [
     "RELIABILITY_VERSION",
     "StoreApdbTask",
     "StoreApdbTaskConfig",
+    "RawListener",
     "SubtractConfig",
     "SubtractResult",
     "SubtractTask",
@@ -141,6 +156,7 @@ __all__ = [
     "gaussian_centroid",
     "gaussian_kernel",
     "interpolate_masked",
+    "is_prompt_quantum",
     "make_cutouts",
     "njy_per_count",
     "pixel_mapping",

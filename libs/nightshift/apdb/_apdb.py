@@ -12,6 +12,7 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 
 import asyncpg
+import numpy as np
 import pyarrow as pa
 from astropy.time import Time
 from numpy.typing import ArrayLike
@@ -19,6 +20,7 @@ from numpy.typing import ArrayLike
 from ..sky import Region
 from ._ddl import Layout
 from ._errors_map import wrapped
+from ._ids import NUMBER_BITS, make_source_ids
 from ._read import ApdbReader
 from ._schema_ops import create_schema, drop_schema, read_metadata, recorded_layout, upgrade_schema
 from ._settings import ApdbSettings
@@ -251,6 +253,36 @@ class AsyncApdb:
     ) -> pa.Table:
         """DiaForcedSources of ``object_ids`` at or after ``since`` (see :meth:`get_dia_sources`)."""
         return await (await self._reader()).history("DiaForcedSource", object_ids, since, region)
+
+    async def stored_source_ids(self, visit: int, detector: int, around: Time | float | None = None,
+                                window_days: float = 2.0) -> np.ndarray:
+        """Ids of the DiaSources already stored for one (visit, detector), sorted.
+
+        DiaSource ids pack (visit, detector, number) (:func:`make_source_ids`), so one
+        primary-key range scan answers it: a redelivered quantum learns whether its
+        rows exist without reprocessing (the runner's exactly-once replay).
+
+        Parameters
+        ----------
+        visit, detector : int
+        around : astropy.time.Time or float, optional
+            The visit's time (float: MJD TAI); only partitions within ``window_days`` of
+            it are read. ``None`` reads every partition.
+        window_days : float
+            Half-width of that time window.
+        """
+        lo = int(make_source_ids(visit, detector, 0))
+        hi = int(make_source_ids(visit, detector, (1 << NUMBER_BITS) - 1))
+        layout = await self.layout()
+        sql = f'SELECT "diaSourceId" FROM {layout.t("DiaSource")} WHERE "diaSourceId" BETWEEN $1 AND $2'
+        args: list[float | int] = [lo, hi]
+        if around is not None:
+            mjd = to_mjd_tai(around)
+            sql += ' AND "midpointMjdTai" BETWEEN $3 AND $4'
+            args += [mjd - window_days, mjd + window_days]
+        async with wrapped("reading a visit's stored DiaSource ids"):
+            rows = await self.pool.fetch(sql + " ORDER BY 1", *args)
+        return np.array([r[0] for r in rows], dtype=np.int64)
 
     async def preload(self, region: Region, since: Time | float) -> Preload:
         """A field's DiaObjects and their source and forced-source histories (REQ-0030 preload).

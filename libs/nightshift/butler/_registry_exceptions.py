@@ -21,6 +21,7 @@ builtin that matches its meaning, so ``except LookupError`` keeps working::
         ├── DatasetMetadataError         (+ ValueError)   undeclared or wrongly typed metadata
         ├── ProvenanceError              (+ ValueError)   inconsistent quantum provenance
         ├── DatasetInUseError            (+ ValueError)   removal refused: provenance lists it as an input
+        ├── OperatorTableError           (+ ValueError)   unknown operator table, bad definition or row
         ├── RepositoryVersionError       (+ ValueError)   schema newer than this code
         ├── MigrationRequiredError       (+ ValueError)   schema older than this code: run ``migrate``
         └── RegistryDatabaseError        [retriable]      the database failed (locked, connection lost)
@@ -43,6 +44,7 @@ __all__ = [
     "MissingCollectionError",
     "MissingDatasetError",
     "MissingDatasetTypeError",
+    "OperatorTableError",
     "ProvenanceError",
     "QueryError",
     "QueryNameError",
@@ -182,6 +184,12 @@ class DatasetInUseError(RegistryError, ValueError):
         super().__init__(message)
         self.dataset_id = dataset_id
         self.used_by = used_by
+
+
+class OperatorTableError(RegistryError, ValueError):
+    """An operator table is unknown, or its definition or a row does not fit (REQ-0088)."""
+
+    error_type = "registry.operator_table"
 
 
 class RepositoryVersionError(RegistryError, ValueError):

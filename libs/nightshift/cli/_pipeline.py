@@ -1,4 +1,4 @@
-"""``nightshift pipeline``: build-graph, run, show-graph, show-config (thin over nightshift.pipe._script)."""
+"""``nightshift pipeline``: build-graph, run, show-graph, show-config (thin over nightshift.pipe's script functions)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,16 @@ from typing import Any, TypeVar
 
 import click
 
-from ..pipe import QuantumGraph, QuantumReport, QuantumStatus
-from ..pipe._script import build_graph, load_pipeline, make_executor, show_config, show_graph
+from ..pipe import (
+    QuantumGraph,
+    QuantumReport,
+    QuantumStatus,
+    build_graph,
+    load_pipeline,
+    make_executor,
+    show_config,
+    show_graph,
+)
 from ._errors import cli_errors
 
 _F = TypeVar("_F", bound=Callable[..., Any])

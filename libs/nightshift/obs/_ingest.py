@@ -21,7 +21,6 @@ content with the same data ID (a conflict, skipped and reported).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 from collections import defaultdict
@@ -33,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from ..butler import Butler, DatasetRef, DatasetType
-from ..butler.datastores import FileDatastore
+from ..butler.datastores import FileDatastore, removing_on_failure
 from ._exceptions import MissingPointingError, ObsError
 from ._ingest_parse import ParsedFile, ParsedRaw, clear_exposure_cache, expand_sources, parse_file
 from ._instruments import get_instrument
@@ -137,54 +136,65 @@ def _insert_dimension_records(butler: Butler, raws: list[ParsedRaw]) -> None:
                 reg.insert_join_rows("visit_definition", rows)
 
 
+def _place_and_adopt(store: FileDatastore, raw: ParsedRaw, ref: DatasetRef, transfer: str,
+                     options: dict[str, Any]) -> bool:
+    """Place one raw's file and write its datastore record; returns whether a new file was created.
+
+    If the record cannot be written, a file created here is deleted again
+    (there is no record yet through which the datastore could remove it).
+    """
+    rel, created = place_file(store, raw.source, ref, transfer)
+    try:
+        store.adopt(ref, rel, formatter=RawFormatter.name, formatter_options=options, size=raw.size)
+    except BaseException:
+        if created:
+            unplace_file(store, rel)
+        raise
+    return created
+
+
 def _write_batch(butler: Butler, batch: list[ParsedRaw], run: str, transfer: str, report: IngestReport) -> None:
     store = butler.datastore
     if not isinstance(store, FileDatastore):
         raise ObsError(f"raw ingest needs a file datastore (POSIX or S3), not {type(store).__name__}")
-    placed: list[tuple[DatasetRef, str, bool]] = []
     refs: list[DatasetRef] = []
     metadata: list[dict[str, Any]] = []
     fresh: list[DatasetRef] = []
     sources: list[str] = []
-    with store.batch():
-        for raw in batch:
-            ref = DatasetRef(RAW_DATASET_TYPE, raw.data_id, run)
-            options = {"hdu": raw.hdu, "corrections": raw.corrections, "digest": raw.digest, "source": raw.source}
-            try:
-                if store.exists(ref):
-                    old = store.record(ref).formatter_options
-                    if old.get("digest") != raw.digest:
-                        raise ObsError(
-                            f"{raw.source}[{raw.hdu}]: conflict: raw {raw.data_id} was ingested from "
-                            f"{old.get('source')} with other content (header digest {old.get('digest')} != "
-                            f"{raw.digest}); remove that dataset first if this file replaces it")
-                    report.unchanged.append(raw.source)
-                else:
-                    rel, created = place_file(store, raw.source, ref, transfer)
-                    placed.append((ref, rel, created))
-                    store.adopt(ref, rel, formatter=RawFormatter.name, formatter_options=options, size=raw.size)
-                    fresh.append(ref)
-            except ObsError as exc:
-                report.skipped.append((raw.source, str(exc)))
-                continue
-            except OSError as exc:
-                report.skipped.append((raw.source, f"{raw.source}: transfer failed: {exc}"))
-                continue
-            refs.append(ref)
-            sources.append(raw.source)
-            metadata.append({"header_digest": raw.digest, "corrections": json.dumps(raw.corrections, default=str),
-                             "source": raw.source})
-    try:
+    # one undo for the whole batch: files this batch created (with their records) are removed if anything
+    # below raises, the registry commit included; a removal that fails too is noted on the error
+    with removing_on_failure(store) as written:
+        with store.batch():
+            for raw in batch:
+                ref = DatasetRef(RAW_DATASET_TYPE, raw.data_id, run)
+                options = {"hdu": raw.hdu, "corrections": raw.corrections, "digest": raw.digest,
+                           "source": raw.source}
+                try:
+                    if store.exists(ref):
+                        old = store.record(ref).formatter_options
+                        if old.get("digest") != raw.digest:
+                            raise ObsError(
+                                f"{raw.source}[{raw.hdu}]: conflict: raw {raw.data_id} was ingested from "
+                                f"{old.get('source')} with other content (header digest {old.get('digest')} != "
+                                f"{raw.digest}); remove that dataset first if this file replaces it")
+                        report.unchanged.append(raw.source)
+                    else:
+                        if _place_and_adopt(store, raw, ref, transfer, options):
+                            written.append(ref)  # in-place files keep their record: the next ingest repairs the row
+                        fresh.append(ref)
+                except ObsError as exc:
+                    report.skipped.append((raw.source, str(exc)))
+                    continue
+                except OSError as exc:
+                    report.skipped.append((raw.source, f"{raw.source}: transfer failed: {exc}"))
+                    continue
+                refs.append(ref)
+                sources.append(raw.source)
+                metadata.append({"header_digest": raw.digest,
+                                 "corrections": json.dumps(raw.corrections, default=str), "source": raw.source})
         with butler.registry.transaction():
             butler.registry.insert_datasets(RAW_DATASET_TYPE, [r.data_id for r in refs], run, metadata=metadata,
                                             skip_existing=True)
-    except BaseException:
-        for ref, rel, created in placed:  # in-place objects keep their record: the next ingest repairs the row
-            if created:
-                with contextlib.suppress(Exception):
-                    store.remove(ref)
-                unplace_file(store, rel)
-        raise
     report.ingested.extend(fresh)
     for source, ref in zip(sources, refs, strict=True):
         report.by_source.setdefault(source, []).append(ref)

@@ -10,6 +10,10 @@
     report = MultiProcessExecutor("/repo", processes=4).run(graph)
     report.raise_for_failures()
 
+The functions behind ``nightshift pipeline`` (``load_pipeline``, ``build_graph``,
+``show_graph``, ``show_config``, ``make_executor``) are public too, for scripts
+and notebooks that want what the command does.
+
 Public names are re-exported from private ``_module.py`` files.
 """
 
@@ -52,6 +56,7 @@ from ._pipeline import Pipeline, ResolvedConnection, Step, TaskNode, TaskSpec
 from ._preflight import DiscoveryRegistry, build_quantum_graph
 from ._report import ExecutionReport, QuantumReport, QuantumStatus
 from ._runner import ButlerSpec, QuantumButlerFactory, QuantumRunner, initialize_run
+from ._script import build_graph, load_pipeline, make_executor, show_config, show_graph
 from ._task import PipelineTask, Struct, Task
 from .executors import DaskExecutor, Executor, InProcessExecutor, MultiProcessExecutor
 
@@ -104,11 +109,16 @@ __all__ = [
     "TaskSpec",
     "UnknownDatasetTypeError",
     "apply_overrides",
+    "build_graph",
     "build_quantum_graph",
     "check_memo",
     "config_hash",
     "configure_logging",
     "initialize_run",
     "load_override_file",
+    "load_pipeline",
+    "make_executor",
     "parse_override",
+    "show_config",
+    "show_graph",
 ]

@@ -15,6 +15,7 @@ from .._registry_exceptions import (
     MissingCollectionError,
     MissingDatasetError,
     MissingDatasetTypeError,
+    OperatorTableError,
     ProvenanceError,
     QueryError,
     QueryNameError,
@@ -29,6 +30,7 @@ from ._database import REGISTRY_FILENAME
 from ._exclusions import ExclusionList
 from ._graph import DatasetGraph
 from ._index import INDEX_ENV, RepositoryIndex
+from ._operator_tables import OperatorTable
 from ._provenance import QuantumProvenance
 from ._registry import Registry
 from ._schema import SCHEMA_VERSION
@@ -54,6 +56,8 @@ __all__ = [
     "MissingCollectionError",
     "MissingDatasetError",
     "MissingDatasetTypeError",
+    "OperatorTable",
+    "OperatorTableError",
     "ProvenanceError",
     "QuantumProvenance",
     "QueryError",

@@ -16,7 +16,9 @@ from .._registry_exceptions import ProvenanceError
 from ._collections import CollectionType
 
 if TYPE_CHECKING:
-    from ._registry import Registry
+    from ._collection_manager import CollectionManager
+    from ._dataset_manager import DatasetManager
+    from ._storage import RegistryStorage
 
 __all__ = ["ProvenanceManager", "QuantumProvenance"]
 
@@ -53,10 +55,16 @@ class QuantumProvenance:
 
 
 class ProvenanceManager:
-    """Reads and writes the ``quantum``, ``quantum_input`` and ``quantum_output`` tables."""
+    """Reads and writes the ``quantum``, ``quantum_input`` and ``quantum_output`` tables.
 
-    def __init__(self, registry: Registry) -> None:
-        self._r = registry
+    ``collections`` resolves a quantum's RUN; ``datasets`` reads the datasets
+    that provenance links.
+    """
+
+    def __init__(self, storage: RegistryStorage, collections: CollectionManager, datasets: DatasetManager) -> None:
+        self._storage = storage
+        self._collections = collections
+        self._datasets = datasets
 
     def record(
         self,
@@ -89,14 +97,14 @@ class ProvenanceManager:
             raise ProvenanceError("a dataset cannot be both an input and an output of the same quantum")
         run_id = None
         if run is not None:
-            rec = self._r._collection_record(run)
+            rec = self._collections.record(run)
             if rec.type != CollectionType.RUN:
                 raise ProvenanceError(f"quantum run {run!r} is {rec.type.name}, not a RUN")
             run_id = rec.id
         qid = quantum_id or uuid.uuid4()
-        tables = self._r._tables
-        with self._r._db.transaction() as conn:
-            known = {r.id for r in self._r.get_datasets([*predicted_ids, *output_ids])}
+        tables = self._storage.tables
+        with self._storage.db.transaction() as conn:
+            known = {r.id for r in self._datasets.get_datasets([*predicted_ids, *output_ids])}
             missing = [str(i) for i in (*predicted_ids, *output_ids) if i not in known]
             if missing:
                 raise ProvenanceError(f"datasets {missing} are not in the registry; insert them before recording")
@@ -126,10 +134,10 @@ class ProvenanceManager:
 
     def producers(self, dataset_ids: Sequence[uuid.UUID]) -> list[QuantumProvenance]:
         """The quanta that produced any of ``dataset_ids`` (each once)."""
-        t = self._r._tables
+        t = self._storage.tables
         firsts: dict[uuid.UUID, uuid.UUID] = {}  # quantum -> one of its outputs
         ids = list(dict.fromkeys(dataset_ids))
-        with self._r._db.reading() as conn:
+        with self._storage.db.reading() as conn:
             for i in range(0, len(ids), 500):
                 for ds, q in conn.execute(
                     sa.select(t.quantum_output.c.dataset_id, t.quantum_output.c.quantum_id)
@@ -139,8 +147,8 @@ class ProvenanceManager:
         return [p for p in (self.producer(ds) for ds in firsts.values()) if p is not None]
 
     def producer(self, dataset_id: uuid.UUID) -> QuantumProvenance | None:
-        t = self._r._tables
-        with self._r._db.reading() as conn:
+        t = self._storage.tables
+        with self._storage.db.reading() as conn:
             row = conn.execute(
                 sa.select(t.quantum, t.collection.c.name.label("run_name"))
                 .select_from(t.quantum_output.join(t.quantum, t.quantum_output.c.quantum_id == t.quantum.c.quantum_id)
@@ -156,7 +164,7 @@ class ProvenanceManager:
             outputs = [r[0] for r in conn.execute(
                 sa.select(t.quantum_output.c.dataset_id).where(t.quantum_output.c.quantum_id == row.quantum_id)
             )]
-        refs = {r.id: r for r in self._r.get_datasets([i for i, _ in inputs] + outputs)}
+        refs = {r.id: r for r in self._datasets.get_datasets([i for i, _ in inputs] + outputs)}
         return QuantumProvenance(
             quantum_id=row.quantum_id, task_label=row.task_label, config_hash=row.config_hash,
             code_version=row.code_version, data_id=json.loads(row.data_id), run=row.run_name,
@@ -167,12 +175,12 @@ class ProvenanceManager:
 
     def _walk(self, start: uuid.UUID, *, up: bool, actual_only: bool) -> tuple[list[uuid.UUID], set[uuid.UUID]]:
         """Breadth-first walk, one query per generation; returns (visited ids, ids with no parents)."""
-        t = self._r._tables
+        t = self._storage.tables
         qi, qo = t.quantum_input, t.quantum_output
         seen: dict[uuid.UUID, None] = {}
         roots: set[uuid.UUID] = set()
         frontier = [start]
-        with self._r._db.reading() as conn:
+        with self._storage.db.reading() as conn:
             while frontier:
                 nxt: list[uuid.UUID] = []
                 for i in range(0, len(frontier), 500):
@@ -201,8 +209,8 @@ class ProvenanceManager:
         ids, roots = self._walk(dataset_id, up=True, actual_only=actual_only)
         if roots_only:
             ids = [i for i in ids if i in roots]
-        return self._r.get_datasets(ids)
+        return self._datasets.get_datasets(ids)
 
     def descendants(self, dataset_id: uuid.UUID, *, actual_only: bool) -> list[DatasetRef]:
         ids, _ = self._walk(dataset_id, up=False, actual_only=actual_only)
-        return self._r.get_datasets(ids)
+        return self._datasets.get_datasets(ids)

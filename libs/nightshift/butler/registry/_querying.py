@@ -19,9 +19,11 @@ from ._graph import DatasetGraph
 
 if TYPE_CHECKING:
     from ...sky import ConvexPolygon
+    from ._collection_manager import CollectionManager
+    from ._dataset_type_manager import DatasetTypeManager
     from ._queries import JoinPlan
     from ._queries._plan import SpatialConstraint
-    from ._registry_base import RegistryBase
+    from ._storage import RegistryStorage
 
 __all__ = ["dimension_record_rows", "query_data_ids", "query_datasets", "query_graph", "refs_by_id"]
 
@@ -34,44 +36,52 @@ def _qry() -> Any:
     return _queries
 
 
-def _parse(registry: RegistryBase, where: str, bind: Mapping[str, Any]) -> tuple[Any, set[str], set[str]]:
+def _parse(storage: RegistryStorage, where: str, bind: Mapping[str, Any]) -> tuple[Any, set[str], set[str]]:
     for key in bind:
-        if key in registry.universe:
+        if key in storage.universe:
             raise QueryNameError(f"bind name {key!r} is a dimension name; rename the bind value")
     if not where or not where.strip():
         return None, set(), set()
     tree = _qry().parse_where(where)
-    dims, elements = _qry().referenced_names(tree, registry.universe, bind, where)
+    operators = storage.operator_tables()
+    clash = sorted(set(bind) & set(operators))
+    if clash:
+        raise QueryNameError(f"bind name {clash[0]!r} is an operator table name; rename the bind value")
+    try:
+        dims, elements = _qry().referenced_names(tree, storage.universe, bind, where, operators)
+    except QueryNameError:
+        fresh = storage.operator_tables(refresh=True)  # another process may have made the table since
+        if set(fresh) == set(operators):
+            raise
+        return _parse(storage, where, bind)
     return tree, dims, elements
 
 
-def _apply_where(registry: RegistryBase, plan: JoinPlan, tree: Any, bind: Mapping[str, Any], where: str) -> None:
+def _apply_where(storage: RegistryStorage, plan: JoinPlan, tree: Any, bind: Mapping[str, Any], where: str) -> None:
     if tree is not None:
-        compiler = _qry().WhereCompiler(registry.universe, registry._tables, plan, bind, where)
+        compiler = _qry().WhereCompiler(storage.universe, storage.tables, plan, bind, where,
+                                        operator_tables=storage.operator_tables())
         plan.conditions.append(compiler.compile(tree))
 
 
-def _apply_data_id(registry: RegistryBase, plan: JoinPlan, data_id: Mapping[str, int | str]) -> None:
+def _apply_data_id(storage: RegistryStorage, plan: JoinPlan, data_id: Mapping[str, int | str]) -> None:
     for key, value in data_id.items():
         if key not in plan.canonical:
             continue
         plan.conditions.append(
-            plan.canonical[key] == sa.bindparam(f"d_{key}", registry.universe.check_value(key, value))
+            plan.canonical[key] == sa.bindparam(f"d_{key}", storage.universe.check_value(key, value))
         )
 
 
-def _parameters(registry: RegistryBase, bind: Mapping[str, Any], data_id: Mapping[str, int | str],
+def _parameters(storage: RegistryStorage, bind: Mapping[str, Any], data_id: Mapping[str, int | str],
                 time_ns: int | None) -> dict[str, Any]:
     """Values of the named parameters of a (possibly cached) statement."""
     params: dict[str, Any] = _qry()._compiler.bind_parameters(bind)
     for key, value in data_id.items():
-        params[f"d_{key}"] = registry.universe.check_value(key, value)
+        params[f"d_{key}"] = storage.universe.check_value(key, value)
     if time_ns is not None:
         params["calib_time"] = time_ns
     return params
-
-
-_CACHE_SIZE = 256
 
 
 def _value_key(where: str, bind: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
@@ -85,18 +95,6 @@ def _value_key(where: str, bind: Mapping[str, Any]) -> tuple[tuple[str, Any], ..
         if isinstance(node, Point):
             names += [n.parts[0] for n in (node.ra, node.dec) if isinstance(n, Identifier) and n.parts[0] in bind]
     return tuple((n, bind[n]) for n in sorted(set(names)))
-
-
-def _cached(registry: RegistryBase, key: tuple[Any, ...], build: Any) -> Any:
-    """Statements are immutable: build once per query *shape*, re-run with new parameter values."""
-    cache = registry._statement_cache
-    found = cache.get(key)
-    if found is None:
-        found = build()
-        if len(cache) >= _CACHE_SIZE:
-            cache.clear()
-        cache[key] = found
-    return found
 
 
 @functools.lru_cache(maxsize=8192)
@@ -143,23 +141,23 @@ def _refine(spatial: Sequence[SpatialConstraint], rows: Sequence[Any]) -> list[A
 
 
 def dimension_record_rows(
-    registry: RegistryBase, element: str, where: str, bind: Mapping[str, Any], data_id: Mapping[str, int | str]
+    storage: RegistryStorage, element: str, where: str, bind: Mapping[str, Any], data_id: Mapping[str, int | str]
 ) -> list[Mapping[Any, Any]]:
-    universe = registry.universe
+    universe = storage.universe
     dim = universe[element]
-    tree, dims, elements = _parse(registry, where, bind)
+    tree, dims, elements = _parse(storage, where, bind)
     for key in data_id:
         universe[key]
-    plan = _qry().plan_join(universe, registry._tables, {element, *dims, *data_id}, field_elements={element, *elements})
-    _apply_where(registry, plan, tree, bind, where)
-    _apply_data_id(registry, plan, data_id)
-    table = registry._tables.dimensions[element]
+    plan = _qry().plan_join(universe, storage.tables, {element, *dims, *data_id}, field_elements={element, *elements})
+    _apply_where(storage, plan, tree, bind, where)
+    _apply_data_id(storage, plan, data_id)
+    table = storage.tables.dimensions[element]
     order = [table.c[k] for k in (*dim.requires, dim.key_name)]
     regions = plan.region_columns()
     stmt = sa.select(table, *regions.values()).select_from(*plan.froms).where(*plan.conditions).order_by(*order)
     if plan.needs_distinct or len(plan.froms) > 1:
         stmt = stmt.distinct()
-    with registry._db.reading() as conn:
+    with storage.db.reading() as conn:
         rows = conn.execute(stmt).all()
     if not plan.spatial:
         return [r._mapping for r in rows]
@@ -170,12 +168,12 @@ def dimension_record_rows(
     return list(out.values())
 
 
-def _dataset_columns(registry: RegistryBase, dataset_table: sa.FromClause, dimensions: Iterable[str]) -> dict[str, Any]:
+def _dataset_columns(dataset_table: sa.FromClause, dimensions: Iterable[str]) -> dict[str, Any]:
     return {d: dataset_table.c[d] for d in dimensions}
 
 
 def _membership(
-    registry: RegistryBase,
+    storage: RegistryStorage,
     leaves: Sequence[CollectionRecord],
     dataset_table: sa.FromClause,
     time_ns: int | None,
@@ -183,7 +181,7 @@ def _membership(
     need_rank: bool,
 ) -> tuple[list[sa.ColumnElement[bool]], sa.ColumnElement[Any] | None, list[sa.FromClause]]:
     """Conditions restricting ``dataset_table`` to ``leaves`` and an expression ranking the match."""
-    tables = registry._tables
+    tables = storage.tables
     runs = [(i, c) for i, c in enumerate(leaves) if c.type == CollectionType.RUN]
     others = [(i, c) for i, c in enumerate(leaves) if c.type != CollectionType.RUN]
     if not others:
@@ -228,11 +226,11 @@ def _membership(
 
 
 def _quality_filter(
-    registry: RegistryBase, dataset_table: sa.FromClause, flags: Sequence[str]
+    storage: RegistryStorage, dataset_table: sa.FromClause, flags: Sequence[str]
 ) -> list[sa.ColumnElement[bool]]:
     if not flags:
         return []
-    q = registry._tables.dataset_quality
+    q = storage.tables.dataset_quality
     return [~sa.exists(sa.select(sa.literal(1)).where(q.c.dataset_id == dataset_table.c.id, q.c.flag.in_(list(flags))))]
 
 
@@ -241,28 +239,29 @@ def _row_to_ref(dt: DatasetType, row: Any, run_names: Mapping[int, str]) -> Data
     return DatasetRef(dt, {d: m[d] for d in dt.dimensions}, run_names[m["run_id"]], m["id"])
 
 
-def _run_names(registry: RegistryBase, conn: sa.Connection, ids: Iterable[int]) -> dict[int, str]:
+def _run_names(storage: RegistryStorage, conn: sa.Connection, ids: Iterable[int]) -> dict[int, str]:
     ids = set(ids)
-    c = registry._tables.collection
+    c = storage.tables.collection
     if not ids:
         return {}
     return dict(conn.execute(sa.select(c.c.collection_id, c.c.name).where(c.c.collection_id.in_(ids))).tuples().all())
 
 
-def refs_by_id(registry: RegistryBase, conn: sa.Connection, ids: Sequence[uuid.UUID]) -> list[DatasetRef]:
-    t = registry._tables.dataset
+def refs_by_id(storage: RegistryStorage, dataset_types: DatasetTypeManager, conn: sa.Connection,
+               ids: Sequence[uuid.UUID]) -> list[DatasetRef]:
+    t = storage.tables.dataset
     rows = conn.execute(sa.select(t).where(t.c.id.in_(list(ids)))).all()
-    names = _run_names(registry, conn, (r.run_id for r in rows))
+    names = _run_names(storage, conn, (r.run_id for r in rows))
     tmap = {}
     for dt_name in {r.dataset_type_id for r in rows}:
-        tt = registry._tables.dataset_type
+        tt = storage.tables.dataset_type
         name = conn.execute(sa.select(tt.c.name).where(tt.c.dataset_type_id == dt_name)).scalar_one()
-        tmap[dt_name] = registry.get_dataset_type(name)
+        tmap[dt_name] = dataset_types.get_dataset_type(name)
     return [_row_to_ref(tmap[r.dataset_type_id], r, names) for r in rows]
 
 
 def find_first(
-    registry: RegistryBase,
+    storage: RegistryStorage,
     dt_id: int,
     dt: DatasetType,
     key: str,
@@ -270,10 +269,10 @@ def find_first(
     time_ns: int | None,
 ) -> DatasetRef | None:
     """One dataset by type and canonical data-ID key, first along ``leaves`` (one query)."""
-    ds = registry._tables.dataset
+    ds = storage.tables.dataset
 
     def build() -> sa.Select[Any]:
-        member_conds, rank, member_froms = _membership(registry, leaves, ds, time_ns, need_rank=True)
+        member_conds, rank, member_froms = _membership(storage, leaves, ds, time_ns, need_rank=True)
         stmt = (
             sa.select(ds.c.id, ds.c.run_id, *[ds.c[d] for d in dt.dimensions])
             .select_from(ds, *member_froms)
@@ -284,22 +283,23 @@ def find_first(
             stmt = stmt.order_by(rank)
         return stmt.limit(1)
 
-    stmt = _cached(registry, ("find", dt_id, tuple(c.id for c in leaves), time_ns is None), build)
+    stmt = storage.cached_statement(("find", dt_id, tuple(c.id for c in leaves), time_ns is None), build)
     params: dict[str, Any] = {"data_id_key": key}
     if time_ns is not None:
         params["calib_time"] = time_ns
-    with registry._db.reading() as conn:
+    with storage.db.reading() as conn:
         row = conn.execute(stmt, params).first()
         if row is None:
             return None
         names = {c.id: c.name for c in leaves}
         if row.run_id not in names:
-            names |= _run_names(registry, conn, [row.run_id])
+            names |= _run_names(storage, conn, [row.run_id])
     return _row_to_ref(dt, row, names)
 
 
 def _dataset_select(
-    registry: RegistryBase,
+    storage: RegistryStorage,
+    dataset_types: DatasetTypeManager,
     dataset_type: str | DatasetType,
     leaves: Sequence[CollectionRecord],
     *,
@@ -319,17 +319,17 @@ def _dataset_select(
     exact cut (:func:`_first_refined`): the statement returns every candidate
     with its ``data_id_key``, ``_rank`` and region columns.
     """
-    universe = registry.universe
-    dt_id, dt = registry._dataset_type_entry(dataset_type)
-    ds = registry._tables.dataset
-    base = _dataset_columns(registry, ds, dt.dimensions)
+    universe = storage.universe
+    dt_id, dt = dataset_types.entry(dataset_type)
+    ds = storage.tables.dataset
+    base = _dataset_columns(ds, dt.dimensions)
     extra = {*dims, *elements, *[k for k in data_id if k in universe]} - set(dt.dimensions)
-    plan = _qry().plan_join(universe, registry._tables, set(dt.dimensions) | extra, field_elements=elements, base=base)
-    member_conds, rank, member_froms = _membership(registry, leaves, ds, time_ns, need_rank=find_first)
-    _apply_where(registry, plan, tree, bind, where)
-    _apply_data_id(registry, plan, data_id)
+    plan = _qry().plan_join(universe, storage.tables, set(dt.dimensions) | extra, field_elements=elements, base=base)
+    member_conds, rank, member_froms = _membership(storage, leaves, ds, time_ns, need_rank=find_first)
+    _apply_where(storage, plan, tree, bind, where)
+    _apply_data_id(storage, plan, data_id)
     conds = [ds.c.dataset_type_id == dt_id, *member_conds, *plan.conditions,
-             *_quality_filter(registry, ds, exclude_flags)]
+             *_quality_filter(storage, ds, exclude_flags)]
     cols = [ds.c.id, ds.c.run_id, *[ds.c[d] for d in dt.dimensions]]
     froms = [ds, *member_froms, *plan.froms]
     distinct = bool(plan.froms) and (plan.needs_distinct or len(plan.froms) > 0)
@@ -366,7 +366,9 @@ def _first_refined(spatial: Sequence[SpatialConstraint], rows: Sequence[Any], fi
 
 
 def query_datasets(
-    registry: RegistryBase,
+    storage: RegistryStorage,
+    dataset_types: DatasetTypeManager,
+    collection_manager: CollectionManager,
     dataset_type: str | DatasetType,
     collections: str | Sequence[str],
     *,
@@ -379,15 +381,18 @@ def query_datasets(
     exclude: ExclusionList | None,
     limit: int | None,
 ) -> list[DatasetRef]:
-    with registry._db.reading():  # one connection for the collection lookups and the query
+    with storage.db.reading():  # one connection for the collection lookups and the query
         return _query_datasets(
-            registry, dataset_type, collections, where=where, bind=bind, data_id=data_id, find_first=find_first,
-            time=time, exclude_flags=exclude_flags, exclude=exclude, limit=limit,
+            storage, dataset_types, collection_manager, dataset_type, collections, where=where, bind=bind,
+            data_id=data_id, find_first=find_first, time=time, exclude_flags=exclude_flags, exclude=exclude,
+            limit=limit,
         )
 
 
 def _query_datasets(
-    registry: RegistryBase,
+    storage: RegistryStorage,
+    dataset_types: DatasetTypeManager,
+    collection_manager: CollectionManager,
     dataset_type: str | DatasetType,
     collections: str | Sequence[str],
     *,
@@ -400,33 +405,33 @@ def _query_datasets(
     exclude: ExclusionList | None,
     limit: int | None,
 ) -> list[DatasetRef]:
-    leaves = registry.resolve_collections(collections)
+    leaves = collection_manager.resolve_collections(collections)
     dt_name = dataset_type if isinstance(dataset_type, str) else dataset_type.name
     key = ("datasets", dt_name, tuple(c.id for c in leaves), where, _qry()._compiler.bind_signature(bind),
            _value_key(where, bind), tuple(sorted(data_id)),
            find_first, time is None, tuple(exclude_flags), limit if not exclude else None)
 
     def build() -> tuple[sa.Select[Any], DatasetType, tuple[SpatialConstraint, ...]]:
-        tree, dims, elements = _parse(registry, where, bind)
+        tree, dims, elements = _parse(storage, where, bind)
         for k in data_id:
-            registry.universe[k]
+            storage.universe[k]
         stmt, dt, spatial = _dataset_select(
-            registry, dataset_type, leaves, tree=tree, where=where, bind=bind, dims=dims, elements=elements,
-            data_id=data_id, time_ns=time, find_first=find_first, exclude_flags=exclude_flags,
+            storage, dataset_types, dataset_type, leaves, tree=tree, where=where, bind=bind, dims=dims,
+            elements=elements, data_id=data_id, time_ns=time, find_first=find_first, exclude_flags=exclude_flags,
         )
         if limit is not None and not exclude and not spatial:
             stmt = stmt.limit(limit)
         return stmt, dt, spatial
 
-    stmt, dt, spatial = _cached(registry, key, build)
+    stmt, dt, spatial = storage.cached_statement(key, build)
     if isinstance(dataset_type, DatasetType):
-        registry._dataset_type_entry(dataset_type)  # a DatasetType argument must match the registered one
-    with registry._db.reading() as conn:
-        rows = conn.execute(stmt, _parameters(registry, bind, data_id, time)).all()
+        dataset_types.entry(dataset_type)  # a DatasetType argument must match the registered one
+    with storage.db.reading() as conn:
+        rows = conn.execute(stmt, _parameters(storage, bind, data_id, time)).all()
         if spatial:
             rows = _first_refined(spatial, rows, find_first)
         names = {c.id: c.name for c in leaves} | _run_names(
-            registry, conn, {r.run_id for r in rows} - {c.id for c in leaves}
+            storage, conn, {r.run_id for r in rows} - {c.id for c in leaves}
         )
     refs = [_row_to_ref(dt, r, names) for r in rows]
     if exclude:
@@ -437,7 +442,8 @@ def _query_datasets(
 
 
 def _data_id_select(
-    registry: RegistryBase,
+    storage: RegistryStorage,
+    dataset_types: DatasetTypeManager,
     dimensions: Iterable[str],
     *,
     tree: Any,
@@ -450,22 +456,22 @@ def _data_id_select(
     leaves: Sequence[CollectionRecord] | None,
     exclude_flags: Sequence[str],
 ) -> tuple[sa.Select[Any], tuple[str, ...], tuple[SpatialConstraint, ...]]:
-    universe = registry.universe
+    universe = storage.universe
     requested = universe.required_closure(dimensions)
-    dataset_entries = [registry._dataset_type_entry(d) for d in datasets]
+    dataset_entries = [dataset_types.entry(d) for d in datasets]
     needed = set(requested) | dims | {k for k in data_id if k in universe}
     for _, dt in dataset_entries:
         needed |= set(dt.dimensions)
-    plan = _qry().plan_join(universe, registry._tables, needed, field_elements=elements)
-    _apply_where(registry, plan, tree, bind, where)
-    _apply_data_id(registry, plan, data_id)
+    plan = _qry().plan_join(universe, storage.tables, needed, field_elements=elements)
+    _apply_where(storage, plan, tree, bind, where)
+    _apply_data_id(storage, plan, data_id)
     for i, (dt_id, dt) in enumerate(dataset_entries):
-        ds = registry._tables.alias(registry._tables.dataset, f"ds{i}")
-        member_conds, _, member_froms = _membership(registry, leaves or [], ds, None, need_rank=False)
+        ds = storage.tables.alias(storage.tables.dataset, f"ds{i}")
+        member_conds, _, member_froms = _membership(storage, leaves or [], ds, None, need_rank=False)
         sub = sa.select(sa.literal(1)).select_from(ds, *member_froms).where(
             ds.c.dataset_type_id == dt_id, *member_conds,
             *[ds.c[d] == plan.canonical[d] for d in dt.dimensions],
-            *_quality_filter(registry, ds, exclude_flags),
+            *_quality_filter(storage, ds, exclude_flags),
         )
         plan.conditions.append(sa.exists(sub))
     cols = [plan.canonical[d].label(d) for d in requested]
@@ -475,7 +481,9 @@ def _data_id_select(
 
 
 def query_data_ids(
-    registry: RegistryBase,
+    storage: RegistryStorage,
+    dataset_types: DatasetTypeManager,
+    collection_manager: CollectionManager,
     dimensions: Iterable[str],
     *,
     where: str,
@@ -493,24 +501,24 @@ def query_data_ids(
     if datasets:
         if collections is None:
             raise CollectionTypeError("constraining data IDs by datasets needs collections=[...] to search")
-        leaves = registry.resolve_collections(collections)
+        leaves = collection_manager.resolve_collections(collections)
     key = ("data_ids", tuple(dimensions), where, _qry()._compiler.bind_signature(bind), _value_key(where, bind),
            tuple(sorted(data_id)),
            tuple(d if isinstance(d, str) else d.name for d in datasets),
            tuple(c.id for c in leaves) if leaves is not None else None, tuple(exclude_flags))
 
     def build() -> tuple[sa.Select[Any], tuple[str, ...], tuple[SpatialConstraint, ...]]:
-        tree, dims, elements = _parse(registry, where, bind)
+        tree, dims, elements = _parse(storage, where, bind)
         for k in data_id:
-            registry.universe[k]
+            storage.universe[k]
         return _data_id_select(
-            registry, dimensions, tree=tree, where=where, bind=bind, dims=dims, elements=elements,
+            storage, dataset_types, dimensions, tree=tree, where=where, bind=bind, dims=dims, elements=elements,
             data_id=data_id, datasets=datasets, leaves=leaves, exclude_flags=exclude_flags,
         )
 
-    with registry._db.reading() as conn:
-        stmt, requested, spatial = _cached(registry, key, build)
-        rows = conn.execute(stmt, _parameters(registry, bind, data_id, None)).all()
+    with storage.db.reading() as conn:
+        stmt, requested, spatial = storage.cached_statement(key, build)
+        rows = conn.execute(stmt, _parameters(storage, bind, data_id, None)).all()
     if spatial:  # the exact cut, then one row per data ID (several region pairs may have matched)
         keys = dict.fromkeys(tuple(r._mapping[d] for d in requested) for r in _refine(spatial, rows))
         out = [dict(zip(requested, k, strict=True)) for k in keys]
@@ -522,7 +530,9 @@ def query_data_ids(
 
 
 def query_graph(
-    registry: RegistryBase,
+    storage: RegistryStorage,
+    dataset_types: DatasetTypeManager,
+    collection_manager: CollectionManager,
     dimensions: list[str],
     inputs: list[str | DatasetType],
     collections: str | Sequence[str],
@@ -533,21 +543,21 @@ def query_graph(
     exclude_flags: Sequence[str],
     exclude: ExclusionList | None,
 ) -> DatasetGraph:
-    input_types = [registry.get_dataset_type(i if isinstance(i, str) else i.name) for i in inputs]
-    all_dims = registry.universe.required_closure(
+    input_types = [dataset_types.get_dataset_type(i if isinstance(i, str) else i.name) for i in inputs]
+    all_dims = storage.universe.required_closure(
         {*dimensions, *[d for dt in input_types for d in dt.dimensions]}
     )
     rows = query_data_ids(
-        registry, all_dims, where=where, bind=bind, data_id=data_id, datasets=input_types,
-        collections=collections, exclude_flags=exclude_flags, exclude=exclude,
+        storage, dataset_types, collection_manager, all_dims, where=where, bind=bind, data_id=data_id,
+        datasets=input_types, collections=collections, exclude_flags=exclude_flags, exclude=exclude,
     )
-    node_dims = registry.universe.required_closure(dimensions)
+    node_dims = storage.universe.required_closure(dimensions)
     graph = DatasetGraph(node_dims)
     refs_by_type: dict[str, dict[tuple[Any, ...], DatasetRef]] = {}
     for dt in input_types:
         found = query_datasets(
-            registry, dt, collections, where=where, bind=bind, data_id=data_id, find_first=True, time=None,
-            exclude_flags=exclude_flags, exclude=exclude, limit=None,
+            storage, dataset_types, collection_manager, dt, collections, where=where, bind=bind, data_id=data_id,
+            find_first=True, time=None, exclude_flags=exclude_flags, exclude=exclude, limit=None,
         )
         refs_by_type[dt.name] = {tuple(r.data_id[d] for d in dt.dimensions): r for r in found}
     for row in rows:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import time
+import types
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, overload
 
 import sqlalchemy as sa
 
@@ -23,23 +25,67 @@ from .._registry_exceptions import (
 )
 from ..dimensions import DimensionUniverse
 from . import _querying
-from ._collections import CollectionRecord
+from ._collection_manager import CollectionManager
 from ._database import Database, resolve_url
+from ._dataset_manager import DatasetManager
+from ._dataset_type_manager import DatasetTypeManager
+from ._dimension_manager import DimensionManager
 from ._exclusions import ExclusionList
 from ._graph import DatasetGraph
 from ._index import RepositoryIndex
 from ._migrations import MIGRATIONS
+from ._operator_tables import ATTRIBUTE_PREFIX, OperatorTableManager
 from ._provenance import ProvenanceManager, QuantumProvenance
-from ._registry_collections import CollectionsMixin
-from ._registry_datasets import DatasetsMixin
-from ._registry_dimensions import DimensionRecordsMixin
 from ._schema import SCHEMA_VERSION, build_tables
+from ._storage import RegistryStorage
 from ._timespan import to_tai_ns
 
 __all__ = ["Registry"]
 
+_M = TypeVar("_M")
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
-class Registry(DimensionRecordsMixin, CollectionsMixin, DatasetsMixin):
+
+class _Delegate(Generic[_M, _P, _R]):
+    """A public :class:`Registry` method served by one of its managers.
+
+    ``name = _Delegate("_manager", Manager.name)`` in the class body: on an
+    instance it is the manager's bound method, so the signature and docstring
+    are written once, in the manager; on the class it is a function taking the
+    registry first. An instance attribute of the same name still wins (no
+    ``__set__``), so tests can patch one registry's method.
+    """
+
+    def __init__(self, manager: str, method: Callable[Concatenate[_M, _P], _R]) -> None:
+        self._manager = manager
+        self._method = method
+        self.__doc__ = method.__doc__
+        self.__wrapped__ = method
+
+    def __set_name__(self, owner: type[Any], name: str) -> None:
+        if name != self._method.__name__:
+            raise TypeError(f"{owner.__name__}.{name} delegates to {self._method.__qualname__}: use one name")
+
+    @overload
+    def __get__(self, obj: None, owner: type[Any]) -> Callable[Concatenate[Any, _P], _R]: ...
+
+    @overload
+    def __get__(self, obj: object, owner: type[Any] | None = None) -> Callable[_P, _R]: ...
+
+    def __get__(self, obj: object | None, owner: type[Any] | None = None) -> Callable[..., _R]:
+        if obj is not None:
+            return types.MethodType(self._method, getattr(obj, self._manager))
+        method, manager = self._method, self._manager
+
+        @functools.wraps(method)
+        def unbound(registry: Any, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+            return method(getattr(registry, manager), *args, **kwargs)
+
+        return unbound
+
+
+class Registry:
     """The butler registry over SQLite (default) or PostgreSQL.
 
     Open an existing repository with ``Registry(location)``; create one with
@@ -100,13 +146,14 @@ class Registry(DimensionRecordsMixin, CollectionsMixin, DatasetsMixin):
             )
         self._attributes = attrs
         self.universe = DimensionUniverse(json.loads(attrs["universe"]))
-        self._tables = build_tables(self.universe, schema, self._db.engine.dialect.name)
-        self._dataset_types: dict[str, tuple[int, DatasetType]] = {}
-        self._collections: dict[str, CollectionRecord] = {}
-        self._statement_cache: dict[tuple[Any, ...], Any] = {}  # query shape -> compiled statement (see _querying)
-        # (table, columns, dialect) -> compiled bulk INSERT: data-independent, so kept across rollbacks
-        self._insert_sql_cache: dict[tuple[Any, ...], tuple[str, Any, dict[str, Any]]] = {}
-        self._provenance = ProvenanceManager(self)
+        # the managers over one shared storage; each receives the managers it calls
+        self._storage = RegistryStorage(self._db, self.universe, schema)
+        self._dataset_types = DatasetTypeManager(self._storage)
+        self._collections = CollectionManager(self._storage, self._dataset_types)
+        self._datasets = DatasetManager(self._storage, self._collections, self._dataset_types)
+        self._dimensions = DimensionManager(self._storage)
+        self._provenance = ProvenanceManager(self._storage, self._collections, self._datasets)
+        self._operator_tables = OperatorTableManager(self._storage)
         self._closed = False
 
     @classmethod
@@ -250,6 +297,11 @@ class Registry(DimensionRecordsMixin, CollectionsMixin, DatasetsMixin):
                     return False
                 attrs_t = sa.Table("butler_attributes", sa.MetaData(), autoload_with=conn)
                 universe = conn.execute(sa.select(attrs_t.c.value).where(attrs_t.c.name == "universe")).scalar_one()
+                operator = conn.execute(sa.select(attrs_t.c.name)
+                                        .where(attrs_t.c.name.startswith(ATTRIBUTE_PREFIX, autoescape=True)))
+                for (key,) in operator.all():  # the operator tables (REQ-0088) go too
+                    op_table = sa.Table(f"op_{key[len(ATTRIBUTE_PREFIX):]}", sa.MetaData())
+                    conn.execute(sa.schema.DropTable(op_table, if_exists=True))
                 tables = build_tables(DimensionUniverse(json.loads(universe)), None, conn.dialect.name)
                 tables.metadata.drop_all(conn, checkfirst=True)
                 return True
@@ -370,10 +422,55 @@ class Registry(DimensionRecordsMixin, CollectionsMixin, DatasetsMixin):
                 yield
         except BaseException:
             # collections/dataset types read inside the rolled-back block may not exist any more
-            self._collections.clear()
-            self._dataset_types.clear()
-            self._statement_cache.clear()
+            self._collections.forget()
+            self._dataset_types.forget()
+            self._storage.forget()
             raise
+
+    # served by the managers (see docs/architecture.md, "Butler and registry composition")
+    register_collection = _Delegate("_collections", CollectionManager.register_collection)
+    register_run = _Delegate("_collections", CollectionManager.register_run)
+    get_collection_type = _Delegate("_collections", CollectionManager.get_collection_type)
+    get_collection_doc = _Delegate("_collections", CollectionManager.get_collection_doc)
+    set_collection_chain = _Delegate("_collections", CollectionManager.set_collection_chain)
+    get_collection_chain = _Delegate("_collections", CollectionManager.get_collection_chain)
+    resolve_collections = _Delegate("_collections", CollectionManager.resolve_collections)
+    query_collections = _Delegate("_collections", CollectionManager.query_collections)
+    associate = _Delegate("_collections", CollectionManager.associate)
+    disassociate = _Delegate("_collections", CollectionManager.disassociate)
+    certify = _Delegate("_collections", CollectionManager.certify)
+    decertify = _Delegate("_collections", CollectionManager.decertify)
+
+    register_dataset_type = _Delegate("_dataset_types", DatasetTypeManager.register_dataset_type)
+    get_dataset_type = _Delegate("_dataset_types", DatasetTypeManager.get_dataset_type)
+    query_dataset_types = _Delegate("_dataset_types", DatasetTypeManager.query_dataset_types)
+
+    insert_datasets = _Delegate("_datasets", DatasetManager.insert_datasets)
+    import_datasets = _Delegate("_datasets", DatasetManager.import_datasets)
+    remove_datasets = _Delegate("_datasets", DatasetManager.remove_datasets)
+    get_dataset = _Delegate("_datasets", DatasetManager.get_dataset)
+    get_datasets = _Delegate("_datasets", DatasetManager.get_datasets)
+    find_dataset = _Delegate("_datasets", DatasetManager.find_dataset)
+    find_dataset_in_each = _Delegate("_datasets", DatasetManager.find_dataset_in_each)
+    set_dataset_metadata = _Delegate("_datasets", DatasetManager.set_dataset_metadata)
+    get_dataset_metadata = _Delegate("_datasets", DatasetManager.get_dataset_metadata)
+    flag_datasets = _Delegate("_datasets", DatasetManager.flag_datasets)
+    unflag_datasets = _Delegate("_datasets", DatasetManager.unflag_datasets)
+    get_dataset_flags = _Delegate("_datasets", DatasetManager.get_dataset_flags)
+
+    insert_dimension_records = _Delegate("_dimensions", DimensionManager.insert_dimension_records)
+    insert_join_rows = _Delegate("_dimensions", DimensionManager.insert_join_rows)
+    get_dimension_record = _Delegate("_dimensions", DimensionManager.get_dimension_record)
+    query_dimension_records = _Delegate("_dimensions", DimensionManager.query_dimension_records)
+    query_join_rows = _Delegate("_dimensions", DimensionManager.query_join_rows)
+    register_skymap = _Delegate("_dimensions", DimensionManager.register_skymap)
+    copy_dimension_records_from = _Delegate("_dimensions", DimensionManager.copy_dimension_records_from)
+
+    register_operator_table = _Delegate("_operator_tables", OperatorTableManager.register_operator_table)
+    get_operator_tables = _Delegate("_operator_tables", OperatorTableManager.get_operator_tables)
+    insert_operator_rows = _Delegate("_operator_tables", OperatorTableManager.insert_operator_rows)
+    query_operator_rows = _Delegate("_operator_tables", OperatorTableManager.query_operator_rows)
+    drop_operator_table = _Delegate("_operator_tables", OperatorTableManager.drop_operator_table)
 
     def query_datasets(
         self,
@@ -415,9 +512,10 @@ class Registry(DimensionRecordsMixin, CollectionsMixin, DatasetsMixin):
             For a bad ``where`` (syntax errors carry the position).
         """
         return _querying.query_datasets(
-            self, dataset_type, collections, where=where, bind=bind or {}, data_id=data_id or {},
-            find_first=find_first, time=None if time is None else to_tai_ns(time),
-            exclude_flags=tuple(exclude_flags), exclude=_exclusions(exclude), limit=limit,
+            self._storage, self._dataset_types, self._collections, dataset_type, collections,
+            where=where, bind=bind or {}, data_id=data_id or {}, find_first=find_first,
+            time=None if time is None else to_tai_ns(time), exclude_flags=tuple(exclude_flags),
+            exclude=_exclusions(exclude), limit=limit,
         )
 
     def query_data_ids(
@@ -445,8 +543,9 @@ class Registry(DimensionRecordsMixin, CollectionsMixin, DatasetsMixin):
             Sorted data IDs (dimension name -> value).
         """
         return _querying.query_data_ids(
-            self, dimensions, where=where, bind=bind or {}, data_id=data_id or {}, datasets=list(datasets),
-            collections=collections, exclude_flags=tuple(exclude_flags), exclude=_exclusions(exclude),
+            self._storage, self._dataset_types, self._collections, dimensions,
+            where=where, bind=bind or {}, data_id=data_id or {}, datasets=list(datasets), collections=collections,
+            exclude_flags=tuple(exclude_flags), exclude=_exclusions(exclude),
         )
 
     def query_graph(
@@ -468,8 +567,9 @@ class Registry(DimensionRecordsMixin, CollectionsMixin, DatasetsMixin):
         IDs agree with it. The same call works on every registry database.
         """
         return _querying.query_graph(
-            self, list(dimensions), list(inputs), collections, where=where, bind=bind or {},
-            data_id=data_id or {}, exclude_flags=tuple(exclude_flags), exclude=_exclusions(exclude),
+            self._storage, self._dataset_types, self._collections, list(dimensions), list(inputs), collections,
+            where=where, bind=bind or {}, data_id=data_id or {}, exclude_flags=tuple(exclude_flags),
+            exclude=_exclusions(exclude),
         )
 
     def record_quantum(
@@ -542,12 +642,16 @@ class Registry(DimensionRecordsMixin, CollectionsMixin, DatasetsMixin):
 
     def complete(self, text: str) -> list[str]:
         """Tab completions for a partial name: dataset types, collections, dimensions, ``element.field`` (REQ-0092)."""
+        operators = {t.name: t for t in self.get_operator_tables()}
         if "." in text:
             head, _, tail = text.partition(".")
+            if head in operators and head not in self.universe:
+                return [f"{head}.{c}" for c in operators[head].columns if c.startswith(tail)]
             if head not in self.universe:
                 return []
             return [f"{head}.{f}" for f in self.get_record_fields(head) if f.startswith(tail)]
-        names = [*self.universe.names, *(d.name for d in self.query_dataset_types()), *self.query_collections()]
+        names = [*self.universe.names, *(d.name for d in self.query_dataset_types()), *self.query_collections(),
+                 *operators]
         return sorted({n for n in names if n.startswith(text)})
 
 def _exclusions(value: ExclusionList | str | os.PathLike[str] | None) -> ExclusionList | None:

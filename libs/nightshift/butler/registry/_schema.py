@@ -10,7 +10,7 @@ metadata, data-quality flags and provenance.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +34,21 @@ def _key_type(universe: DimensionUniverse, dim: str) -> sa.types.TypeEngine[Any]
 _FIELD_SQL: dict[str, Callable[[], sa.types.TypeEngine[Any]]] = {
     "int": sa.BigInteger, "float": sa.Float, "string": lambda: sa.String(256), "bool": sa.Boolean,
 }
+
+
+_OPERATOR_SQL: dict[str, Callable[[], sa.types.TypeEngine[Any]]] = {
+    "int": sa.BigInteger, "float": sa.Float, "string": sa.Text, "bool": sa.Boolean,
+}
+
+
+def build_operator_table(universe: DimensionUniverse, metadata: sa.MetaData, name: str, keys: Sequence[str],
+                         columns: Mapping[str, str]) -> sa.Table:
+    """The SQL table ``op_<name>`` of an operator table (REQ-0088): its key dimensions, then its columns."""
+    cols: list[sa.Column[Any]] = [
+        sa.Column(k, _key_type(universe, k), primary_key=True, autoincrement=False) for k in keys
+    ]
+    cols += [sa.Column(c, _OPERATOR_SQL[kind](), nullable=True) for c, kind in columns.items()]
+    return sa.Table(f"op_{name}", metadata, *cols)
 
 
 def _dataset_index_columns(universe: DimensionUniverse) -> list[tuple[str, ...]]:

@@ -15,6 +15,7 @@ import sqlalchemy as sa
 
 from ..._registry_exceptions import QueryNameError, QueryTypeError
 from ...dimensions import DimensionUniverse
+from .._operator_tables import OperatorTable
 from .._schema import RegistryTables
 from .._timespan import Timespan, to_tai_ns
 from ._ast import (
@@ -94,16 +95,20 @@ def bind_signature(bind: Mapping[str, Any]) -> tuple[tuple[Any, ...], ...]:
     return tuple(sig)
 
 
-def referenced_names(node: Node, universe: DimensionUniverse, bind: Mapping[str, Any], text: str) -> tuple[
+def referenced_names(node: Node, universe: DimensionUniverse, bind: Mapping[str, Any], text: str,
+                     operator_tables: Mapping[str, tuple[OperatorTable, sa.Table]] | None = None) -> tuple[
     set[str], set[str]
 ]:
     """(dimensions, elements whose fields are read) that an expression refers to.
 
+    An operator table's name brings in its key dimensions (REQ-0088).
+
     Raises
     ------
     QueryNameError
-        If an identifier is neither a dimension nor a bind name.
+        If an identifier is neither a dimension, an operator table nor a bind name.
     """
+    operators = operator_tables or {}
     dims: set[str] = set()
     elements: set[str] = set()
     for n in walk(node):
@@ -112,11 +117,15 @@ def referenced_names(node: Node, universe: DimensionUniverse, bind: Mapping[str,
         head = n.parts[0]
         if len(n.parts) == 1 and head in bind:
             continue
+        if head not in universe and head in operators:
+            dims.update(operators[head][0].keys)
+            continue
         if head not in universe:
             known = ", ".join(universe.names)
+            tables = f", an operator table ({', '.join(operators)})" if operators else ""
             if len(n.parts) == 1:
                 raise QueryNameError(
-                    f"unknown name {head!r}: not a dimension ({known}) nor a bind value "
+                    f"unknown name {head!r}: not a dimension ({known}){tables} nor a bind value "
                     f"({', '.join(sorted(bind)) or 'none given'})",
                     text, n.pos,
                 )
@@ -142,12 +151,15 @@ class WhereCompiler:
         plan: JoinPlan,
         bind: Mapping[str, Any],
         text: str,
+        *,
+        operator_tables: Mapping[str, tuple[OperatorTable, sa.Table]] | None = None,
     ) -> None:
         self.universe = universe
         self.tables = tables
         self.plan = plan
         self.bind = bind
         self.text = text
+        self.operator_tables = operator_tables or {}
         # True while the node being compiled must hold for a row to match (reached from the root through
         # AND only): region predicates there are also refined exactly on the rows (plan.spatial).
         self._required = True
@@ -223,6 +235,8 @@ class WhereCompiler:
             if kind == "int":
                 value = int(value)
             return _Typed(kind, sa.bindparam(f"b_{head}", value), value=value)
+        if head not in self.universe and head in self.operator_tables:
+            return self._operator(node)
         dim = self.universe[head]  # validated by referenced_names
         if len(parts) == 1:
             return _Typed(dim.key_type, self.plan.canonical[head])
@@ -255,6 +269,23 @@ class WhereCompiler:
         raise QueryNameError(
             f"{head!r} has no field {'.'.join(parts[1:])!r}; its fields are: {', '.join(fields)}",
             self.text, node.pos,
+        )
+
+    def _operator(self, node: Identifier) -> _Typed:
+        """An operator table (REQ-0088): bare, "the data ID has a row"; ``name.column``, the row's value (or NULL).
+
+        Both are correlated subqueries on the table's key dimensions (its primary key), so they add no rows.
+        """
+        definition, table = self.operator_tables[node.parts[0]]
+        match = [table.c[k] == self.plan.canonical[k] for k in definition.keys]
+        if len(node.parts) == 1:
+            return _Typed("bool", sa.exists(sa.select(sa.literal(1)).select_from(table).where(*match)))
+        column = node.parts[1]
+        if len(node.parts) == 2 and column in definition.columns:
+            return _Typed(definition.columns[column], sa.select(table.c[column]).where(*match).scalar_subquery())
+        raise QueryNameError(
+            f"operator table {definition.name!r} has no column {'.'.join(node.parts[1:])!r}; its columns are: "
+            f"{', '.join(definition.columns) or 'none'}", self.text, node.pos,
         )
 
     def _binary(self, node: BinaryOp) -> _Typed:

@@ -1,4 +1,4 @@
-"""Registry part: dimension records, sky maps, copying records between repositories."""
+"""Registry manager: dimension records, sky maps, copying records between repositories."""
 
 from __future__ import annotations
 
@@ -11,16 +11,19 @@ from .._registry_exceptions import ConflictingDefinitionError, DimensionRecordEr
 from ..dimensions import DimensionRecord
 from . import _querying
 from ._records_io import record_to_row, row_to_record, skypix_rows
-from ._registry_base import RegistryBase
+from ._storage import RegistryStorage
 
 if TYPE_CHECKING:
     from ._registry import Registry
 
-__all__ = ["DimensionRecordsMixin"]
+__all__ = ["DimensionManager"]
 
 
-class DimensionRecordsMixin(RegistryBase):
-    """Registry part: dimension records, sky maps, copying records between repositories."""
+class DimensionManager:
+    """Dimension records, many-to-many relations, sky maps, copying records between repositories."""
+
+    def __init__(self, storage: RegistryStorage) -> None:
+        self._storage = storage
 
     def insert_dimension_records(
         self, element: str, records: Iterable[Mapping[str, Any]], *, skip_existing: bool = False
@@ -52,30 +55,30 @@ class DimensionRecordsMixin(RegistryBase):
             If a record exists already (and ``skip_existing`` is false) or a
             referenced dimension value has no record.
         """
-        dim = self.universe[element]
-        rows = [record_to_row(self.universe, dim, r) for r in records]
+        dim = self._storage.universe[element]
+        rows = [record_to_row(self._storage.universe, dim, r) for r in records]
         if not rows:
             return 0
-        table = self._tables.dimensions[element]
+        table = self._storage.tables.dimensions[element]
         keys = (*dim.requires, dim.key_name)
-        with self._db.transaction() as conn:
+        with self._storage.db.transaction() as conn:
             if skip_existing:
-                existing = self._existing_keys(conn, table, keys, rows)
+                existing = self._storage.existing_keys(conn, table, keys, rows)
                 rows = [r for r in rows if tuple(r[k] for k in keys) not in existing]
-            self._bulk_insert(conn, table, rows)
+            self._storage.bulk_insert(conn, table, rows)
             if dim.has_region:
                 sky = [s for r in rows for s in skypix_rows(dim, r, r.pop("_ranges", None))]
-                self._bulk_insert(conn, self._tables.skypix[element], sky)
+                self._storage.bulk_insert(conn, self._storage.tables.skypix[element], sky)
         return len(rows)
 
     def insert_join_rows(self, join: str, rows: Iterable[Mapping[str, int | str]]) -> int:
         """Insert rows of a many-to-many relation (e.g. ``visit_definition``: exposure ↔ visit)."""
-        spec = self.universe.joins.get(join)
+        spec = self._storage.universe.joins.get(join)
         if spec is None:
-            raise DimensionRecordError(f"unknown relation {join!r}; known: {', '.join(self.universe.joins)}")
-        clean = [self.universe.normalize_data_id(spec.dimensions, r, what=f"{join} row") for r in rows]
-        with self._db.transaction() as conn:
-            self._bulk_insert(conn, self._tables.joins[join], clean)
+            raise DimensionRecordError(f"unknown relation {join!r}; known: {', '.join(self._storage.universe.joins)}")
+        clean = [self._storage.universe.normalize_data_id(spec.dimensions, r, what=f"{join} row") for r in rows]
+        with self._storage.db.transaction() as conn:
+            self._storage.bulk_insert(conn, self._storage.tables.joins[join], clean)
         return len(clean)
 
     def get_dimension_record(self, element: str, data_id: Mapping[str, int | str]) -> DimensionRecord | None:
@@ -97,8 +100,8 @@ class DimensionRecordsMixin(RegistryBase):
         --------
         >>> registry.query_dimension_records("visit", where="visit.seeing < 0.8 AND band = 'r'")
         """
-        dim = self.universe[element]
-        rows = _querying.dimension_record_rows(self, element, where, bind or {}, data_id or {})
+        dim = self._storage.universe[element]
+        rows = _querying.dimension_record_rows(self._storage, element, where, bind or {}, data_id or {})
         return [row_to_record(dim, r) for r in rows]
 
     def register_skymap(self, skymap: Any) -> bool:
@@ -138,7 +141,7 @@ class DimensionRecordsMixin(RegistryBase):
             for p in tract.patches:
                 patches.append({"skymap": skymap.name, "tract": tract.id, "id": p.id, "region": p.vertices,
                                 "cell_x": p.cell_x, "cell_y": p.cell_y, "_ranges": [p.skypix_range]})
-        with self._db.transaction():
+        with self._storage.db.transaction():
             self.insert_dimension_records("skymap", [{
                 "name": skymap.name, "hash": skymap.hash, "kind": skymap.kind,
                 "tract_max": skymap.tract_max, "patch_max": skymap.patch_max,
@@ -148,16 +151,16 @@ class DimensionRecordsMixin(RegistryBase):
         return True
 
     def _insert_precomputed(self, element: str, records: list[dict[str, Any]]) -> None:
-        dim = self.universe[element]
+        dim = self._storage.universe[element]
         rows, sky = [], []
         for rec in records:
             ranges = rec.pop("_ranges")
-            row = record_to_row(self.universe, dim, rec)
+            row = record_to_row(self._storage.universe, dim, rec)
             rows.append(row)
             sky.extend(skypix_rows(dim, row, ranges))
-        with self._db.transaction() as conn:
-            self._bulk_insert(conn, self._tables.dimensions[element], rows)
-            self._bulk_insert(conn, self._tables.skypix[element], sky)
+        with self._storage.db.transaction() as conn:
+            self._storage.bulk_insert(conn, self._storage.tables.dimensions[element], rows)
+            self._storage.bulk_insert(conn, self._storage.tables.skypix[element], sky)
 
     def copy_dimension_records_from(
         self,
@@ -186,9 +189,9 @@ class DimensionRecordsMixin(RegistryBase):
         dict
             Records copied per element.
         """
-        names = self.universe.full_closure(elements) if elements is not None else self.universe.names
+        names = self._storage.universe.full_closure(elements) if elements is not None else self._storage.universe.names
         counts: dict[str, int] = {}
-        with self._db.transaction():
+        with self._storage.db.transaction():
             for name in names:
                 recs = []
                 for rec in source.query_dimension_records(name):
@@ -204,18 +207,18 @@ class DimensionRecordsMixin(RegistryBase):
                             fields.update(changes)
                     recs.append(fields)
                 counts[name] = self.insert_dimension_records(name, recs, skip_existing=True)
-            for jname, join in self.universe.joins.items():
+            for jname, join in self._storage.universe.joins.items():
                 if all(d in names for d in join.dimensions):
                     rows = source.query_join_rows(jname)
-                    with self._db.transaction() as conn:
-                        table = self._tables.joins[jname]
-                        have = self._existing_keys(conn, table, join.dimensions, rows) if rows else set()
-                        self._bulk_insert(conn, table, [r for r in rows
+                    with self._storage.db.transaction() as conn:
+                        table = self._storage.tables.joins[jname]
+                        have = self._storage.existing_keys(conn, table, join.dimensions, rows) if rows else set()
+                        self._storage.bulk_insert(conn, table, [r for r in rows
                                                          if tuple(r[k] for k in join.dimensions) not in have])
         return counts
 
     def query_join_rows(self, join: str) -> list[dict[str, int | str]]:
         """All rows of a many-to-many relation such as ``visit_definition``."""
-        table = self._tables.joins[join]
-        with self._db.reading() as conn:
+        table = self._storage.tables.joins[join]
+        with self._storage.db.reading() as conn:
             return [dict(r._mapping) for r in conn.execute(sa.select(table))]

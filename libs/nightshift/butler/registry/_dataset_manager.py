@@ -1,9 +1,8 @@
-"""Registry part: dataset types, datasets, lookups, metadata and quality flags."""
+"""Registry manager: datasets, lookups, metadata and data-quality flags."""
 
 from __future__ import annotations
 
 import contextlib
-import fnmatch
 import json
 import time
 import uuid
@@ -25,110 +24,27 @@ from .._registry_exceptions import (
     RegistryError,
 )
 from . import _querying
+from ._collection_manager import CollectionManager
 from ._collections import CollectionType
-from ._registry_base import METADATA_TYPES, RegistryBase, data_id_key
+from ._dataset_type_manager import METADATA_TYPES, DatasetTypeManager
+from ._storage import RegistryStorage, data_id_key
 from ._timespan import to_tai_ns
 
-__all__ = ["DatasetsMixin"]
+__all__ = ["DatasetManager"]
 
 
-class DatasetsMixin(RegistryBase):
-    """Registry part: dataset types, datasets, lookups, metadata and quality flags."""
+class DatasetManager:
+    """Datasets: insertion, import, removal, lookups, metadata and data-quality flags.
 
-    def register_dataset_type(self, dataset_type: DatasetType) -> bool:
-        """Register a dataset type, at any time including pre-flight (REQ-0059).
+    Calls ``collections`` for RUNs and search paths and ``dataset_types`` for
+    definitions, through their public methods only.
+    """
 
-        Returns
-        -------
-        bool
-            True if it was new, False if an identical definition exists.
-
-        Raises
-        ------
-        ConflictingDefinitionError
-            If the name exists with other dimensions, storage class, calibration flag or metadata.
-        DimensionNameError
-            If a dimension is unknown.
-        DataIdError
-            If the dimensions leave out one they require (e.g. ``visit`` without ``instrument``).
-        """
-        if dataset_type.component is not None:
-            raise ConflictingDefinitionError(
-                f"register the parent dataset type {dataset_type.parent_name!r}, not the component "
-                f"{dataset_type.name!r}"
-            )
-        dims = set(dataset_type.dimensions)
-        closure = self.universe.required_closure(dims)
-        missing = [d for d in closure if d not in dims]
-        if missing:
-            raise DataIdError(
-                f"dataset type {dataset_type.name!r} has dimensions {sorted(dims)} but they require {missing}; "
-                "add them to the dimensions"
-            )
-        for ftype in dataset_type.metadata.values():
-            if ftype not in METADATA_TYPES:
-                raise DatasetMetadataError(
-                    f"dataset type {dataset_type.name!r} metadata type {ftype!r} unknown; "
-                    f"use one of {sorted(METADATA_TYPES)}"
-                )
-        t = self._tables.dataset_type
-        row = {
-            "name": dataset_type.name,
-            "dimensions": ",".join(self.universe.sorted(dims)),
-            "storage_class": dataset_type.storage_class,
-            "is_calibration": dataset_type.is_calibration,
-            "metadata_fields": json.dumps(dict(sorted(dataset_type.metadata.items()))),
-        }
-        with self._db.transaction() as conn:
-            existing = conn.execute(sa.select(t).where(t.c.name == dataset_type.name)).first()
-            if existing is not None:
-                stored = self._dataset_type_from_row(existing._mapping)
-                if stored != dataset_type:
-                    raise ConflictingDefinitionError(
-                        f"dataset type {dataset_type.name!r} is already registered as {stored.to_dict()}; "
-                        f"it cannot be redefined as {dataset_type.to_dict()} -- use a new name"
-                    )
-                return False
-            conn.execute(t.insert().values(**row))
-        return True
-
-    def _dataset_type_from_row(self, row: sa.RowMapping) -> DatasetType:
-        return DatasetType(
-            row["name"], [d for d in row["dimensions"].split(",") if d], row["storage_class"],
-            bool(row["is_calibration"]), json.loads(row["metadata_fields"]),
-        )
-
-    def _dataset_type_entry(self, dataset_type: str | DatasetType) -> tuple[int, DatasetType]:
-        name = dataset_type if isinstance(dataset_type, str) else dataset_type.parent_name
-        name = name.split(".", 1)[0]
-        entry = self._dataset_types.get(name)
-        if entry is None:
-            t = self._tables.dataset_type
-            with self._db.reading() as conn:
-                row = conn.execute(sa.select(t).where(t.c.name == name)).first()
-            if row is None:
-                raise MissingDatasetTypeError(
-                    f"dataset type {name!r} is not registered; register it with register_dataset_type()"
-                )
-            entry = (row.dataset_type_id, self._dataset_type_from_row(row._mapping))
-            self._dataset_types[name] = entry
-        if isinstance(dataset_type, DatasetType) and dataset_type.component is None and dataset_type != entry[1]:
-            raise ConflictingDefinitionError(
-                f"dataset type {dataset_type.to_dict()} differs from the registered {entry[1].to_dict()}"
-            )
-        return entry
-
-    def get_dataset_type(self, name: str) -> DatasetType:
-        """The registered dataset type ``name`` (raises MissingDatasetTypeError)."""
-        return self._dataset_type_entry(name)[1]
-
-    def query_dataset_types(self, pattern: str | None = None) -> list[DatasetType]:
-        """Registered dataset types, optionally filtered by a glob (``calexp*``) (REQ-0092)."""
-        t = self._tables.dataset_type
-        with self._db.reading() as conn:
-            rows = conn.execute(sa.select(t).order_by(t.c.name)).all()
-        types = [self._dataset_type_from_row(r._mapping) for r in rows]
-        return [dt for dt in types if pattern is None or fnmatch.fnmatchcase(dt.name, pattern)]
+    def __init__(self, storage: RegistryStorage, collections: CollectionManager,
+                 dataset_types: DatasetTypeManager) -> None:
+        self._storage = storage
+        self._collections = collections
+        self._dataset_types = dataset_types
 
     def insert_datasets(
         self,
@@ -162,11 +78,11 @@ class DatasetsMixin(RegistryBase):
         ConflictingDefinitionError
             A dataset with that type and data ID already exists in ``run`` (unless ``skip_existing``).
         """
-        _, dt = self._dataset_type_entry(dataset_type)
+        _, dt = self._dataset_types.entry(dataset_type)
         refs, cleans = [], []
         what = f"{dt.name} data ID"
         for did in data_ids:
-            clean = self.universe.normalize_data_id(dt.dimensions, did, what=what)
+            clean = self._storage.universe.normalize_data_id(dt.dimensions, did, what=what)
             cleans.append(clean)
             refs.append(DatasetRef(dt, clean, run))
         return self._import_refs(refs, cleans, metadata=metadata, skip_existing=skip_existing, batch_size=batch_size)
@@ -202,18 +118,18 @@ class DatasetsMixin(RegistryBase):
         now = time.time_ns()
         run_cache: dict[str, int] = {}
         in_batch: dict[tuple[int, int, str], uuid.UUID] = {}
-        empty_dims = dict.fromkeys(self.universe.names)
+        empty_dims = dict.fromkeys(self._storage.universe.names)
         meta_rows = []
         dt_entries: dict[str, tuple[int, DatasetType]] = {}
         for index, ref in enumerate(refs):
             entry = dt_entries.get(ref.dataset_type.name)
             if entry is None:
-                entry = dt_entries[ref.dataset_type.name] = self._dataset_type_entry(ref.dataset_type)
+                entry = dt_entries[ref.dataset_type.name] = self._dataset_types.entry(ref.dataset_type)
             elif ref.dataset_type is not entry[1] and ref.dataset_type != entry[1]:
-                entry = self._dataset_type_entry(ref.dataset_type)  # raises the conflict
+                entry = self._dataset_types.entry(ref.dataset_type)  # raises the conflict
             dt_id, dt = entry
             if ref.run not in run_cache:
-                rec = self._collection_record(ref.run)
+                rec = self._collections.record(ref.run)
                 if rec.type != CollectionType.RUN:
                     raise CollectionTypeError(
                         f"datasets are written to RUN collections; {ref.run!r} is {rec.type.name}"
@@ -222,7 +138,7 @@ class DatasetsMixin(RegistryBase):
             if cleans is not None:
                 clean = cleans[index]
             else:
-                clean = self.universe.normalize_data_id(dt.dimensions, ref.data_id, what=f"{dt.name} data ID")
+                clean = self._storage.universe.normalize_data_id(dt.dimensions, ref.data_id, what=f"{dt.name} data ID")
                 if clean != dict(ref.data_id):
                     ref = DatasetRef(dt, clean, ref.run, ref.id)
             key = data_id_key(clean)
@@ -244,8 +160,8 @@ class DatasetsMixin(RegistryBase):
             if values:
                 meta_rows.append({"dataset_id": ref.id,
                                   "payload": json.dumps(self._check_metadata(ref.dataset_type, values))})
-        t = self._tables.dataset
-        with self._db.transaction() as conn:
+        t = self._storage.tables.dataset
+        with self._storage.db.transaction() as conn:
             if skip_existing:
                 existing = self._existing_datasets(conn, rows)
                 if existing:
@@ -256,28 +172,29 @@ class DatasetsMixin(RegistryBase):
                     meta_rows = [m for m in meta_rows if m["dataset_id"] in new_ids]
             # a savepoint keeps the connection usable for explaining a conflict; SQLite does not need
             # one for a single row (a failed statement leaves its transaction intact and wrote nothing)
-            savepoint = conn.begin_nested() if len(rows) > 1 or not self._db.is_sqlite else contextlib.nullcontext()
+            sqlite = self._storage.db.is_sqlite
+            savepoint = conn.begin_nested() if len(rows) > 1 or not sqlite else contextlib.nullcontext()
             try:
                 with savepoint:
-                    self._bulk_insert_fast(conn, t, rows, batch_size)
+                    self._storage.bulk_insert_fast(conn, t, rows, batch_size)
             except sa.exc.IntegrityError as exc:
                 raise self._explain_dataset_conflict(conn, rows) from exc
-            if len(rows) >= 1_000 and not self._db.is_sqlite:
+            if len(rows) >= 1_000 and not sqlite:
                 # refresh PostgreSQL's planner statistics after a bulk load (sampled: a few ms)
                 conn.exec_driver_sql(f"ANALYZE {t.fullname}")
-            self._bulk_insert(conn, self._tables.dataset_metadata, meta_rows, batch_size)
+            self._storage.bulk_insert(conn, self._storage.tables.dataset_metadata, meta_rows, batch_size)
         return out
 
     def _existing_datasets(self, conn: sa.Connection, rows: list[dict[str, Any]]) -> dict[uuid.UUID, DatasetRef]:
         ids = [r["id"] for r in rows]
         found: dict[uuid.UUID, DatasetRef] = {}
         for i in range(0, len(ids), 1000):
-            for ref in _querying.refs_by_id(self, conn, ids[i:i + 1000]):
+            for ref in _querying.refs_by_id(self._storage, self._dataset_types, conn, ids[i:i + 1000]):
                 found[ref.id] = ref
         return found
 
     def _explain_dataset_conflict(self, conn: sa.Connection, rows: list[dict[str, Any]]) -> RegistryError:
-        t = self._tables.dataset
+        t = self._storage.tables.dataset
         for r in rows[:2000]:
             dup = conn.execute(sa.select(t.c.id).where(
                 sa.or_(t.c.id == r["id"], sa.and_(t.c.dataset_type_id == r["dataset_type_id"],
@@ -289,11 +206,11 @@ class DatasetsMixin(RegistryBase):
                     "inserted -- use skip_existing=True to reuse it"
                 )
         for r in rows[:2000]:
-            for name in self.universe.names:
+            for name in self._storage.universe.names:
                 if r.get(name) is None:
                     continue
-                dim = self.universe[name]
-                table = self._tables.dimensions[name]
+                dim = self._storage.universe[name]
+                table = self._storage.tables.dimensions[name]
                 cond = [table.c[dim.key_name] == r[name], *[table.c[q] == r[q] for q in dim.requires]]
                 if conn.execute(sa.select(sa.literal(1)).select_from(table).where(*cond)).first() is None:
                     return DataIdError(
@@ -344,10 +261,10 @@ class DatasetsMixin(RegistryBase):
         if not ids:
             return 0
         id_set = set(ids)
-        t = self._tables
+        t = self._storage.tables
         qi, qo = t.quantum_input, t.quantum_output
         chunks = [ids[i:i + 500] for i in range(0, len(ids), 500)]
-        with self._db.transaction() as conn:
+        with self._storage.db.transaction() as conn:
             found: set[uuid.UUID] = set()
             for chunk in chunks:
                 found.update(r[0] for r in conn.execute(sa.select(t.dataset.c.id).where(t.dataset.c.id.in_(chunk))))
@@ -366,8 +283,8 @@ class DatasetsMixin(RegistryBase):
                     ).all()
                     blocking = next((r for r in rows if r[1] not in id_set), None)
                     if blocking is not None:
-                        used, user = (_querying.refs_by_id(self, conn, [blocking[0]])[0],
-                                      _querying.refs_by_id(self, conn, [blocking[1]])[0])
+                        used, user = (_querying.refs_by_id(self._storage, self._dataset_types, conn, [blocking[0]])[0],
+                                      _querying.refs_by_id(self._storage, self._dataset_types, conn, [blocking[1]])[0])
                         how = "an actual" if blocking[2] else "a predicted"
                         raise DatasetInUseError(
                             f"cannot remove {used.dataset_type.name} {dict(used.data_id)} in run {used.run!r} "
@@ -397,17 +314,17 @@ class DatasetsMixin(RegistryBase):
 
     def get_dataset(self, dataset_id: uuid.UUID) -> DatasetRef | None:
         """The dataset with this id, or None."""
-        with self._db.reading() as conn:
-            refs = _querying.refs_by_id(self, conn, [dataset_id])
+        with self._storage.db.reading() as conn:
+            refs = _querying.refs_by_id(self._storage, self._dataset_types, conn, [dataset_id])
         return refs[0] if refs else None
 
     def get_datasets(self, dataset_ids: Iterable[uuid.UUID]) -> list[DatasetRef]:
         """The datasets with these ids (unknown ids are left out)."""
         ids = list(dataset_ids)
         out: list[DatasetRef] = []
-        with self._db.reading() as conn:
+        with self._storage.db.reading() as conn:
             for i in range(0, len(ids), 1000):
-                out.extend(_querying.refs_by_id(self, conn, ids[i:i + 1000]))
+                out.extend(_querying.refs_by_id(self._storage, self._dataset_types, conn, ids[i:i + 1000]))
         return out
 
     def find_dataset(
@@ -426,11 +343,11 @@ class DatasetsMixin(RegistryBase):
             Needed to search CALIBRATION collections: the dataset valid at
             this time (e.g. the exposure's begin) is found.
         """
-        dt_id, dt = self._dataset_type_entry(dataset_type)
-        clean = self.universe.normalize_data_id(dt.dimensions, data_id, what=f"{dt.name} data ID")
-        with self._db.reading():  # one connection for the chain lookup and the query
-            leaves = self.resolve_collections(collections)
-            return _querying.find_first(self, dt_id, dt, data_id_key(clean), leaves,
+        dt_id, dt = self._dataset_types.entry(dataset_type)
+        clean = self._storage.universe.normalize_data_id(dt.dimensions, data_id, what=f"{dt.name} data ID")
+        with self._storage.db.reading():  # one connection for the chain lookup and the query
+            leaves = self._collections.resolve_collections(collections)
+            return _querying.find_first(self._storage, dt_id, dt, data_id_key(clean), leaves,
                                         None if time is None else to_tai_ns(time))
 
     def find_dataset_in_each(
@@ -457,7 +374,7 @@ class DatasetsMixin(RegistryBase):
         return out
 
     def _check_metadata(self, dataset_type: DatasetType, values: Mapping[str, Any]) -> dict[str, Any]:
-        _, dt = self._dataset_type_entry(dataset_type.parent_name)
+        _, dt = self._dataset_types.entry(dataset_type.parent_name)
         out = {}
         for key, value in values.items():
             if key not in dt.metadata:
@@ -477,8 +394,8 @@ class DatasetsMixin(RegistryBase):
     def set_dataset_metadata(self, ref: DatasetRef, values: Mapping[str, Any]) -> None:
         """Store (merge) metadata values of a dataset, as declared by its type (REQ-0091)."""
         checked = self._check_metadata(ref.dataset_type, values)
-        t = self._tables.dataset_metadata
-        with self._db.transaction() as conn:
+        t = self._storage.tables.dataset_metadata
+        with self._storage.db.transaction() as conn:
             if self.get_dataset(ref.id) is None:
                 raise MissingDatasetTypeError(f"dataset {ref.id} is not in the registry")
             row = conn.execute(sa.select(t.c.payload).where(t.c.dataset_id == ref.id)).first()
@@ -491,8 +408,8 @@ class DatasetsMixin(RegistryBase):
     def get_dataset_metadata(self, ref: DatasetRef | uuid.UUID) -> dict[str, Any]:
         """The stored metadata of a dataset, without reading its file (REQ-0091)."""
         dataset_id = ref.id if isinstance(ref, DatasetRef) else ref
-        t = self._tables.dataset_metadata
-        with self._db.reading() as conn:
+        t = self._storage.tables.dataset_metadata
+        with self._storage.db.reading() as conn:
             row = conn.execute(sa.select(t.c.payload).where(t.c.dataset_id == dataset_id)).first()
         return json.loads(row[0]) if row else {}
 
@@ -500,22 +417,22 @@ class DatasetsMixin(RegistryBase):
         """Attach a data-quality flag (e.g. ``"bad"``) to datasets (REQ-0089)."""
         if not flag or len(flag) > 64:
             raise DatasetMetadataError(f"a data-quality flag is a non-empty str of <= 64 chars, got {flag!r}")
-        t = self._tables.dataset_quality
+        t = self._storage.tables.dataset_quality
         ids = list(dict.fromkeys(r.id for r in refs))
-        with self._db.transaction() as conn:
+        with self._storage.db.transaction() as conn:
             have = {r[0] for r in conn.execute(
                 sa.select(t.c.dataset_id).where(t.c.flag == flag, t.c.dataset_id.in_(ids)))}
-            self._bulk_insert(conn, t, [{"dataset_id": i, "flag": flag, "comment": comment}
+            self._storage.bulk_insert(conn, t, [{"dataset_id": i, "flag": flag, "comment": comment}
                                         for i in ids if i not in have])
 
     def unflag_datasets(self, refs: Iterable[DatasetRef], flag: str) -> None:
         """Remove a data-quality flag from datasets."""
-        t = self._tables.dataset_quality
-        with self._db.transaction() as conn:
+        t = self._storage.tables.dataset_quality
+        with self._storage.db.transaction() as conn:
             conn.execute(t.delete().where(t.c.flag == flag, t.c.dataset_id.in_([r.id for r in refs])))
 
     def get_dataset_flags(self, ref: DatasetRef) -> dict[str, str | None]:
         """Data-quality flags of a dataset -> their comments."""
-        t = self._tables.dataset_quality
-        with self._db.reading() as conn:
+        t = self._storage.tables.dataset_quality
+        with self._storage.db.reading() as conn:
             return dict(conn.execute(sa.select(t.c.flag, t.c.comment).where(t.c.dataset_id == ref.id)).tuples().all())
