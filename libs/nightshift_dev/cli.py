@@ -66,7 +66,7 @@ def env_cmd() -> None:
 @click.command()
 @cli_errors
 def demo() -> None:
-    """Run the end-to-end main job against the local stack and print what it did."""
+    """Run the library tour against the local stack (make tour); the night of make demo is `nightshift ap run-night`."""
     from .demo import run_demo
 
     run_demo(echo=click.echo)
