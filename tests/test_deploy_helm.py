@@ -134,6 +134,11 @@ def test_every_service_has_a_workload_with_probes_scrape_annotations_and_secret_
         assert env["NIGHTSHIFT_KAFKA_SECURITY_PROTOCOL"]["value"] == "SASL_SSL"
         # longer than the services' 30 s drain, so SIGTERM drains before SIGKILL
         assert pod["spec"]["terminationGracePeriodSeconds"] > 30
+    registry = workloads["registry"]["spec"]["template"]["spec"]["containers"][0]
+    assert _env(registry)["NIGHTSHIFT_API_HOST"]["value"] == "0.0.0.0"  # the remote butler's read API
+    assert {"name": "api", "containerPort": 8081, "protocol": "TCP"} in registry["ports"]
+    (service,) = [o for o in objs if o["kind"] == "Service" and o["metadata"]["name"] == "night-registry"]
+    assert {p["name"] for p in service["spec"]["ports"]} == {"http", "api"}
     publisher = _env(workloads["alert-publisher"]["spec"]["template"]["spec"]["containers"][0])
     assert publisher["NIGHTSHIFT_TRANSACTIONAL_ID"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
 

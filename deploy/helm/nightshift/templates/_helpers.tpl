@@ -64,6 +64,11 @@ ports:
   - name: http
     containerPort: {{ .Values.httpPort }}
     protocol: TCP
+{{- if .apiPort }}
+  - name: api
+    containerPort: {{ .apiPort }}
+    protocol: TCP
+{{- end }}
 startupProbe:
   httpGet: {path: /healthz, port: http}
   periodSeconds: 5
