@@ -69,7 +69,8 @@ class RoundTripConfig:
 
 
 def _sky(cfg: RoundTripConfig) -> SkyField:
-    return SkyField(centres=cfg.centres, density=cfg.density, sources_per_visit=cfg.sources_per_visit,
+    density = cfg.density * min(1.0, cfg.sources_per_visit / 10_000)  # the same sky per source as 10,000 a visit
+    return SkyField(centres=cfg.centres, density=density, sources_per_visit=cfg.sources_per_visit,
                     forced_per_visit=cfg.sources_per_visit, cadence_days=1.0)
 
 

@@ -141,14 +141,16 @@ def night_cmd(visits: int, sources: int, detectors: int, hot: int, history: int,
               help="Visits of 10,000 DiaSources stored first, unmeasured (1,000 ≈ 10 M rows).")
 @click.option("--min-dia-sources", type=click.IntRange(0), default=10_000_000, show_default=True,
               help="Refuse to measure on a smaller DiaSource table.")
+@click.option("--sources", type=click.IntRange(1), default=10_000, show_default=True,
+              help="DiaSources (and objects, forced sources) per visit; keep it as the schema was seeded.")
 @click.option("--guard", type=click.FloatRange(1), default=120.0, show_default=True)
 @click.option("--drop", is_flag=True, help="Drop the schema at the end.")
 @_RESULTS
-def roundtrip_cmd(schema: str, visits: int, seed_visits: int, min_dia_sources: int, guard: float, drop: bool,
-                  results: Path) -> None:
+def roundtrip_cmd(schema: str, visits: int, seed_visits: int, min_dia_sources: int, sources: int, guard: float,
+                  drop: bool, results: Path) -> None:
     """timeToWriteReadAlertsDB (DMS-MWST-REQ-0028): writer and reader processes on a ≥ 10 M-row DiaSource table."""
     cfg = RoundTripConfig(schema=schema, visits=visits, seed_visits=seed_visits, min_dia_sources=min_dia_sources,
-                          guard_s=guard, drop=drop)
+                          sources_per_visit=sources, guard_s=guard, drop=drop)
     directory = _run_dir(results, "roundtrip")
     result = run_roundtrip(cfg, _command_line())
     _finish(result, directory)
