@@ -51,8 +51,9 @@ def test_short_night_with_a_killed_publisher_loses_and_duplicates_nothing(stack_
     result, run = _result(tmp_path)
     extra = result["extra"]
     assert isinstance(extra, dict)
-    kills = extra["chaos_kills"]
-    assert len(kills) == 1 and kills[0]["process"].startswith("alert-publisher-")
+    kills = extra["chaos_faults"]
+    assert len(kills) == 1 and kills[0]["fault"] == "SIGKILL an alert publisher"
+    assert kills[0]["process"].startswith("alert-publisher-")
     rec = extra["reconciliation"]
     assert rec["apdb_dia_sources"] == 3 * 3 * 53 == rec["distinct_alerts"]
     assert rec["lost"] == rec["duplicated"] == rec["alerts_without_apdb_row"] == 0 and rec["ok"]

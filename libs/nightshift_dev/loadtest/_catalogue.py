@@ -27,20 +27,30 @@ import threading
 import time
 import uuid
 from collections import Counter, defaultdict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
+from botocore.exceptions import BotoCoreError, ClientError
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from nightshift.alerts import AlertInputs, Cutouts, s3_client, simulated_cutouts, write_alert_inputs
-from nightshift.apdb import ApdbSettings, AsyncApdb, SkyField, make_source_ids
+from nightshift.apdb import (
+    ApdbConnectionError,
+    ApdbSettings,
+    ApdbTransientError,
+    AsyncApdb,
+    SkyField,
+    make_source_ids,
+)
 from nightshift.events import DiaResults, encode, ensure_topics
 
 from ._errors import LoadTestError
+from ._faults import TcpProxy
 from ._procs import ServiceProcess
 from ._resources import ResourceSampler
 from ._results import Budget, LoadTestResult, Span
@@ -53,6 +63,9 @@ DETECTOR_BUDGET = ("timeToIssueAlerts per detector", 0.1, 5.0)
 VISIT_BUDGET = ("timeToIssueAlerts per visit", 5.0, None)
 _HISTORY_NUMBER_OFFSET = 20_000
 _CUTOUT_POOL = 64
+#: --chaos: the faults, in turn, one in every other visit
+FAULTS = ("SIGKILL an alert publisher", "S3 server unreachable", "PostgreSQL connections dropped")
+OUTAGE_S = 5.0
 
 
 @dataclass
@@ -78,7 +91,9 @@ class CatalogueConfig:
     cadence_s : float or None
         Seconds between visit starts (a night); None runs each visit after the previous one's alerts.
     chaos : bool
-        SIGKILL a random alert publisher in the middle of some visits and restart it.
+        In every other visit, one fault of :data:`FAULTS` in turn, mid-visit: SIGKILL a random alert
+        publisher and restart it; cut the S3 server off for ``OUTAGE_S`` seconds; drop every PostgreSQL
+        connection and refuse new ones for ``OUTAGE_S`` seconds (through a proxy: the shared servers run on).
     guard_s : float
         Seconds after which a run that stopped making progress is abandoned.
     keep : bool
@@ -229,6 +244,10 @@ class CatalogueRun:
         self._stop = threading.Event()
         self._errors: list[str] = []
         self.kills: list[dict[str, Any]] = []
+        self.s3_endpoint = stack.s3_endpoint
+        self.pg_dsn = stack.pg_dsn
+        self.proxies: dict[str, TcpProxy] = {}
+        self.retries: Counter[str] = Counter()
         self.visit_start: dict[int, float] = {}
         self.visit_late: dict[int, float] = {}
         self.stage: dict[str, list[float]] = defaultdict(list)
@@ -240,7 +259,16 @@ class CatalogueRun:
     # ------------------------------------------------------------------ setup
     def setup(self) -> None:
         self.stack.check()
-        s3_client(self.stack.s3_endpoint).create_bucket(Bucket=self.bucket)
+        if self.cfg.chaos:  # S3 and PostgreSQL through proxies the run can cut (the shared servers run on)
+            from urllib.parse import urlparse
+
+            s3, pg = urlparse(self.stack.s3_endpoint), urlparse(self.stack.pg_dsn)
+            self.proxies["s3"] = TcpProxy(s3.hostname or "127.0.0.1", s3.port or 80)
+            self.proxies["pg"] = TcpProxy(pg.hostname or "127.0.0.1", pg.port or 5432)
+            self.s3_endpoint = f"{s3.scheme}://{self.proxies['s3'].address}"
+            self.pg_dsn = pg._replace(netloc=pg.netloc.replace(pg.netloc.rsplit("@", 1)[-1],
+                                                               self.proxies["pg"].address)).geturl()
+        s3_client(self.s3_endpoint).create_bucket(Bucket=self.bucket)
         self.created = True
         parts = max(2, 2 * self.cfg.publishers)
         ensure_topics(self.stack.kafka, [self.topic], partitions=parts)
@@ -253,7 +281,7 @@ class CatalogueRun:
                    "NIGHTSHIFT_CONSUMER_GROUP": self.group, "NIGHTSHIFT_TRANSACTIONAL_ID": f"lt-{self.tag}-{i}",
                    "NIGHTSHIFT_ALERT_PARTITIONS": "8", "NIGHTSHIFT_LOG_LEVEL": "WARNING",
                    "NIGHTSHIFT_SCHEMA_REGISTRY_URL": self.stack.schema_registry,
-                   "NIGHTSHIFT_S3_ENDPOINT_URL": self.stack.s3_endpoint}
+                   "NIGHTSHIFT_S3_ENDPOINT_URL": self.s3_endpoint}
             self.publishers.append(ServiceProcess(f"alert-publisher-{i}", "alert_publisher", env, logs).start())
         for p in self.publishers:
             p.wait_ready(self.cfg.guard_s)
@@ -320,10 +348,12 @@ class CatalogueRun:
             key = (work.visit, work.detector)
             t0 = self.now()
             begins[key] = t0
-            await apdb.store(work.mjd, work.objects, work.sources, work.forced)
+            await self._retry("APDB store", (ApdbConnectionError, ApdbTransientError, OSError),
+                              lambda: apdb.store(work.mjd, work.objects, work.sources, work.forced))
             t1 = self.now()
             uri = f"s3://{self.bucket}/dia/visit={work.visit}/detector={work.detector}.arrow"
-            await asyncio.to_thread(write_alert_inputs, work.inputs, uri, s3=s3)
+            await self._retry("bundle to S3", (BotoCoreError, ClientError, OSError),
+                              lambda: asyncio.to_thread(write_alert_inputs, work.inputs, uri, s3=s3))
             t2 = self.now()
             ids = work.ids
             event = DiaResults(instrument="LSSTCam", visit=work.visit, detector=work.detector,
@@ -350,8 +380,22 @@ class CatalogueRun:
         self.stage["bundle to S3"].append(t2 - t1)
         self.stage["dia.results acked"].append(t3 - t2)
 
+    async def _retry(self, stage: str, errors: tuple[type[BaseException], ...],
+                     call: Callable[[], Awaitable[Any]]) -> None:
+        """``call()`` again after a transient error, as a runner retries (the APDB store is idempotent)."""
+        deadline = time.monotonic() + self.cfg.guard_s
+        while True:
+            try:
+                await call()
+                return
+            except errors as exc:
+                self.retries[stage] += 1
+                if time.monotonic() > deadline:
+                    raise LoadTestError(f"{stage} kept failing for {self.cfg.guard_s:.0f} s: {exc}") from exc
+                await asyncio.sleep(0.5)  # back-off before the retry
+
     async def _visit(self, apdb: AsyncApdb, producer: Producer, s3: Any, works: list[_DetectorWork],
-                     sem: asyncio.Semaphore, chaos_rng: random.Random | None) -> None:
+                     sem: asyncio.Semaphore, chaos_rng: random.Random | None, fault: str = FAULTS[0]) -> None:
         visit = works[0].visit
         w = self.watch
         with w.lock:
@@ -363,7 +407,7 @@ class CatalogueRun:
         self.visit_start[visit] = self.now()
         tasks = [asyncio.create_task(self._detector(apdb, producer, s3, work, sem, begins)) for work in works]
         if chaos_rng is not None:
-            tasks.append(asyncio.create_task(self._chaos(visit, chaos_rng, len(works))))
+            tasks.append(asyncio.create_task(self._chaos(visit, chaos_rng, fault)))
         await asyncio.gather(*tasks)
         await asyncio.to_thread(self._wait_alerts, visit, works)
         for work in works:
@@ -377,8 +421,8 @@ class CatalogueRun:
         whole = max(w.last[(visit, work.detector)] for work in works) - min(begins.values())
         self.result.budget(VISIT_BUDGET[0]).samples.append(whole)
 
-    async def _chaos(self, visit: int, rng: random.Random, detectors: int) -> None:
-        """Mid-visit: SIGKILL one random alert publisher, then restart it with the same transactional id."""
+    async def _chaos(self, visit: int, rng: random.Random, fault: str) -> None:
+        """Mid-visit, the next fault of :data:`FAULTS` (see :class:`CatalogueConfig`)."""
         w = self.watch
         target = max(1, sum(w.expected[(visit, d)] for d in range(512)) // 3)
         deadline = time.monotonic() + self.cfg.guard_s
@@ -388,13 +432,19 @@ class CatalogueRun:
             if done >= target:
                 break
             await asyncio.sleep(0.05)  # poll interval of a progress probe
-        p = rng.choice(self.publishers)
-        t_kill = self.now()
-        await asyncio.to_thread(p.kill)
-        await asyncio.to_thread(p.restart, self.cfg.guard_s)
-        self.sampler.watch(p.name, p.pid)
-        self.kills.append({"visit": visit, "process": p.name, "at_s": round(t_kill, 2),
-                           "alerts_seen_before": done, "restart_ready_s": round(self.now() - t_kill, 2)})
+        t_fault = self.now()
+        record: dict[str, Any] = {"fault": fault, "visit": visit, "at_s": round(t_fault, 2),
+                                  "alerts_seen_before": done}
+        if fault == FAULTS[0]:
+            p = rng.choice(self.publishers)
+            await asyncio.to_thread(p.kill)
+            await asyncio.to_thread(p.restart, self.cfg.guard_s)
+            self.sampler.watch(p.name, p.pid)
+            record.update(process=p.name, restart_ready_s=round(self.now() - t_fault, 2))
+        else:
+            self.proxies["s3" if fault == FAULTS[1] else "pg"].outage(OUTAGE_S)
+            record.update(seconds=OUTAGE_S)
+        self.kills.append(record)
 
     def _wait_alerts(self, visit: int, works: list[_DetectorWork]) -> None:
         w = self.watch
@@ -425,7 +475,7 @@ class CatalogueRun:
         lag = threading.Thread(target=self._lag_sampler, name="lag-sampler", daemon=True)
         reader.start()
         lag.start()
-        settings = ApdbSettings(dsn=self.stack.pg_dsn, schema_name=self.schema,
+        settings = ApdbSettings(dsn=self.pg_dsn, schema_name=self.schema,
                                 pool_max_size=max(4, cfg.tasks + 2))
         producer = Producer({"bootstrap.servers": self.stack.kafka, "acks": "all", "enable.idempotence": True,
                              "linger.ms": 0, "message.timeout.ms": int(cfg.guard_s * 1000)})
@@ -437,7 +487,7 @@ class CatalogueRun:
 
         poller = threading.Thread(target=poll, name="producer-poll", daemon=True)
         poller.start()
-        s3 = s3_client(self.stack.s3_endpoint)
+        s3 = s3_client(self.s3_endpoint)
         chaos_rng = random.Random(cfg.seed) if cfg.chaos else None
         sem = asyncio.Semaphore(cfg.tasks)
         try:
@@ -455,7 +505,8 @@ class CatalogueRun:
                                 await asyncio.sleep(due - self.now())
                             self.visit_late[works[0].visit] = round(self.now() - due, 3)
                         kill = chaos_rng if (chaos_rng is not None and i % 2 == 1) else None
-                        task = asyncio.create_task(self._visit(apdb, producer, s3, works, sem, kill))
+                        fault = FAULTS[(i // 2) % len(FAULTS)]
+                        task = asyncio.create_task(self._visit(apdb, producer, s3, works, sem, kill, fault))
                         running.append(task)
                         if cfg.cadence_s is None:
                             await task
@@ -494,6 +545,8 @@ class CatalogueRun:
         self._stop.set()
         for p in self.publishers:
             p.stop()
+        for proxy in self.proxies.values():
+            proxy.close()
         if self.created and not self.cfg.keep:
             admin = AdminClient({"bootstrap.servers": self.stack.kafka})
             topics = [self.topic, f"{self.topic}.dlq", self.alert_topic, f"{self.alert_topic}.dlq"]
@@ -503,7 +556,7 @@ class CatalogueRun:
                         f.result(30)
             except KafkaException:
                 pass
-            s3 = s3_client(self.stack.s3_endpoint)
+            s3 = s3_client(self.s3_endpoint)
             try:
                 for page in s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket):
                     keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
@@ -562,7 +615,8 @@ def run_catalogue(cfg: CatalogueConfig, kind: str, command: str, out: Path,
         result.notes.append(str(exc))
     finally:
         run.close()
-        result.extra["chaos_kills"] = run.kills
+        result.extra["chaos_faults"] = run.kills
+        result.extra["retries"] = dict(run.retries)
         result.extra["stage_p50_s"] = {k: round(float(np.median(v)), 4) for k, v in run.stage.items() if v}
         result.extra["stage_p95_s"] = {k: round(float(np.percentile(v, 95)), 4) for k, v in run.stage.items() if v}
         if run.visit_late:
