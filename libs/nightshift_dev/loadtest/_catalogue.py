@@ -38,6 +38,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from nightshift import NightshiftError
 from nightshift.alerts import AlertInputs, Cutouts, s3_client, simulated_cutouts, write_alert_inputs
 from nightshift.apdb import (
     ApdbConnectionError,
@@ -248,6 +249,7 @@ class CatalogueRun:
         self.pg_dsn = stack.pg_dsn
         self.proxies: dict[str, TcpProxy] = {}
         self.retries: Counter[str] = Counter()
+        self.critical: list[dict[str, Any]] = []
         self.visit_start: dict[int, float] = {}
         self.visit_late: dict[int, float] = {}
         self.stage: dict[str, list[float]] = defaultdict(list)
@@ -410,16 +412,19 @@ class CatalogueRun:
             tasks.append(asyncio.create_task(self._chaos(visit, chaos_rng, fault)))
         await asyncio.gather(*tasks)
         await asyncio.to_thread(self._wait_alerts, visit, works)
+        events_done = 0.0
         for work in works:
             key = (visit, work.detector)
-            self.result.timeline.append(Span(visit, work.detector, "alerts visible (publisher)",
-                                             max(s.end for s in self.result.timeline if
-                                                 s.visit == visit and s.detector == work.detector),
-                                             w.last[key]))
+            acked = max(s.end for s in self.result.timeline if s.visit == visit and s.detector == work.detector)
+            events_done = max(events_done, acked)
+            self.result.timeline.append(Span(visit, work.detector, "alerts visible (publisher)", acked, w.last[key]))
+            self.stage["alerts visible (publisher)"].append(w.last[key] - acked)
         per_det = [w.last[(visit, work.detector)] - begins[(visit, work.detector)] for work in works]
         self.result.budget(DETECTOR_BUDGET[0]).samples.extend(per_det)
         whole = max(w.last[(visit, work.detector)] for work in works) - min(begins.values())
         self.result.budget(VISIT_BUDGET[0]).samples.append(whole)
+        self.critical.append({"visit": visit, "detector_tasks_done_s": round(events_done - min(begins.values()), 3),
+                              "last_alert_s": round(whole, 3)})
 
     async def _chaos(self, visit: int, rng: random.Random, fault: str) -> None:
         """Mid-visit, the next fault of :data:`FAULTS` (see :class:`CatalogueConfig`)."""
@@ -598,8 +603,9 @@ def run_catalogue(cfg: CatalogueConfig, kind: str, command: str, out: Path,
                   stack: StackAddresses | None = None) -> LoadTestResult:
     """Run ``cfg`` against the stack and return the result (not yet written; see :func:`write_report`).
 
-    A run that cannot go on (the stack does not answer, the broker refuses writes, no
-    progress for ``guard_s`` seconds) stops at once and comes back with ``failed`` set.
+    A run that cannot go on (the stack does not answer, the broker refuses writes, a
+    bundle the S3 server refuses, no progress for ``guard_s`` seconds) stops at once and
+    comes back with ``failed`` set.
     """
     result = LoadTestResult(kind=kind, command=command)
     result.budgets = [Budget(DETECTOR_BUDGET[0], DETECTOR_BUDGET[1], MODE, DETECTOR_BUDGET[2]),
@@ -610,7 +616,7 @@ def run_catalogue(cfg: CatalogueConfig, kind: str, command: str, out: Path,
         run.setup()
         asyncio.run(run.run())
         result.extra["reconciliation"] = run.reconcile()
-    except LoadTestError as exc:  # kept in the result: the report of a failed run says what went wrong
+    except NightshiftError as exc:  # kept in the result: the report of a failed run says what went wrong
         result.failed = str(exc).splitlines()[0]
         result.notes.append(str(exc))
     finally:
@@ -619,6 +625,15 @@ def run_catalogue(cfg: CatalogueConfig, kind: str, command: str, out: Path,
         result.extra["retries"] = dict(run.retries)
         result.extra["stage_p50_s"] = {k: round(float(np.median(v)), 4) for k, v in run.stage.items() if v}
         result.extra["stage_p95_s"] = {k: round(float(np.percentile(v, 95)), 4) for k, v in run.stage.items() if v}
+        result.extra["visit_critical_path"] = run.critical
+        if run.critical:
+            tasks = float(np.median([c["detector_tasks_done_s"] for c in run.critical]))
+            last = float(np.median([c["last_alert_s"] for c in run.critical]))
+            holder = ("the detector tasks (APDB store + bundle to S3 + event, "
+                      f"{cfg.tasks} at a time)" if tasks > 0.5 * last else "the alert publishers")
+            result.notes.append(f"Where the visit's time goes (median over visits): the last detector task ends "
+                                f"{tasks:.2f} s after the first store starts, the last alert is visible at {last:.2f} s"
+                                f": {holder} hold most of it. Per-stage p50/p95 in stage_p50_s / stage_p95_s.")
         if run.visit_late:
             result.extra["visit_start_late_s"] = run.visit_late
         result.notes.append("Mode catalogue: simulated DIA catalogues (nightshift.apdb.SkyField), no pixels; "

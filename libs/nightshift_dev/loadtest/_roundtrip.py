@@ -152,7 +152,8 @@ async def _run(cfg: RoundTripConfig, dsn: str, result: LoadTestResult, t0: float
                     _, j, r0, r1, counts = parent.recv()
                     if j != i:
                         raise LoadTestError(f"the reader answered for visit {j}, expected {i}")
-                    if counts["sources_of_visit"] == 0:
+                    overlaps = i % cfg.centres != cfg.centres - 1  # the strip's last field does not touch the first
+                    if overlaps and counts["sources_of_visit"] == 0:
                         raise LoadTestError(f"the reader did not find visit {v.visit}'s rows in the next field")
                     budget.samples.append(r1 - w0)
                     k = i - start
