@@ -34,12 +34,12 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore import exceptions as boto_errors
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from nightshift import NightshiftError
-from nightshift.alerts import AlertInputs, Cutouts, s3_client, simulated_cutouts, write_alert_inputs
+from nightshift.alerts import AlertInputs, AlertInputsError, Cutouts, s3_client, simulated_cutouts, write_alert_inputs
 from nightshift.apdb import (
     ApdbConnectionError,
     ApdbSettings,
@@ -67,6 +67,8 @@ _CUTOUT_POOL = 64
 #: --chaos: the faults, in turn, one in every other visit
 FAULTS = ("SIGKILL an alert publisher", "S3 server unreachable", "PostgreSQL connections dropped")
 OUTAGE_S = 5.0
+#: the S3 server unreachable (retried), unlike a refusal or bad credentials (not retried)
+_S3_DOWN = (boto_errors.ConnectionError, boto_errors.HTTPClientError, OSError)
 
 
 @dataclass
@@ -354,7 +356,7 @@ class CatalogueRun:
                               lambda: apdb.store(work.mjd, work.objects, work.sources, work.forced))
             t1 = self.now()
             uri = f"s3://{self.bucket}/dia/visit={work.visit}/detector={work.detector}.arrow"
-            await self._retry("bundle to S3", (BotoCoreError, ClientError, OSError),
+            await self._retry("bundle to S3", (AlertInputsError, *_S3_DOWN),
                               lambda: asyncio.to_thread(write_alert_inputs, work.inputs, uri, s3=s3))
             t2 = self.now()
             ids = work.ids
@@ -391,6 +393,8 @@ class CatalogueRun:
                 await call()
                 return
             except errors as exc:
+                if isinstance(exc, AlertInputsError) and not isinstance(exc.__cause__, _S3_DOWN):
+                    raise  # not the connection: the server refused the bundle itself (too big, no bucket)
                 self.retries[stage] += 1
                 if time.monotonic() > deadline:
                     raise LoadTestError(f"{stage} kept failing for {self.cfg.guard_s:.0f} s: {exc}") from exc
