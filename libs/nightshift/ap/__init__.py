@@ -4,7 +4,8 @@ ISR (:func:`run_isr`), characterization and calibration (:func:`characterize`),
 difference imaging (:func:`subtract_images`), DIA detection and measurement
 (:func:`detect_and_measure`), association (:func:`associate`), forced
 photometry (:func:`forced_photometry`) and alert cutouts
-(:func:`make_cutouts`). See ``docs/science.md``.
+(:func:`make_cutouts`). See ``docs/science.md``. The prompt-processing planner
+(:class:`VisitPlanner`: a ``nextVisit`` to one quantum per detector that sees the field) is here too.
 """
 
 from ._associate import AssociationResult, associate, dia_object_summary
@@ -19,6 +20,7 @@ from ._exceptions import (
     FitError,
     MissingInputError,
     PhotometryError,
+    PlanningError,
     PsfFitError,
     PsfMatchError,
 )
@@ -27,6 +29,18 @@ from ._geometry import Amplifier, AmplifierGeometry, Detector, DetectorGeometry,
 from ._isr import IsrConfig, IsrResult, coarse_background, find_cosmic_rays, interpolate_masked, run_isr
 from ._masks import MaskPlane
 from ._measure import PsfPhotometry, gaussian_centroid, psf_photometry, stamps, weighted_moments
+from ._planning import (
+    AP_OUTPUT_DATASET_TYPES,
+    AP_TASK_LABEL,
+    MISSING_INPUTS_KEY,
+    DetectorPlan,
+    PlannerConfig,
+    VisitPlan,
+    VisitPlanner,
+    ap_output_ids,
+    ap_quantum_id,
+    ap_run,
+)
 from ._process import ApConfig, ApResult, process_detector
 from ._psf import PsfModel, fit_psf, gaussian_kernel
 from ._rows import apdb_rows
@@ -46,6 +60,8 @@ from ._tasks import (
 from ._warp import PixelMapping, pixel_mapping, warp_exposure
 
 __all__ = [
+    "AP_OUTPUT_DATASET_TYPES",
+    "AP_TASK_LABEL",
     "AlertCutouts",
     "Amplifier",
     "AmplifierGeometry",
@@ -66,6 +82,7 @@ __all__ = [
     "Cutout",
     "DetectAndMeasureTask",
     "DetectAndMeasureTaskConfig",
+    "DetectorPlan",
     "Detector",
     "DetectorGeometry",
     "DiaDetectConfig",
@@ -77,9 +94,12 @@ __all__ = [
     "IsrTaskConfig",
     "MAX_CUTOUT",
     "MIN_CUTOUT",
+    "MISSING_INPUTS_KEY",
     "MaskPlane",
     "MissingInputError",
     "PhotometryError",
+    "PlannerConfig",
+    "PlanningError",
     "PixelMapping",
     "PsfFitError",
     "PsfMatchError",
@@ -90,6 +110,11 @@ __all__ = [
     "SubtractResult",
     "SubtractTask",
     "SubtractTaskConfig",
+    "VisitPlan",
+    "VisitPlanner",
+    "ap_output_ids",
+    "ap_quantum_id",
+    "ap_run",
     "apdb_rows",
     "as_box",
     "associate",

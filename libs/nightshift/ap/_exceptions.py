@@ -6,13 +6,15 @@
     └── ApError                                   (root of this package)
         ├── ApInputError (ValueError)             an input array, table or geometry is unusable
         ├── MissingInputError (LookupError)       a calibration / template / catalog is absent
+        ├── PlanningError (ValueError)            the planner's configuration does not match the repository
         ├── FitError                              a model fit failed; carries ``diagnostics``
         │   ├── AstrometryFitError                the WCS fit failed (matches, rms, offsets)
         │   ├── PsfFitError                       too few usable stars for a PSF model
         │   └── PsfMatchError                     the PSF-matching kernel could not be solved
         └── PhotometryError                       no zero point could be measured
 
-None is retriable: the same inputs give the same failure.
+None is retriable: the same inputs give the same failure (the planner's unknown instrument, detector
+or filter are :mod:`nightshift.obs` errors, also not retriable).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ __all__ = [
     "FitError",
     "MissingInputError",
     "PhotometryError",
+    "PlanningError",
     "PsfFitError",
     "PsfMatchError",
 ]
@@ -50,6 +53,12 @@ class MissingInputError(ApError, LookupError):
     """A required calibration, template or reference catalog is missing (the message names it)."""
 
     error_type = "ap_missing_input"
+
+
+class PlanningError(ApError, ValueError):
+    """The planner cannot plan any visit: its sky map or a dataset type it was told to use is not in the repository."""
+
+    error_type = "ap_planning"
 
 
 class FitError(ApError):

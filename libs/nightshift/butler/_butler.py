@@ -45,8 +45,11 @@ from .datastores import (
 from .registry import INDEX_ENV, MissingCollectionError, Registry, RepositoryIndex
 
 if TYPE_CHECKING:
+    from pydantic import SecretStr
+
     from ._file_provenance import FileProvenance
     from .external import Selections
+    from .remote import RemoteButler
 
 __all__ = ["Butler", "ButlerConfigError"]
 
@@ -213,6 +216,39 @@ class Butler:
                 "repository directory: open it with Registry.from_name"
             )
         return cls(location, collections=collections, run=run)
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        token: str | SecretStr | None = None,
+        collections: str | Sequence[str] | None = None,
+    ) -> RemoteButler:
+        """A read-only butler over a registry service's HTTP API, for clients without database access (REQ-0040).
+
+        The returned :class:`~nightshift.butler.remote.RemoteButler` has the
+        read API of a butler (``registry.query_datasets``/``query_data_ids``/
+        ``query_dimension_records``/``query_collections``, :meth:`find`,
+        :meth:`get` with components and ``bbox`` cutouts read by byte ranges,
+        :meth:`get_uri`, :meth:`exists`).
+
+        Parameters
+        ----------
+        url : str
+            ``http(s)://host:port`` of the registry service.
+        token : str or SecretStr, optional
+            Bearer token; ``$NIGHTSHIFT_BUTLER_TOKEN`` by default.
+        collections : str or sequence of str, optional
+            Default search path.
+
+        Raises
+        ------
+        RemoteAuthenticationError
+            The service refused the token.
+        """
+        from .remote import RemoteButler
+
+        return RemoteButler(url, token=token, collections=collections)
 
     def publish_config(self) -> str:
         """Copy ``butler.yaml`` into the object store next to the datasets (DMS-MWBT-REQ-0019).

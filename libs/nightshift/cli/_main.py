@@ -6,6 +6,8 @@ import logging
 import click
 
 from ._alerts import alerts
+from ._ap import ap
+from ._ap_trigger import trigger_cmd  # noqa: F401 - adds trigger, watch to `ap`
 from ._apdb import apdb
 from ._butler import butler
 from ._obs import ingest_raws_cmd  # noqa: F401 - adds ingest-raws, register-instrument to `butler`
@@ -75,6 +77,7 @@ def cli(log_level: str) -> None:
 cli.add_command(pipeline)
 cli.add_command(apdb)
 cli.add_command(alerts)
+cli.add_command(ap)
 cli.add_command(butler)
 cli.add_command(sim)
 cli.add_command(service)

@@ -14,6 +14,10 @@ import click
 #: service name on the command line -> module of ``nightshift_services``
 SERVICES = {
     "alert-publisher": "alert_publisher",
+    "planner": "planner",
+    "datastore-writer": "datastore_writer",
+    "ingest": "ingest",
+    "registry": "registry",
     "runner": "runner",
 }
 

@@ -20,6 +20,7 @@ from ._exceptions import (
     MissingPointingError,
     ObsError,
     RawHeaderError,
+    RawIngestError,
     UnknownDetectorError,
     UnknownFilterError,
     UnknownInstrumentError,
@@ -32,10 +33,12 @@ if TYPE_CHECKING:
     from ._ingest import RAW_DATASET_TYPE, IngestReport, ingest_raws
     from ._instrument import Instrument, normalize_observation_type
     from ._instruments import get_instrument, known_instruments, register_instrument
+    from ._raw_events import IngestedRaws, describe_raw, ingest_arrived, raw_event_key, raw_ingested_events
     from ._raw_formatter import RawFormatter
     from ._sky import celestial_wcs, convex_hull_region
     from ._translate import apply_corrections, find_translator, translate
     from ._translators import SimCamTranslator, SimTestCamTranslator
+    from ._watch import RawWatcher, RawWatchLoop
 
 _LAZY = {
     **{n: "._camera" for n in ("Amplifier", "Camera", "Detector", "PhysicalFilter")},
@@ -44,7 +47,11 @@ _LAZY = {
     **{n: "._ingest" for n in ("RAW_DATASET_TYPE", "IngestReport", "ingest_raws")},
     **{n: "._instrument" for n in ("Instrument", "normalize_observation_type")},
     **{n: "._instruments" for n in ("get_instrument", "known_instruments", "register_instrument")},
+    **{n: "._raw_events" for n in ("IngestedRaws", "describe_raw", "ingest_arrived", "raw_event_key",
+                                    "raw_ingested_events")},
     "RawFormatter": "._raw_formatter",
+    "RawWatchLoop": "._watch",
+    "RawWatcher": "._watch",
     "celestial_wcs": "._sky",
     "convex_hull_region": "._sky",
     **{n: "._translate" for n in ("apply_corrections", "find_translator", "translate")},
@@ -60,6 +67,7 @@ __all__ = [
     "Detector",
     "IngestConflictError",
     "IngestReport",
+    "IngestedRaws",
     "Instrument",
     "MissingPointingError",
     "ObsError",
@@ -67,6 +75,9 @@ __all__ = [
     "RawFormatter",
     "RawHeader",
     "RawHeaderError",
+    "RawIngestError",
+    "RawWatchLoop",
+    "RawWatcher",
     "SimCamTranslator",
     "SimTestCamTranslator",
     "UnknownDetectorError",
@@ -76,13 +87,17 @@ __all__ = [
     "celestial_wcs",
     "convex_hull_region",
     "decam_camera",
+    "describe_raw",
     "find_translator",
     "get_instrument",
     "hsc_camera",
+    "ingest_arrived",
     "ingest_raws",
     "known_instruments",
     "lsstcam_like",
     "normalize_observation_type",
+    "raw_event_key",
+    "raw_ingested_events",
     "read_raw_headers",
     "register_instrument",
     "small_test_camera",

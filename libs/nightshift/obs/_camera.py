@@ -15,7 +15,7 @@ Conventions
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -178,17 +178,44 @@ class Camera:
             "CD1_1": float(cd[0, 0]), "CD1_2": float(cd[0, 1]), "CD2_1": float(cd[1, 0]), "CD2_2": float(cd[1, 1]),
         }
 
-    def sky_region(self, ra: float, dec: float, sky_angle: float) -> list[tuple[float, float]]:
-        """The convex hull on the sky, (ra, dec) degrees counter-clockwise, of every detector's corners."""
-        from astropy.wcs import WCS
+    def focal_plane_wcs(self, ra: float, dec: float, sky_angle: float) -> Any:
+        """An astropy TAN WCS from focal-plane millimetres (0-based "pixels" of 1 mm, origin on the axis) to the sky.
 
-        from ._sky import convex_hull_region
+        The same projection as :meth:`wcs_header` (which composes it with each
+        detector's placement): one WCS serves every detector of a pointing.
+        """
+        from astropy.wcs import WCS
 
         k = self.plate_scale / 3600.0
         th = math.radians(sky_angle)
-        focal = WCS({"CTYPE1": "RA---TAN", "CTYPE2": "DEC--TAN", "CRVAL1": float(ra) % 360.0, "CRVAL2": float(dec),
-                     "CRPIX1": 1.0, "CRPIX2": 1.0, "CD1_1": -k * math.cos(th), "CD1_2": k * math.sin(th),
-                     "CD2_1": k * math.sin(th), "CD2_2": k * math.cos(th)})
-        corners = np.array([c for det in self.detectors.values() for c in det.corners()])
-        r, d = focal.all_pix2world(corners[:, 0], corners[:, 1], 0)
-        return convex_hull_region(list(zip(r.tolist(), d.tolist(), strict=True)))
+        return WCS({"CTYPE1": "RA---TAN", "CTYPE2": "DEC--TAN", "CRVAL1": float(ra) % 360.0, "CRVAL2": float(dec),
+                    "CRPIX1": 1.0, "CRPIX2": 1.0, "CD1_1": -k * math.cos(th), "CD1_2": k * math.sin(th),
+                    "CD2_1": k * math.sin(th), "CD2_2": k * math.cos(th)})
+
+    def sky_corners(self, ra: float, dec: float, sky_angle: float,
+                    detectors: Iterable[int] | None = None) -> dict[int, list[tuple[float, float]]]:
+        """Each detector's pixel-area corners on the sky, (ra, dec) degrees, for a boresight and sky angle.
+
+        The corners are those of :meth:`Detector.corners` (the outer edges of
+        the corner pixels), projected in one call; a TAN projection maps the
+        detector's straight edges to great circles, so the four corners bound
+        its sky footprint exactly.
+
+        Raises
+        ------
+        UnknownDetectorError
+            A detector the camera does not have.
+        """
+        dets = [self[d] for d in detectors] if detectors is not None else list(self)
+        if not dets:
+            return {}
+        corners = np.array([c for det in dets for c in det.corners()])
+        r, d = self.focal_plane_wcs(ra, dec, sky_angle).all_pix2world(corners[:, 0], corners[:, 1], 0)
+        pairs = list(zip((float(v) % 360.0 for v in r), (float(v) for v in d), strict=True))
+        return {det.id: pairs[4 * i:4 * i + 4] for i, det in enumerate(dets)}
+
+    def sky_region(self, ra: float, dec: float, sky_angle: float) -> list[tuple[float, float]]:
+        """The convex hull on the sky, (ra, dec) degrees counter-clockwise, of every detector's corners."""
+        from ._sky import convex_hull_region
+
+        return convex_hull_region([c for cs in self.sky_corners(ra, dec, sky_angle).values() for c in cs])

@@ -7,7 +7,8 @@
         ├── UnknownFilterError      (LookupError)  physical filter the instrument does not define
         ├── RawHeaderError          (ValueError)   unreadable/corrupt file or a required key missing
         ├── MissingPointingError    (ValueError)   no WCS and no boresight: no sky region possible
-        └── IngestConflictError     (ValueError)   same file name, different content; or a clash with the registry
+        ├── IngestConflictError     (ValueError)   same file name, different content; or a clash with the registry
+        └── RawIngestError          (ValueError)   an announced raw (raw.arrived) cannot be ingested: the reason
 
 None is retriable: the same file gives the same error until it or the
 configuration changes.
@@ -22,6 +23,7 @@ __all__ = [
     "MissingPointingError",
     "ObsError",
     "RawHeaderError",
+    "RawIngestError",
     "UnknownDetectorError",
     "UnknownFilterError",
     "UnknownInstrumentError",
@@ -68,3 +70,9 @@ class IngestConflictError(ObsError, ValueError):
     """A file of the same name but different content (or another file for the same data ID) exists."""
 
     error_type = "obs_ingest_conflict"
+
+
+class RawIngestError(ObsError, ValueError):
+    """An announced raw cannot be ingested (unreadable, bad header, unknown detector, conflict)."""
+
+    error_type = "obs_raw_ingest"

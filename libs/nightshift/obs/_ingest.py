@@ -58,6 +58,8 @@ class IngestReport:
     unchanged: list[str] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
     instruments_registered: list[str] = field(default_factory=list)
+    #: source -> the raw datasets it holds (ingested now or before), once they are in the registry
+    by_source: dict[str, list[DatasetRef]] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -143,6 +145,7 @@ def _write_batch(butler: Butler, batch: list[ParsedRaw], run: str, transfer: str
     refs: list[DatasetRef] = []
     metadata: list[dict[str, Any]] = []
     fresh: list[DatasetRef] = []
+    sources: list[str] = []
     with store.batch():
         for raw in batch:
             ref = DatasetRef(RAW_DATASET_TYPE, raw.data_id, run)
@@ -168,6 +171,7 @@ def _write_batch(butler: Butler, batch: list[ParsedRaw], run: str, transfer: str
                 report.skipped.append((raw.source, f"{raw.source}: transfer failed: {exc}"))
                 continue
             refs.append(ref)
+            sources.append(raw.source)
             metadata.append({"header_digest": raw.digest, "corrections": json.dumps(raw.corrections, default=str),
                              "source": raw.source})
     try:
@@ -182,6 +186,8 @@ def _write_batch(butler: Butler, batch: list[ParsedRaw], run: str, transfer: str
                 unplace_file(store, rel)
         raise
     report.ingested.extend(fresh)
+    for source, ref in zip(sources, refs, strict=True):
+        report.by_source.setdefault(source, []).append(ref)
 
 
 def ingest_raws(

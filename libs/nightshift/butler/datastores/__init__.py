@@ -30,6 +30,15 @@ from ._exceptions import (
 from ._file import FileDatastore
 from ._memory import InMemoryDatastore
 from ._posix import PosixBackend
+from ._staged import (
+    ChecksumMismatchError,
+    DatasetConflictError,
+    StagedFileError,
+    StoredFile,
+    open_file_datastore,
+    staged_dataset_ref,
+    store_staged_file,
+)
 from ._transactions import removing_on_failure, restore_trash
 from ._transfer import TransferMode, transfer_dataset
 
@@ -45,7 +54,9 @@ __getattr__, __dir__ = _lazy_exports(__name__, _LAZY)
 
 __all__ = [
     "ChainedDatastore",
+    "ChecksumMismatchError",
     "Constraints",
+    "DatasetConflictError",
     "DatasetCorruptError",
     "DatasetExistsError",
     "DatasetNotFoundError",
@@ -63,11 +74,16 @@ __all__ = [
     "PosixBackend",
     "RestPublishDatastore",
     "S3Backend",
+    "StagedFileError",
     "StorageUnavailableError",
+    "StoredFile",
     "StoredRecord",
     "TransferMode",
     "datastore_from_config",
+    "open_file_datastore",
     "removing_on_failure",
     "restore_trash",
+    "staged_dataset_ref",
+    "store_staged_file",
     "transfer_dataset",
 ]
