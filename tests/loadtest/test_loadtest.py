@@ -57,6 +57,7 @@ def test_short_night_with_a_killed_publisher_loses_and_duplicates_nothing(stack_
     rec = extra["reconciliation"]
     assert rec["apdb_dia_sources"] == 3 * 3 * 53 == rec["distinct_alerts"]
     assert rec["lost"] == rec["duplicated"] == rec["alerts_without_apdb_row"] == 0 and rec["ok"]
+    assert rec["counted_by"].startswith("a fresh read_committed reader")
     budgets = {b["name"]: b for b in result["budgets"]}  # type: ignore[attr-defined]
     assert len(budgets["timeToIssueAlerts per detector"]["samples"]) == 9
     assert len(budgets["timeToIssueAlerts per visit"]["samples"]) == 3

@@ -36,7 +36,7 @@ import numpy as np
 import pyarrow as pa
 from botocore import exceptions as boto_errors
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]  # re-exported from cimpl implicitly
 
 from nightshift import NightshiftError
 from nightshift.alerts import AlertInputs, AlertInputsError, Cutouts, s3_client, simulated_cutouts, write_alert_inputs
@@ -67,6 +67,7 @@ _CUTOUT_POOL = 64
 #: --chaos: the faults, in turn, one in every other visit
 FAULTS = ("SIGKILL an alert publisher", "S3 server unreachable", "PostgreSQL connections dropped")
 OUTAGE_S = 5.0
+ALERT_RETENTION_MS = 15 * 60 * 1000
 #: the S3 server unreachable (retried), unlike a refusal or bad credentials (not retried)
 _S3_DOWN = (boto_errors.ConnectionError, boto_errors.HTTPClientError, OSError)
 
@@ -276,7 +277,17 @@ class CatalogueRun:
         self.created = True
         parts = max(2, 2 * self.cfg.publishers)
         ensure_topics(self.stack.kafka, [self.topic], partitions=parts)
-        ensure_topics(self.stack.kafka, [self.alert_topic], partitions=8)
+        # Alerts are ~160 kB each: a long run would fill the broker's disk. Old segments go after
+        # ALERT_RETENTION_MS; the run's own reader has counted every alert by then.
+        admin = AdminClient({"bootstrap.servers": self.stack.kafka})
+        config = {"retention.ms": str(ALERT_RETENTION_MS), "segment.ms": str(ALERT_RETENTION_MS // 4),
+                  "segment.bytes": str(256 * 2**20)}
+        for f in admin.create_topics([NewTopic(self.alert_topic, 8, 1, config=config)]).values():
+            try:
+                f.result(60)
+            except KafkaException as exc:
+                raise LoadTestError(f"could not create the alert topic {self.alert_topic}: {exc}") from exc
+        ensure_topics(self.stack.kafka, [self.alert_topic], partitions=8)  # returns once it has leaders
         logs = self.out / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         for i in range(self.cfg.publishers):
@@ -416,6 +427,8 @@ class CatalogueRun:
             tasks.append(asyncio.create_task(self._chaos(visit, chaos_rng, fault)))
         await asyncio.gather(*tasks)
         await asyncio.to_thread(self._wait_alerts, visit, works)
+        if not self.cfg.keep:  # every alert of the visit committed: no publisher needs its bundles again
+            await asyncio.to_thread(self._drop_bundles, s3, visit, [work.detector for work in works])
         events_done = 0.0
         for work in works:
             key = (visit, work.detector)
@@ -429,6 +442,11 @@ class CatalogueRun:
         self.result.budget(VISIT_BUDGET[0]).samples.append(whole)
         self.critical.append({"visit": visit, "detector_tasks_done_s": round(events_done - min(begins.values()), 3),
                               "last_alert_s": round(whole, 3)})
+
+    def _drop_bundles(self, s3: Any, visit: int, detectors: list[int]) -> None:
+        for d in detectors:
+            with contextlib.suppress(Exception):  # clean-up only; the bucket goes at the end anyway
+                s3.delete_object(Bucket=self.bucket, Key=f"dia/visit={visit}/detector={d}.arrow")
 
     async def _chaos(self, visit: int, rng: random.Random, fault: str) -> None:
         """Mid-visit, the next fault of :data:`FAULTS` (see :class:`CatalogueConfig`)."""
@@ -542,13 +560,18 @@ class CatalogueRun:
         Reads the whole alert topic again with a fresh ``read_committed`` reader.
         """
         counts = _count_alerts(self.stack.kafka, self.alert_topic, self.cfg.guard_s)
+        reader = "a fresh read_committed reader, the whole topic"
+        if counts is None:  # old segments expired (a long run): the run's own reader counted every alert
+            with self.watch.lock:
+                counts = Counter(self.watch.counts)
+            reader = "the run's read_committed reader (old segments expired since)"
         apdb_ids: set[int] = getattr(self, "_apdb_source_ids", set())
         lost = apdb_ids - set(counts)
         dup = {i: n for i, n in counts.items() if n > 1}
         extra = set(counts) - apdb_ids
         return {"apdb_dia_sources": len(apdb_ids), "alerts_on_topic": sum(counts.values()),
                 "distinct_alerts": len(counts), "lost": len(lost), "duplicated": len(dup),
-                "alerts_without_apdb_row": len(extra), "ok": not lost and not dup and not extra}
+                "alerts_without_apdb_row": len(extra), "ok": not lost and not dup and not extra, "counted_by": reader}
 
     def close(self) -> None:
         self._stop.set()
@@ -568,21 +591,25 @@ class CatalogueRun:
             s3 = s3_client(self.s3_endpoint)
             try:
                 for page in s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket):
-                    keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
-                    if keys:
-                        s3.delete_objects(Bucket=self.bucket, Delete={"Objects": keys})
+                    for o in page.get("Contents", []):  # one by one: S3Proxy refuses DeleteObjects
+                        s3.delete_object(Bucket=self.bucket, Key=o["Key"])
                 s3.delete_bucket(Bucket=self.bucket)
             except Exception:  # noqa: BLE001 - clean-up is best effort; the run's figures are already kept
                 pass
 
 
-def _count_alerts(bootstrap: str, topic: str, guard: float) -> Counter[int]:
-    """diaSourceId -> how many alerts of ``topic`` carry it (read_committed, every partition to its end)."""
+def _count_alerts(bootstrap: str, topic: str, guard: float) -> Counter[int] | None:
+    """diaSourceId -> how many alerts of ``topic`` carry it (read_committed, every partition to its end).
+
+    None if the topic no longer starts at offset 0 (retention removed old segments).
+    """
     c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"lt-reconcile-{uuid.uuid4().hex[:6]}",
                   "auto.offset.reset": "earliest", "enable.auto.commit": False, "enable.partition.eof": True,
                   "isolation.level": "read_committed"})
     try:
         parts = len(c.list_topics(topic, timeout=30).topics[topic].partitions)
+        if any(c.get_watermark_offsets(TopicPartition(topic, p), timeout=30)[0] > 0 for p in range(parts)):
+            return None
         c.assign([TopicPartition(topic, p, 0) for p in range(parts)])
         counts: Counter[int] = Counter()
         at_end: set[int] = set()
