@@ -89,6 +89,9 @@ class Span:
     start: float
     end: float
 
+    def __post_init__(self) -> None:
+        self.start, self.end = round(self.start, 4), round(self.end, 4)
+
 
 def machine_description() -> dict[str, Any]:
     """CPU model and count, memory, OS, Python and load average of this machine, now."""
@@ -168,7 +171,7 @@ class LoadTestResult:
         """Write ``result.json`` into ``directory`` (created); returns its path."""
         directory.mkdir(parents=True, exist_ok=True)
         path = directory / "result.json"
-        path.write_text(json.dumps(self.to_json(), indent=1, default=float))
+        path.write_text(json.dumps(self.to_json(), separators=(",", ":"), default=float))  # compact: runs are large
         return path
 
     @classmethod

@@ -159,8 +159,13 @@ def roundtrip_cmd(schema: str, visits: int, seed_visits: int, min_dia_sources: i
 @loadtest.command("report")
 @cli_errors
 @click.argument("result_json", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-def report_cmd(result_json: Path) -> None:
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Directory of the report [default: the file's own directory for result.json, else <stem>-report/].")
+def report_cmd(result_json: Path, out: Path | None) -> None:
     """Write the HTML report (and plots) again from a result.json."""
     result = LoadTestResult.load(result_json)
-    click.echo(f"report: {write_report(result, result_json.parent)}")
+    if out is None:
+        out = result_json.parent if result_json.name == "result.json" else result_json.with_name(
+            f"{result_json.stem}-report")
+    click.echo(f"report: {write_report(result, out)}")
     click.echo(result.summary_line())
