@@ -15,7 +15,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 PYTEST_ARGS ?=
 NIGHT_ARGS ?=
 
-.PHONY: check demo tour test tools setup system venv stack-up stack-down clean-stack
+.PHONY: browser check demo tour test tools setup system venv stack-up stack-down clean-stack
 
 demo: setup
 	@$(NIGHTSHIFT) dev up
@@ -26,7 +26,7 @@ tour: setup
 	@status=0; $(NIGHTSHIFT) --log-level WARNING demo || status=$$?; $(NIGHTSHIFT) dev down; exit $$status
 
 # check first: a lint or type error fails the run (and .ci/run) before any server starts
-test: setup check tools
+test: setup browser check tools
 	@$(NIGHTSHIFT) dev up
 	@status=0; $(PY) -m pytest $(PYTEST_ARGS) || status=$$?; $(NIGHTSHIFT) dev down; exit $$status
 
@@ -41,6 +41,10 @@ system:
 
 tools:
 	@bash deploy/tools.sh
+
+# headless Chromium from Debian's packages: the load-test report is checked in a real browser (Playwright drives it)
+browser:
+	@bash deploy/bootstrap.sh --browser
 
 venv: $(STAMP)
 

@@ -20,6 +20,7 @@ from ._sim import sim
 DEV_COMMANDS = {
     "dev": "Run the local stack of real servers (needs nightshift_dev, from a source checkout).",
     "demo": "Run the library tour against the local stack (needs nightshift_dev, from a source checkout).",
+    "loadtest": "Load tests of Alert Production against the seed's budgets (needs nightshift_dev).",
 }
 
 
