@@ -401,12 +401,7 @@ async def main(settings: AlertPublisherSettings | None = None,
 
     service = Service(settings, consumers)
 
-    async def announce() -> None:
-        print(f"READY port={service.port}", flush=True)
-        if ready is not None:
-            await ready()
-
-    await service.run(announce)
+    await service.run(ready)
 
 
 if __name__ == "__main__":

@@ -403,13 +403,8 @@ async def main(settings: RegistrySettings | None = None, ready: Callable[[], Awa
     service = Service(settings, consumers)
     api = await _start_api(settings)
 
-    async def announce() -> None:
-        print(f"READY port={service.port} api_port={api[1] if api else 'off'}", flush=True)
-        if ready is not None:
-            await ready()
-
     try:
-        await service.run(announce)
+        await service.run(ready, announce=f"api_port={api[1] if api else 'off'}")
     finally:
         if api is not None:
             await api[0].cleanup()
