@@ -10,6 +10,7 @@ back to an in-process fake.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import socket
@@ -21,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from pytest_asyncio import is_async_test
 
 from nightshift.events import KafkaSettings
 from nightshift_dev.devstack import StackError, StackSettings, up
@@ -123,3 +125,20 @@ def own_kafka() -> Iterator[StackSettings]:
     finally:
         _kafka.stop(s)
         shutil.rmtree(state, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def _session_event_loop_stays_current(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Keep pytest-asyncio's session loop the main thread's current loop across synchronous tests.
+
+    A synchronous test that runs ``asyncio.run`` (a CLI command through ``CliRunner``, a service's
+    ``main``) leaves the main thread with no current event loop when it returns, and the next
+    ``async`` test, which runs on the session loop, then fails with "There is no current event loop"
+    (so a test's outcome would depend on which test ran before it).
+    """
+    if is_async_test(request.node):
+        yield
+        return
+    runner = request.getfixturevalue("_session_scoped_runner")
+    yield
+    asyncio.set_event_loop(runner.get_loop())
