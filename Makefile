@@ -1,7 +1,10 @@
 # nightshift: two commands on a fresh machine.
-#   make demo   install what is missing, start the local stack, run the main job, stop the stack
+#   make demo   install what is missing, start the local stack, run a night of Alert Production
+#               (`nightshift ap run-night`: every service as a process, visits on the cadence, alerts), stop the stack
 #   make test   install what is missing, run make check, start the local stack, run the whole test suite, stop the stack
+#   make tour   the library tour (events, butler, APDB, pipelines) against the local stack
 #   make check  ruff (lint, whole repository) and mypy --strict (libs/nightshift, libs/nightshift_dev, services); no servers needed
+#   make tools  build the Kubernetes chart checkers (helm, nightshift-kubecheck) into .cache/bin with Go
 # Both are idempotent: a second run reuses the virtual environment, jars and server data.
 
 PYTHON ?= python3.11
@@ -10,15 +13,20 @@ PY := $(VENV)/bin/python
 NIGHTSHIFT := $(VENV)/bin/nightshift
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 PYTEST_ARGS ?=
+NIGHT_ARGS ?=
 
-.PHONY: check demo test setup system venv stack-up stack-down clean-stack
+.PHONY: browser check demo tour test tools setup system venv stack-up stack-down clean-stack
 
 demo: setup
+	@$(NIGHTSHIFT) dev up
+	@status=0; $(NIGHTSHIFT) --log-level WARNING ap run-night $(NIGHT_ARGS) || status=$$?; $(NIGHTSHIFT) dev down; exit $$status
+
+tour: setup
 	@$(NIGHTSHIFT) dev up
 	@status=0; $(NIGHTSHIFT) --log-level WARNING demo || status=$$?; $(NIGHTSHIFT) dev down; exit $$status
 
 # check first: a lint or type error fails the run (and .ci/run) before any server starts
-test: setup check
+test: setup browser check tools
 	@$(NIGHTSHIFT) dev up
 	@status=0; $(PY) -m pytest $(PYTEST_ARGS) || status=$$?; $(NIGHTSHIFT) dev down; exit $$status
 
@@ -30,6 +38,13 @@ check: venv
 
 system:
 	@bash deploy/bootstrap.sh
+
+tools:
+	@bash deploy/tools.sh
+
+# headless Chromium from Debian's packages: the load-test report is checked in a real browser (Playwright drives it)
+browser:
+	@bash deploy/bootstrap.sh --browser
 
 venv: $(STAMP)
 

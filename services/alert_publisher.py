@@ -72,7 +72,16 @@ from nightshift.alerts import (
     read_alert_inputs,
     s3_client,
 )
-from nightshift.events import AsyncProducer, DecodeError, DiaResults, EventValidationError, decode, dlq_topic
+from nightshift.events import (
+    AsyncProducer,
+    DecodeError,
+    DiaResults,
+    EventValidationError,
+    decode,
+    dlq_topic,
+    is_transient,
+    retry_kafka,
+)
 from nightshift.service import Service, ServiceConsumer, ServiceSettings, setup_logging
 
 log = logging.getLogger("nightshift.alert_publisher")
@@ -129,6 +138,8 @@ class AlertPublisherSettings(ServiceSettings):
     transaction_timeout_ms: int = Field(default=60_000, ge=1_000)
     session_timeout_ms: int = Field(default=30_000, ge=6_000)
     kafka_timeout_s: float = Field(default=60.0, gt=0)
+    #: How long a broker restart is ridden out (retriable transaction commits and aborts, offset look-ups).
+    broker_outage_s: float = Field(default=300.0, ge=0)
     #: Test hook: exit the process (os._exit) after this many alerts were produced inside an open
     #: transaction, before it commits, as a crash would. Never set it in production.
     crash_after_produces: int | None = Field(default=None, ge=1)
@@ -144,6 +155,11 @@ class _Done:
     dead: int
     shutter_close: float | None
     duplicate: bool = False
+
+
+def _retry_in_transaction(err: KafkaError) -> bool:
+    """True if a failed transactional call should be called again (retriable, and no abort required)."""
+    return bool(err.retriable()) and not err.txn_requires_abort()
 
 
 def _shutter_close_unix(event: DiaResults, default_exposure: float) -> float:
@@ -237,6 +253,8 @@ class TransactionalAlertLoop:
                 continue
             err = msg.error()
             if err is not None:
+                if is_transient(err):  # a broker restart: librdkafka reconnects; the deadline guards
+                    continue
                 if err.code() != KafkaError._PARTITION_EOF:
                     raise KafkaException(err)
                 at_end.add(msg.partition() or 0)
@@ -263,14 +281,15 @@ class TransactionalAlertLoop:
             err = msg.error()
             if err is None:
                 self._load(self.ledger, msg, now)
-            elif err.code() != KafkaError._PARTITION_EOF:
+            elif err.code() != KafkaError._PARTITION_EOF and not is_transient(err):
                 raise KafkaException(err)
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # committed() with read_committed waits for a previous owner's pending transactional offsets
         # (KIP-447), so its last transaction is decided before the dedup topic is read again.
         if partitions:
-            consumer.committed(partitions, timeout=self.settings.kafka_timeout_s)
+            retry_kafka(lambda: consumer.committed(partitions, timeout=self.settings.kafka_timeout_s),
+                        "fetching the committed offsets", timeout_s=self.settings.broker_outage_s)
         self._rebuild()
 
     def _run(self) -> None:
@@ -317,6 +336,9 @@ class TransactionalAlertLoop:
             return False
         if err.code() == KafkaError._PARTITION_EOF:
             return True
+        if is_transient(err):  # a broker restart (_TRANSPORT, _ALL_BROKERS_DOWN, ...): librdkafka reconnects
+            log.warning("consumer error, waiting for the brokers: %s", err.str())
+            return True
         raise KafkaException(err)
 
     def _transaction(self, consumer: Consumer, producer: Producer, msgs: list[Message]) -> None:
@@ -333,10 +355,13 @@ class TransactionalAlertLoop:
             for msg in msgs:
                 key = (msg.topic() or "", msg.partition() or 0)
                 offsets[key] = max(offsets.get(key, 0), (msg.offset() or 0) + 1)
-            producer.send_offsets_to_transaction(
+            # A retriable error (broker restarting) means "call again"; txn_requires_abort() ones go to the abort.
+            retry_kafka(lambda: producer.send_offsets_to_transaction(
                 [TopicPartition(t, p, o) for (t, p), o in offsets.items()], consumer.consumer_group_metadata(),
-                s.kafka_timeout_s)
-            producer.commit_transaction(s.kafka_timeout_s)
+                s.kafka_timeout_s), "sending the offsets to the transaction", timeout_s=s.broker_outage_s,
+                retry_if=_retry_in_transaction)
+            retry_kafka(lambda: producer.commit_transaction(s.kafka_timeout_s), "committing the transaction",
+                        timeout_s=s.broker_outage_s, retry_if=_retry_in_transaction)
         except Exception as exc:
             TRANSACTIONS.labels("aborted").inc()
             fatal = isinstance(exc, KafkaException) and exc.args[0].fatal()
@@ -346,7 +371,8 @@ class TransactionalAlertLoop:
             # An abort that fails too leaves the transaction to the broker's timeout or to our successor's
             # init_transactions: exit, and let the restart fence and abort it.
             self._pending.clear()
-            producer.abort_transaction(s.kafka_timeout_s)
+            retry_kafka(lambda: producer.abort_transaction(s.kafka_timeout_s), "aborting the transaction",
+                        timeout_s=s.broker_outage_s)
             self._rewind(consumer)
             self._stop.wait(1.0)  # back off before consuming the same events again
             return
@@ -366,7 +392,9 @@ class TransactionalAlertLoop:
         assigned = consumer.assignment()
         if not assigned:
             return
-        for tp in consumer.committed(assigned, timeout=self.settings.kafka_timeout_s):
+        committed = retry_kafka(lambda: consumer.committed(assigned, timeout=self.settings.kafka_timeout_s),
+                                "reading the committed offsets", timeout_s=self.settings.broker_outage_s)
+        for tp in committed:
             consumer.seek(TopicPartition(tp.topic, tp.partition, tp.offset if tp.offset >= 0 else OFFSET_BEGINNING))
 
     def _lag(self, consumer: Consumer) -> None:
@@ -515,12 +543,7 @@ async def main(settings: AlertPublisherSettings | None = None,
 
     service = Service(settings, consumers)
 
-    async def announce() -> None:
-        print(f"READY port={service.port}", flush=True)
-        if ready is not None:
-            await ready()
-
-    await service.run(announce)
+    await service.run(ready)
 
 
 if __name__ == "__main__":

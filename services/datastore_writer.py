@@ -154,12 +154,7 @@ async def main(settings: DatastoreWriterSettings | None = None,
     setup_logging(settings.service_name, settings.log_level, settings.log_format)
     app = DatastoreWriterService(settings)
 
-    async def announce() -> None:
-        print(f"READY port={app.service.port}", flush=True)
-        if ready is not None:
-            await ready()
-
-    await app.run(announce)
+    await app.run(ready)
 
 
 if __name__ == "__main__":

@@ -212,12 +212,7 @@ async def main(settings: IngestSettings | None = None, ready: Callable[[], Await
     setup_logging(settings.service_name, settings.log_level, settings.log_format)
     app = IngestService(settings)
 
-    async def announce() -> None:
-        print(f"READY port={app.service.port}", flush=True)
-        if ready is not None:
-            await ready()
-
-    await app.run(announce)
+    await app.run(ready)
 
 
 if __name__ == "__main__":

@@ -135,13 +135,8 @@ async def main(settings: PlannerSettings | None = None, ready: Callable[[], Awai
 
     service = Service(settings, consumers)
 
-    async def announce() -> None:
-        print(f"READY port={service.port}", flush=True)
-        if ready is not None:
-            await ready()
-
     try:
-        await service.run(announce)
+        await service.run(ready)
     finally:
         butler.close()
 

@@ -157,13 +157,8 @@ async def main(settings: RunnerSettings | None = None, ready: Callable[[], Await
 
     service = Service(settings, consumers)
 
-    async def announce() -> None:
-        print(f"READY port={service.port}", flush=True)
-        if ready is not None:
-            await ready()
-
     try:
-        await service.run(announce)
+        await service.run(ready)
     finally:
         for close in closers:
             await asyncio.to_thread(close)

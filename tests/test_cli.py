@@ -106,7 +106,8 @@ def test_every_command_uses_the_one_error_handler() -> None:
         return [command]
 
     groups = [cli.commands[name] for name in ("apdb", "butler", "pipeline")]
-    commands = [c for g in [*groups, nightshift_dev.cli.dev, nightshift_dev.cli.demo] for c in leaves(g)]
+    dev_groups = [nightshift_dev.cli.dev, nightshift_dev.cli.demo, nightshift_dev.cli.loadtest]
+    commands = [c for g in [*groups, *dev_groups] for c in leaves(g)]
     assert len(commands) > 20
     unhandled = [c.name for c in commands if not getattr(c.callback, "handles_cli_errors", False)]
     assert unhandled == []

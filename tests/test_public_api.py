@@ -12,6 +12,7 @@ PACKAGES = [
     "nightshift.events",
     "nightshift.service",
     "nightshift_dev.devstack",
+    "nightshift_dev.loadtest",
     "nightshift.butler",
     "nightshift.butler.dimensions",
     "nightshift.butler.registry",

@@ -10,7 +10,16 @@ from nightshift.cli import cli_errors
 
 from .devstack import COMPONENTS, down, stack_env, status, up
 
-__all__ = ["demo", "dev"]
+__all__ = ["demo", "dev"]  # and `loadtest`, made on first use (module __getattr__)
+
+
+def __getattr__(name: str) -> click.Group:
+    """``loadtest`` on first use (it imports matplotlib, psutil and the services' clients)."""
+    if name == "loadtest":
+        from .loadtest.cli import loadtest
+
+        return loadtest
+    raise AttributeError(name)
 
 _COMPONENT = click.argument("components", nargs=-1, type=click.Choice(sorted(COMPONENTS)))
 
@@ -66,7 +75,7 @@ def env_cmd() -> None:
 @click.command()
 @cli_errors
 def demo() -> None:
-    """Run the end-to-end main job against the local stack and print what it did."""
+    """Run the library tour against the local stack (make tour); the night of make demo is `nightshift ap run-night`."""
     from .demo import run_demo
 
     run_demo(echo=click.echo)

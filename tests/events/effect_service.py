@@ -47,12 +47,8 @@ async def main(topic: str, group: str, table: str) -> None:
                               subjects={topic: "dataset.stored"}, config={"session.timeout.ms": 6000})]
 
     service = Service(settings, consumers)
-
-    async def ready() -> None:
-        print(f"READY port={service.port}", flush=True)
-
     try:
-        await service.run(ready)
+        await service.run()  # prints READY port=...
     finally:
         await pool.close()
     print("STOPPED", flush=True)

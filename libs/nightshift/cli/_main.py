@@ -19,7 +19,8 @@ from ._sim import sim
 #: imported only when one of them is listed or run.
 DEV_COMMANDS = {
     "dev": "Run the local stack of real servers (needs nightshift_dev, from a source checkout).",
-    "demo": "Run the end-to-end demo against the local stack (needs nightshift_dev, from a source checkout).",
+    "demo": "Run the library tour against the local stack (needs nightshift_dev, from a source checkout).",
+    "loadtest": "Load tests of Alert Production against the seed's budgets (needs nightshift_dev).",
 }
 
 
@@ -68,7 +69,7 @@ def cli(log_level: str) -> None:
     Start here:
       nightshift dev up        start the local Kafka, PostgreSQL and S3 servers
       eval "$(nightshift dev env)"   export their addresses into your shell
-      nightshift demo          run the end-to-end job against them
+      nightshift ap run-night  a night of Alert Production through every service (make demo)
     """
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 

@@ -120,8 +120,13 @@ class Service:
         log.info("%s received: draining", signal.Signals(signum).name)
         self.stop()
 
-    async def run(self, ready: Callable[[], Awaitable[None]] | None = None) -> None:
-        """Start everything, wait for a stop, drain within the timeout, close."""
+    async def run(self, ready: Callable[[], Awaitable[None]] | None = None, *, announce: str | None = "") -> None:
+        """Start everything, wait for a stop, drain within the timeout, close.
+
+        Once consuming and listening, prints one line ``READY port=<http port>`` (plus ``announce``)
+        to stdout, which process launchers and tests wait for (``announce=None``: no line), then
+        awaits ``ready``.
+        """
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):  # not the main thread (e.g. in tests)
@@ -131,6 +136,8 @@ class Service:
         tasks = [asyncio.create_task(c.run(), name=f"consumer-{i}") for i, c in enumerate(self.consumers)]
         await self._start_http()
         UP.labels(self.settings.service_name).set(1)
+        if announce is not None:
+            print(f"READY port={self.port}" + (f" {announce}" if announce else ""), flush=True)
         if ready is not None:
             await ready()
         stop_wait = asyncio.create_task(self._stop.wait())
