@@ -56,7 +56,16 @@ from nightshift.alerts import (
     read_alert_inputs,
     s3_client,
 )
-from nightshift.events import AsyncProducer, DecodeError, DiaResults, EventValidationError, decode, dlq_topic
+from nightshift.events import (
+    AsyncProducer,
+    DecodeError,
+    DiaResults,
+    EventValidationError,
+    decode,
+    dlq_topic,
+    is_transient,
+    retry_kafka,
+)
 from nightshift.service import Service, ServiceConsumer, ServiceSettings, setup_logging
 
 log = logging.getLogger("nightshift.alert_publisher")
@@ -106,6 +115,8 @@ class AlertPublisherSettings(ServiceSettings):
     transaction_timeout_ms: int = Field(default=60_000, ge=1_000)
     session_timeout_ms: int = Field(default=30_000, ge=6_000)
     kafka_timeout_s: float = Field(default=60.0, gt=0)
+    #: How long a broker restart is ridden out (retriable transaction commits and aborts, offset look-ups).
+    broker_outage_s: float = Field(default=300.0, ge=0)
     #: Test hook: exit the process (os._exit) after this many alerts were produced inside an open
     #: transaction, before it commits, as a crash would. Never set it in production.
     crash_after_produces: int | None = Field(default=None, ge=1)
@@ -120,6 +131,11 @@ class _Done:
     alerts: int
     dead: int
     shutter_close: float | None
+
+
+def _retry_in_transaction(err: KafkaError) -> bool:
+    """True if a failed transactional call should be called again (retriable, and no abort required)."""
+    return bool(err.retriable()) and not err.txn_requires_abort()
 
 
 def _shutter_close_unix(event: DiaResults, default_exposure: float) -> float:
@@ -207,6 +223,9 @@ class TransactionalAlertLoop:
             return False
         if err.code() == KafkaError._PARTITION_EOF:
             return True
+        if is_transient(err):  # a broker restart (_TRANSPORT, _ALL_BROKERS_DOWN, ...): librdkafka reconnects
+            log.warning("consumer error, waiting for the brokers: %s", err.str())
+            return True
         raise KafkaException(err)
 
     def _transaction(self, consumer: Consumer, producer: Producer, msgs: list[Message]) -> None:
@@ -221,10 +240,13 @@ class TransactionalAlertLoop:
             for msg in msgs:
                 key = (msg.topic() or "", msg.partition() or 0)
                 offsets[key] = max(offsets.get(key, 0), (msg.offset() or 0) + 1)
-            producer.send_offsets_to_transaction(
+            # A retriable error (broker restarting) means "call again"; txn_requires_abort() ones go to the abort.
+            retry_kafka(lambda: producer.send_offsets_to_transaction(
                 [TopicPartition(t, p, o) for (t, p), o in offsets.items()], consumer.consumer_group_metadata(),
-                s.kafka_timeout_s)
-            producer.commit_transaction(s.kafka_timeout_s)
+                s.kafka_timeout_s), "sending the offsets to the transaction", timeout_s=s.broker_outage_s,
+                retry_if=_retry_in_transaction)
+            retry_kafka(lambda: producer.commit_transaction(s.kafka_timeout_s), "committing the transaction",
+                        timeout_s=s.broker_outage_s, retry_if=_retry_in_transaction)
         except Exception as exc:
             TRANSACTIONS.labels("aborted").inc()
             fatal = isinstance(exc, KafkaException) and exc.args[0].fatal()
@@ -233,7 +255,8 @@ class TransactionalAlertLoop:
                 raise
             # An abort that fails too leaves the transaction to the broker's timeout or to our successor's
             # init_transactions: exit, and let the restart fence and abort it.
-            producer.abort_transaction(s.kafka_timeout_s)
+            retry_kafka(lambda: producer.abort_transaction(s.kafka_timeout_s), "aborting the transaction",
+                        timeout_s=s.broker_outage_s)
             self._rewind(consumer)
             self._stop.wait(1.0)  # back off before consuming the same events again
             return
@@ -248,7 +271,9 @@ class TransactionalAlertLoop:
         assigned = consumer.assignment()
         if not assigned:
             return
-        for tp in consumer.committed(assigned, timeout=self.settings.kafka_timeout_s):
+        committed = retry_kafka(lambda: consumer.committed(assigned, timeout=self.settings.kafka_timeout_s),
+                                "reading the committed offsets", timeout_s=self.settings.broker_outage_s)
+        for tp in committed:
             consumer.seek(TopicPartition(tp.topic, tp.partition, tp.offset if tp.offset >= 0 else OFFSET_BEGINNING))
 
     def _lag(self, consumer: Consumer) -> None:

@@ -38,6 +38,7 @@ import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 from aiohttp import web
@@ -48,7 +49,17 @@ from pydantic import AliasChoices, Field, SecretStr
 from nightshift.butler import Butler
 from nightshift.butler.registry import RegistryDatabaseError, RegistryError
 from nightshift.butler.remote import BatchRegistrar, ButlerReadAPI, RegistrationResult, Rejection, StoredDataset
-from nightshift.events import AsyncProducer, DatasetStored, DecodeError, EventValidationError, decode, dlq_topic
+from nightshift.events import (
+    AsyncProducer,
+    DatasetStored,
+    DecodeError,
+    EventValidationError,
+    commit_offsets,
+    decode,
+    dlq_topic,
+    is_transient,
+    retry_kafka,
+)
 from nightshift.events import ensure_topics as _ensure_topics
 from nightshift.service import Service, ServiceConsumer, ServiceSettings, setup_logging
 
@@ -79,6 +90,8 @@ class RegistrySettings(ServiceSettings):
     session_timeout_ms: int = Field(default=30_000, ge=6_000)
     kafka_timeout_s: float = Field(default=60.0, gt=0)
     retry_backoff_s: float = Field(default=1.0, gt=0)
+    #: How long a broker restart is ridden out (offset commits, DLQ flushes, offset look-ups) before failing.
+    broker_outage_s: float = Field(default=300.0, ge=0)
     #: Bearer token of the read API; without one the API is not served.
     registry_token: SecretStr | None = None
     api_host: str = "127.0.0.1"
@@ -88,6 +101,9 @@ class RegistrySettings(ServiceSettings):
     #: (``in_transaction``) or after its commit and before the offset commit (``before_offsets``).
     crash_in_batch: int | None = Field(default=None, ge=1)
     crash_point: Literal["in_transaction", "before_offsets"] = "before_offsets"
+    #: Test hook: while this file exists, a batch waits after its registry commit and before its offset
+    #: commit (it touches ``<file>.reached`` first), so a test can take the broker away at that point.
+    pause_before_offsets: Path | None = None
 
     @property
     def topic(self) -> str:
@@ -270,13 +286,25 @@ class RegistrationLoop:
         if s.crash_in_batch is not None and self._batches >= s.crash_in_batch and s.crash_point == "before_offsets":
             _crash(f"crash_in_batch={s.crash_in_batch}: exiting after the registry commit, before the offsets")
         remaining = producer.flush(s.kafka_timeout_s)  # every DLQ message durable before the offsets move
+        outage_deadline = time.monotonic() + s.broker_outage_s
+        while remaining and time.monotonic() < outage_deadline and not self._stop.is_set():
+            log.warning("%d DLQ messages not acknowledged yet: waiting for the brokers", remaining)
+            remaining = producer.flush(s.kafka_timeout_s)
         if remaining:
             raise KafkaException(KafkaError(KafkaError._MSG_TIMED_OUT, f"{remaining} DLQ messages not delivered"))
         offsets: dict[tuple[str, int], int] = {}
         for msg in batch.msgs:
             key = (msg.topic() or "", msg.partition() or 0)
             offsets[key] = max(offsets.get(key, 0), (msg.offset() or 0) + 1)
-        consumer.commit(offsets=[TopicPartition(t, p, o) for (t, p), o in offsets.items()], asynchronous=False)
+        gate = s.pause_before_offsets
+        if gate is not None and gate.exists():
+            gate.with_name(gate.name + ".reached").touch()
+            while gate.exists() and not self._stop.is_set():
+                self._stop.wait(0.05)
+        # A broker restart: transient errors are retried, a rebalance leaves the batch to be redelivered
+        # (registration is idempotent on dataset_id).
+        commit_offsets(consumer, [TopicPartition(t, p, o) for (t, p), o in offsets.items()],
+                       timeout_s=s.broker_outage_s, should_stop=self._stop.is_set, sleep=self._stop.wait)
         self._lag(consumer)
         seconds = time.monotonic() - batch.started
         BATCHES.labels("committed").inc()
@@ -313,7 +341,9 @@ class RegistrationLoop:
     def _rewind(self, consumer: Consumer) -> None:
         assigned = consumer.assignment()
         if assigned:
-            for tp in consumer.committed(assigned, timeout=self.settings.kafka_timeout_s):
+            committed = retry_kafka(lambda: consumer.committed(assigned, timeout=self.settings.kafka_timeout_s),
+                                    "reading the committed offsets", timeout_s=self.settings.broker_outage_s)
+            for tp in committed:
                 consumer.seek(TopicPartition(tp.topic, tp.partition,
                                              tp.offset if tp.offset >= 0 else OFFSET_BEGINNING))
 
@@ -332,6 +362,9 @@ def _skip(msg: Message) -> bool:
     if err is None:
         return False
     if err.code() == KafkaError._PARTITION_EOF:
+        return True
+    if is_transient(err):  # a broker restart (_TRANSPORT, _ALL_BROKERS_DOWN, ...): librdkafka reconnects
+        log.warning("consumer error, waiting for the brokers: %s", err.str())
         return True
     raise KafkaException(err)
 

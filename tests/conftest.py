@@ -10,11 +10,19 @@ back to an in-process fake.
 
 from __future__ import annotations
 
+import asyncio
 import os
+import shutil
+import socket
+import tempfile
 import uuid
 from collections.abc import Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
+from pytest_asyncio import is_async_test
 
 from nightshift.events import KafkaSettings
 from nightshift_dev.devstack import StackError, StackSettings, up
@@ -80,3 +88,57 @@ def dav_endpoint() -> str:
 def unique_name() -> Iterator[str]:
     """A short unique suffix for topics, buckets, schemas and databases of one test."""
     yield "t" + uuid.uuid4().hex[:10]
+
+
+@dataclass(frozen=True)
+class _OwnStack(StackSettings):
+    """Stack settings whose state lives in a directory of the test's own (not ``NIGHTSHIFT_STACK_DIR``)."""
+
+    own_state_dir: Path = field(default_factory=Path)
+
+    @property
+    def state_dir(self) -> Path:
+        return self.own_state_dir
+
+
+def _free_ports(n: int) -> list[int]:
+    with ExitStack() as stack:
+        socks = [stack.enter_context(socket.socket()) for _ in range(n)]
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+
+
+@pytest.fixture
+def own_kafka() -> Iterator[StackSettings]:
+    """A private single-node Kafka (free ports, a temporary state dir) that a test may stop and restart
+    (``nightshift_dev.devstack._kafka.stop/start``) without touching the shared broker; stopped and
+    deleted at teardown."""
+    from nightshift_dev.devstack import _kafka
+
+    state = Path(tempfile.mkdtemp(prefix="nightshift-own-kafka-"))
+    port, controller, sasl = _free_ports(3)
+    s = _OwnStack(kafka_port=port, kafka_controller_port=controller, kafka_sasl_port=sasl, own_state_dir=state)
+    try:
+        _kafka.start(s)
+        yield s
+    finally:
+        _kafka.stop(s)
+        shutil.rmtree(state, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def _session_event_loop_stays_current(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Keep pytest-asyncio's session loop the main thread's current loop across synchronous tests.
+
+    A synchronous test that runs ``asyncio.run`` (a CLI command through ``CliRunner``, a service's
+    ``main``) leaves the main thread with no current event loop when it returns, and the next
+    ``async`` test, which runs on the session loop, then fails with "There is no current event loop"
+    (so a test's outcome would depend on which test ran before it).
+    """
+    if is_async_test(request.node):
+        yield
+        return
+    runner = request.getfixturevalue("_session_scoped_runner")
+    yield
+    asyncio.set_event_loop(runner.get_loop())

@@ -28,7 +28,8 @@ from nightshift.pipe import (
 )
 
 COLLECTIONS = ["raw/all", "ap/inputs"]
-pytestmark = pytest.mark.integration  # the real PostgreSQL holds the APDB
+# the real PostgreSQL holds the APDB; visits of AP are slow on a busy machine
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ from nightshift_dev.loadtest import RoundTripConfig, StackAddresses, run_roundtr
 
 from ._browser import open_in_chromium
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]  # GUARD below, not the suite default, bounds a run
 
 GUARD = 600.0  # seconds: only stops a hung run; the runs wait on conditions
 NIGHTSHIFT = str(Path(sys.executable).parent / "nightshift")

@@ -23,7 +23,8 @@ from confluent_kafka import Consumer, KafkaError
 from nightshift_dev.night import NightRepo, NightSpec, run_night
 from nightshift_dev.services import SERVICE_MODULES, available_services
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+# a whole night: slow on a busy machine
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(1800)]
 
 
 def _alert_keys(bootstrap: str, topic: str, group: str) -> collections.Counter[int]:

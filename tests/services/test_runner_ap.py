@@ -79,9 +79,10 @@ from nightshift.obs.sim import (
 from nightshift.obs.sim._catalog import BAND_OFFSETS
 from nightshift.sky import HealpixSkyMap, point_pixel
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+# five AP detectors: slow on a busy machine
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(1200)]
 
-GUARD = 300.0  # seconds: only stops a hung test; every wait is on a condition
+GUARD = 900.0  # seconds: only stops a hung test; every wait is on a condition
 SIZE = 512
 INSTRUMENT = "LSSTCam-sim"
 PATCH_ORDER = 6  # template patches of ~0.9 deg: one covers the centre raft

@@ -10,7 +10,7 @@ Example
 
 from ._compat import backward_problems
 from ._connect import check_connection
-from ._consumer import ConsumerStats, EventConsumer, Handler, is_retriable
+from ._consumer import ConsumerStats, EventConsumer, Handler, is_broker_outage, is_retriable
 from ._errors import (
     DecodeError,
     DeliveryError,
@@ -50,6 +50,14 @@ from ._registry import (
     event_registry_schemas,
     register_schemas,
 )
+from ._resilience import (
+    REBALANCE_KAFKA_ERRORS,
+    TRANSIENT_KAFKA_ERRORS,
+    CommitError,
+    commit_offsets,
+    is_transient,
+    retry_kafka,
+)
 from ._schemas import SchemaCatalog, SchemaVersion, default_catalog, schemas_dir
 from ._serde import decode, encode, schema_id_of
 from ._settings import KafkaSettings, SaslMechanism, SecurityProtocol, kafka_settings
@@ -59,8 +67,11 @@ __all__ = [
     "ALERT_SUBJECT",
     "EVENT_TYPES",
     "PRODUCER_DEFAULTS",
+    "REBALANCE_KAFKA_ERRORS",
     "TOPICS",
+    "TRANSIENT_KAFKA_ERRORS",
     "AsyncProducer",
+    "CommitError",
     "ConsumerStats",
     "DatasetStored",
     "DatasetWrite",
@@ -99,6 +110,7 @@ __all__ = [
     "all_topics",
     "backward_problems",
     "ccompat_url",
+    "commit_offsets",
     "check_connection",
     "check_registry",
     "decode",
@@ -107,9 +119,12 @@ __all__ = [
     "encode",
     "event_registry_schemas",
     "ensure_topics",
+    "is_broker_outage",
     "is_retriable",
+    "is_transient",
     "kafka_settings",
     "register_schemas",
+    "retry_kafka",
     "schema_id_of",
     "schemas_dir",
 ]

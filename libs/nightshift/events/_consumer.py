@@ -8,6 +8,13 @@ effects (deterministic ids, upserts). A message that cannot be decoded, fails
 validation, or whose handler fails with a non-retriable error (or keeps failing
 with a retriable one) goes to ``<topic>.dlq`` with the reason in headers, and
 the consumer goes on.
+
+A broker restart does not stop the consumer: offset commits that fail with a
+transient error (``NOT_COORDINATOR``, ``_TRANSPORT``, ...) are retried with
+backoff for up to ``broker_outage_s`` (:func:`commit_offsets`); a commit made
+moot by a rebalance is dropped and the batch redelivered; dead-letter sends and
+handler failures caused by the broker being away (:func:`is_broker_outage`) are
+retried for as long, instead of using up a message's ``max_attempts``.
 """
 
 from __future__ import annotations
@@ -27,9 +34,10 @@ from prometheus_client import Counter, Histogram
 
 from .._exceptions import NightshiftError
 from ._connect import check_connection
-from ._errors import EventError
+from ._errors import DeliveryError, EnqueueTimeoutError, EventError, KafkaConnectionError
 from ._models import EVENT_TYPES, Event
 from ._producer import AsyncProducer
+from ._resilience import TRANSIENT_KAFKA_ERRORS, commit_offsets
 from ._serde import decode
 from ._settings import KafkaSettings, kafka_settings
 from ._topics import dlq_topic
@@ -55,6 +63,13 @@ def is_retriable(exc: BaseException) -> bool:
     if isinstance(exc, NightshiftError):
         return exc.retriable
     return isinstance(exc, (TimeoutError, ConnectionError))
+
+
+def is_broker_outage(exc: BaseException) -> bool:
+    """True if ``exc`` says the brokers are away (not that the message is bad): worth waiting for."""
+    if isinstance(exc, DeliveryError):
+        return exc.kafka_error is not None and exc.kafka_error in TRANSIENT_KAFKA_ERRORS
+    return isinstance(exc, (EnqueueTimeoutError, KafkaConnectionError)) and exc.retriable
 
 
 #: How many recent dead-letter reasons :class:`ConsumerStats` keeps.
@@ -106,6 +121,11 @@ class EventConsumer:
         :meth:`run` first checks that the brokers answer and accept the
         credentials: a refused login fails at once, unreachable brokers after
         this many seconds. ``None`` skips the check.
+    broker_outage_s : float
+        How long a broker restart is ridden out: offset commits failing with a
+        transient error, and dead-letter sends or handlers failing because the
+        brokers are away, are retried (backoff up to 5 s) for this long before
+        :meth:`run` fails (``CommitError`` or the send's error).
     """
 
     def __init__(
@@ -124,9 +144,13 @@ class EventConsumer:
         config: Mapping[str, Any] | None = None,
         subjects: Mapping[str, str] | None = None,
         connect_timeout: float | None = 30.0,
+        broker_outage_s: float = 300.0,
     ) -> None:
         if max_batch < 1 or concurrency < 1 or max_attempts < 1:
             raise ValueError("max_batch, concurrency and max_attempts must be >= 1")
+        if not broker_outage_s >= 0:
+            raise ValueError(f"broker_outage_s must be >= 0 seconds, got {broker_outage_s!r}")
+        self._outage_s = broker_outage_s
         self.topics = list(topics)
         # Which event subject each topic carries; topics are named after subjects by default.
         self._subjects = dict(subjects) if subjects else {t: t for t in self.topics if t in EVENT_TYPES}
@@ -232,7 +256,9 @@ class EventConsumer:
             offsets = [TopicPartition(t, p, o + 1) for (t, p), o in to_commit.items()]
             consumer = self._consumer
             assert consumer is not None  # run() clears it only after its last batch
-            await self._call(lambda: consumer.commit(offsets=offsets, asynchronous=False))
+            await self._call(lambda: commit_offsets(
+                consumer, offsets, timeout_s=self._outage_s, backoff_s=self._backoff, should_stop=self._stopping.is_set,
+            ))
 
     async def _process_one(self, msg: Message) -> None:
         topic = msg.topic()
@@ -245,6 +271,8 @@ class EventConsumer:
                 await self._dead_letter(msg, exc, attempts=0)
                 return
             attempt = 0
+            outage_since: float | None = None
+            waits = 0
             while True:
                 attempt += 1
                 start = time.perf_counter()
@@ -253,6 +281,19 @@ class EventConsumer:
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
+                    now = time.monotonic()
+                    if is_broker_outage(exc):
+                        # the brokers are away, the message is fine: wait for them instead of using up attempts
+                        outage_since = now if outage_since is None else outage_since
+                        if now - outage_since < self._outage_s:
+                            waits += 1
+                            if waits == 1:  # once per outage, not once per attempt
+                                log.warning("handler of %s waits for the brokers: %s", topic, exc)
+                            attempt -= 1
+                            self.stats.retries += 1
+                            EVENTS.labels(topic, "retried").inc()
+                            await asyncio.sleep(min(self._backoff * 2 ** min(waits, 5), 5.0))
+                            continue
                     if is_retriable(exc) and attempt < self._max_attempts:
                         self.stats.retries += 1
                         EVENTS.labels(topic, "retried").inc()
@@ -284,7 +325,19 @@ class EventConsumer:
             ("dlq.attempts", str(attempts)),
             ("dlq.failed_at", datetime.now(UTC).isoformat()),
         ]
-        await self._producer.send(dlq_topic(topic), msg.value() or b"", key=msg.key(), headers=headers)
+        outage_since: float | None = None
+        while True:
+            try:
+                await self._producer.send(dlq_topic(topic), msg.value() or b"", key=msg.key(), headers=headers)
+                break
+            except Exception as send_exc:
+                now = time.monotonic()
+                if outage_since is None:  # log once per outage, not once per attempt
+                    outage_since = now
+                    log.warning("dead-letter send to %s waits for the brokers: %s", dlq_topic(topic), send_exc)
+                if not is_broker_outage(send_exc) or now - outage_since >= self._outage_s:
+                    raise
+                await asyncio.sleep(1.0)
         self.stats.record_dead_letter(f"{error_type}: {exc}")
         EVENTS.labels(msg.topic(), "dead_lettered").inc()
         log.warning(

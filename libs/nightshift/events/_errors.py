@@ -50,10 +50,19 @@ class EventValidationError(EventError, ValueError):
 
 
 class DeliveryError(EventError):
-    """The broker did not acknowledge a message."""
+    """The broker did not acknowledge a message.
+
+    ``kafka_error`` is librdkafka's error code (``KafkaError.code()``) when the broker's delivery
+    report gave one, so callers can tell a broker outage (``_MSG_TIMED_OUT``, ``_TRANSPORT``) from
+    a rejected message (``MSG_SIZE_TOO_LARGE``, ``TOPIC_AUTHORIZATION_FAILED``).
+    """
 
     error_type = "delivery"
     retriable = True
+
+    def __init__(self, message: str, kafka_error: int | None = None) -> None:
+        super().__init__(message)
+        self.kafka_error = kafka_error
 
 
 class EnqueueTimeoutError(EventError, TimeoutError):

@@ -118,7 +118,9 @@ class AsyncProducer:
             topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
             if err is not None:
                 future.set_exception(
-                    DeliveryError(f"broker did not accept message for {topic!r}: {err.str()} ({err.name()})")
+                    DeliveryError(
+                        f"broker did not accept message for {topic!r}: {err.str()} ({err.name()})", err.code()
+                    )
                 )
             elif topic is None or partition is None or offset is None:  # librdkafka sets all three on delivery
                 future.set_exception(DeliveryError(f"delivery report without topic, partition or offset: {msg!r}"))
