@@ -21,6 +21,7 @@ owns (``own_stack``) a restart of the broker and of PostgreSQL.
 from __future__ import annotations
 
 import contextlib
+import os
 import random
 import shutil
 import tempfile
@@ -292,11 +293,12 @@ class ServicesNightHooks(NightHooks):
         if fault.name in ("runner", "publisher"):
             name = "runner" if fault.name == "runner" else "alert-publisher"
             alive = [p for p in ctx.services.by_name(name) if p.alive]
+            what = f"SIGKILL {'a runner' if name == 'runner' else 'the alert publisher'}"
             if not alive:
-                return {**record, "fault": f"SIGKILL a {name}", "process": "(none alive)"}
+                return {**record, "fault": what, "process": "(none alive)"}
             victim = self.rng.choice(alive)
             ctx.services.kill(victim)  # the night's loop restarts it on this tick
-            return {**record, "fault": f"SIGKILL a {name}", "process": victim.label, "pid": victim.proc.pid}
+            return {**record, "fault": what, "process": victim.label, "pid": victim.proc.pid}
         from nightshift_dev.devstack import down, up
 
         component = "kafka" if fault.name == "broker" else "postgres"
@@ -550,6 +552,7 @@ def run_services_night(cfg: ServicesConfig, command: str, out: Path) -> LoadTest
             else:
                 result.extra["workdir"] = str(workdir)
         result.extra["console"] = lines[-40:]
+        result.extra["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
         result.notes.append("Mode services: rendered raws through the six service processes (ingest, planner, "
                             "runners with the AP pipeline, datastore-writer, registry, alert-publisher) as "
                             "`nightshift ap run-night` runs them; alerts timed when visible to a read_committed "
