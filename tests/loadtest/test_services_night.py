@@ -76,3 +76,25 @@ def test_services_night_with_a_killed_runner_reconciles(kafka_bootstrap: str, pg
     assert extra["cleanup_problems"] == []
     topics = AdminClient({"bootstrap.servers": kafka_bootstrap}).list_topics(timeout=30).topics
     assert not [t for t in topics if t.startswith(extra["prefix"])], "the run left its topics behind"
+
+
+def test_server_restarts_are_refused_without_a_stack_of_the_runs_own(kafka_bootstrap: str, pg_dsn: str) -> None:
+    from nightshift_dev.devstack import StackSettings, status
+    from nightshift_dev.loadtest import LoadTestError, ServicesConfig
+    from nightshift_dev.loadtest._services import _owns_stack
+
+    for fault in ("broker", "postgres"):
+        with pytest.raises(LoadTestError, match="refused without --own-stack"):
+            ServicesConfig(chaos=True, faults=("runner", fault))
+    with pytest.raises(LoadTestError, match="unknown fault"):
+        ServicesConfig(chaos=True, faults=("network",))
+    # The session's stack runs (the fixtures above) and no load test started it: --own-stack must refuse it
+    # rather than take it over; its servers stay as they were.
+    settings = StackSettings()
+    before = {c.name: c.running for c in status(settings)}
+    assert before["kafka"] and before["postgres"]
+    if (settings.state_dir / ".nightshift-loadtest-owned").exists():
+        pytest.skip("this stack was started by a load test with --own-stack")
+    with pytest.raises(LoadTestError, match="no load test started it"):
+        _owns_stack()
+    assert {c.name: c.running for c in status(settings)} == before
