@@ -58,7 +58,7 @@ def test_services_night_with_a_killed_runner_reconciles(kafka_bootstrap: str, pg
     assert alerts["apdb_dia_sources"] > 0, text
     assert alerts["apdb_rows_stored_twice"] == 0
     assert alerts["lost"] == 0 and alerts["alerts_without_apdb_row"] == 0, alerts
-    assert alerts["distinct_alerts"] == alerts["apdb_dia_sources"] == alerts["alerts_on_topic"]
+    assert alerts["distinct_alerts"] == alerts["apdb_dia_sources"]
 
     quanta = rec["quanta"]
     assert quanta["planned"] == 2 * 2, quanta
@@ -72,6 +72,7 @@ def test_services_night_with_a_killed_runner_reconciles(kafka_bootstrap: str, pg
     # last: a runner killed between a detector's dia.results and its quantum.completed re-sends that
     # dia.results, and the alert publisher must not publish its alerts again (publisher-dedup)
     assert alerts["duplicated"] == 0, f"alerts published twice after the runner kill: {alerts['duplicate_ids']}"
+    assert alerts["alerts_on_topic"] == alerts["apdb_dia_sources"]
     assert rec["ok"] and out.returncode == 0, text
     assert (run / "report.html").is_file()
 
