@@ -77,7 +77,7 @@ def _catalogue_options(f: click.decorators.FC) -> click.decorators.FC:
         click.option("--sources", type=click.IntRange(1), default=10_000, show_default=True,
                      help="New DiaSources per visit."),
         click.option("--detectors", type=click.IntRange(1, 189), default=189, show_default=True,
-                     help="Detectors that get sources (189: ~53 each, as LSST spreads them)."),
+                     help="Detectors that get sources (189: ~53 each, as LSST spreads); services: 1..9, default 4."),
         click.option("--hot-field", "hot", type=click.IntRange(0, 189), default=0, show_default=True,
                      help="Put every source of a visit on this many detectors (0: LSST's spread)."),
         click.option("--history", type=click.IntRange(0), default=30, show_default=True,
@@ -161,6 +161,9 @@ def night_cmd(visits: int, sources: int, detectors: int, hot: int, history: int,
 
 def _services_night(visits: int, detectors: int, detector_size: int, cadence: float, runners: int, chaos: bool,
                     faults: str, own_stack: bool, guard: float, keep: bool, results: Path) -> None:
+    source = click.get_current_context().get_parameter_source("detectors")
+    if source is click.core.ParameterSource.DEFAULT:
+        detectors = 4  # the catalogue's 189 are LSSTCam's; services mode renders LSSTCam-sim's central raft
     if detectors > 9:
         raise click.UsageError("--mode services runs 1..9 detectors (LSSTCam-sim's central raft); pass --detectors")
     cfg = ServicesConfig(visits=visits, detectors=detectors, detector_size=detector_size, cadence_s=cadence,
