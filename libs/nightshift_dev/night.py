@@ -47,7 +47,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "EVENT_SUBJECTS",
+    "NightContext",
     "NightError",
+    "NightHooks",
     "NightMonitor",
     "NightRepo",
     "NightSpec",
@@ -746,8 +748,43 @@ def _live(enabled: bool, render: Callable[[], Any]) -> Iterator[Callable[[], Non
     console.print()
 
 
+@dataclass
+class NightContext:
+    """A running night, as :class:`NightHooks` see it: its repository, services, monitor and clocks."""
+
+    spec: NightSpec
+    night: NightRepo
+    env: dict[str, str]
+    kafka: KafkaSettings
+    services: LocalServices
+    monitor: NightMonitor
+    clocks: list[VisitClock]
+    started: float  # Unix seconds of the first visit's schedule
+    echo: Echo
+
+
+class NightHooks:
+    """Points where a caller of :func:`run_night` joins the night (the load test's faults and checks).
+
+    Every method does nothing here; subclasses override what they need. They run in
+    :func:`run_night`'s loop thread, so a slow hook delays the night's own bookkeeping
+    (e.g. restarting a dead service) by as long as it takes.
+    """
+
+    def started(self, ctx: NightContext) -> None:
+        """The services serve and the monitor follows the topics; no visit has been sent yet."""
+
+    def tick(self, ctx: NightContext) -> None:
+        """Called about twice a second while the night runs, before dead services are restarted."""
+
+    def settled(self, ctx: NightContext) -> bool:
+        """Whether the night may end once every visit has its alerts (e.g. outputs registered); True here."""
+        return True
+
+
 def run_night(spec: NightSpec, *, echo: Echo = print, live: bool = True, workdir: str | os.PathLike[str] | None = None,
-              start_stack: bool = True, keep: Callable[[NightRepo], None] | None = None) -> NightSummary:
+              start_stack: bool = True, keep: Callable[[NightRepo], None] | None = None,
+              hooks: NightHooks | None = None, env: dict[str, str] | None = None) -> NightSummary:
     """Run a night of Alert Production end to end on the local stack (see the module docstring).
 
     Parameters
@@ -765,12 +802,18 @@ def run_night(spec: NightSpec, *, echo: Echo = print, live: bool = True, workdir
         Start the local stack (``nightshift dev up``) if it is not running.
     keep : callable, optional
         Called with the :class:`NightRepo` once it is made (tests use it to query the APDB afterwards).
+    hooks : NightHooks, optional
+        Joins the night at its start, on every tick and before it ends (the load test's faults).
+    env : dict, optional
+        The stack's addresses (``nightshift dev env``'s names); by default those of the stack this
+        checkout's settings describe (started first with ``start_stack``).
     """
     from nightshift.events import ensure_topics
 
     from .devstack import stack_env, up
 
-    env = up() if start_stack else stack_env()
+    if env is None:
+        env = up() if start_stack else stack_env()
     os.environ.update({k: v for k, v in env.items() if k not in os.environ})
     kafka = kafka_settings(env["KAFKA_BOOTSTRAP"])
     wd = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="nightshift-night-"))
@@ -802,6 +845,9 @@ def run_night(spec: NightSpec, *, echo: Echo = print, live: bool = True, workdir
         clocks = trigger.schedule(t_start + 2.0)
         for c in clocks:
             monitor.visits[c.visit].clock = c
+        hooks = hooks or NightHooks()
+        ctx = NightContext(spec, night, env, kafka, services, monitor, clocks, t_start, echo)
+        hooks.started(ctx)
         sender = threading.Thread(target=trigger.run, args=(stop,), name="night-trigger", daemon=True)
         sender.start()
         deadline = clocks[-1].readout + spec.timeout_s
@@ -817,8 +863,9 @@ def run_night(spec: NightSpec, *, echo: Echo = print, live: bool = True, workdir
                             last = (f", the last {v.last_alert - v.clock.shutter_close:.1f} s after shutter close"
                                     if v.last_alert is not None and v.clock is not None else "")
                             echo(f"visit {v.visit}: {len(v.alerts)} alerts{last}; {len(v.failed)} detectors failed")
-                if not sender.is_alive() and monitor.all_done():
+                if not sender.is_alive() and monitor.all_done() and hooks.settled(ctx):
                     break
+                hooks.tick(ctx)
                 for sp in services.dead():  # restart it, as compose's restart policy or Kubernetes would
                     restarts[sp.label] = restarts.get(sp.label, 0) + 1
                     if restarts[sp.label] > _MAX_RESTARTS:

@@ -22,6 +22,7 @@ from ._errors import LoadTestError
 from ._report import write_report
 from ._results import LoadTestResult
 from ._roundtrip import RoundTripConfig, run_roundtrip
+from ._services import ServicesConfig, run_services_night
 
 __all__ = ["loadtest"]
 
@@ -76,7 +77,7 @@ def _catalogue_options(f: click.decorators.FC) -> click.decorators.FC:
         click.option("--sources", type=click.IntRange(1), default=10_000, show_default=True,
                      help="New DiaSources per visit."),
         click.option("--detectors", type=click.IntRange(1, 189), default=189, show_default=True,
-                     help="Detectors that get sources (189: ~53 each, as LSST spreads them)."),
+                     help="Detectors that get sources (189: ~53 each, as LSST spreads); services: 1..9, default 4."),
         click.option("--hot-field", "hot", type=click.IntRange(0, 189), default=0, show_default=True,
                      help="Put every source of a visit on this many detectors (0: LSST's spread)."),
         click.option("--history", type=click.IntRange(0), default=30, show_default=True,
@@ -85,8 +86,9 @@ def _catalogue_options(f: click.decorators.FC) -> click.decorators.FC:
                      help="Alert-publisher service processes."),
         click.option("--tasks", type=click.IntRange(1), default=4, show_default=True,
                      help="Detector tasks (APDB store + bundle + event) at once."),
-        click.option("--mode", type=click.Choice(["catalogue"]), default="catalogue", show_default=True,
-                     help="catalogue: simulated DIA catalogues, no pixels (the only mode so far)."),
+        click.option("--mode", type=click.Choice(["catalogue", "services"]), default="catalogue", show_default=True,
+                     help="catalogue: simulated DIA catalogues, no pixels, into the alert publishers; services "
+                          "(night only): rendered raws through all six services, as `nightshift ap run-night`."),
         click.option("--guard", type=click.FloatRange(1), default=600.0, show_default=True,
                      help="Seconds without progress after which the run stops."),
         click.option("--keep", is_flag=True, help="Keep the APDB schema, topics and bucket."),
@@ -102,6 +104,9 @@ def _catalogue_options(f: click.decorators.FC) -> click.decorators.FC:
 def visit_cmd(visits: int, sources: int, detectors: int, hot: int, history: int, publishers: int, tasks: int,
               mode: str, guard: float, keep: bool, results: Path) -> None:
     """Full visits of alerts (10,000 by default) each measured by itself: timeToIssueAlerts per detector and visit."""
+    if mode != "catalogue":
+        raise click.UsageError("visit runs in --mode catalogue only; a services-mode run is `loadtest night --mode "
+                               "services`")
     cfg = CatalogueConfig(visits=visits, sources=sources, detectors=detectors, hot_detectors=hot, history=history,
                           publishers=publishers, tasks=tasks, guard_s=guard, keep=keep)
     directory = _run_dir(results, "visit")
@@ -114,10 +119,31 @@ def visit_cmd(visits: int, sources: int, detectors: int, hot: int, history: int,
 @_catalogue_options
 @click.option("--cadence", type=click.FloatRange(0), default=35.0, show_default=True,
               help="Seconds between visit starts (LSST: ~35).")
-@click.option("--chaos", is_flag=True, help="SIGKILL a random alert publisher in every other visit and restart it.")
+@click.option("--chaos", is_flag=True, help="catalogue: SIGKILL a random alert publisher in every other visit and "
+              "restart it, S3 and PostgreSQL outages; services: the i-th of --faults in the i-th visit.")
+@click.option("--detector-size", type=click.IntRange(64, 4096), default=512, show_default=True,
+              help="services: pixels per detector side.")
+@click.option("--runners", type=click.IntRange(1), default=2, show_default=True, help="services: runner processes.")
+@click.option("--faults", default="runner,publisher", show_default=True,
+              help="services: comma-separated, from runner, publisher, broker, postgres (the last two need "
+                   "--own-stack); the i-th is injected in the i-th visit, after its first dia.results.")
+@click.option("--own-stack", is_flag=True,
+              help="services: the run owns the stack of NIGHTSHIFT_STACK_DIR (starts it; refuses a running stack a "
+                   "load test did not start), so --chaos may restart its broker and PostgreSQL.")
 def night_cmd(visits: int, sources: int, detectors: int, hot: int, history: int, publishers: int, tasks: int,
-              mode: str, guard: float, keep: bool, results: Path, cadence: float, chaos: bool) -> None:
-    """A sustained run at a cadence (with --chaos: kills and restarts), reconciled against the APDB at the end."""
+              mode: str, guard: float, keep: bool, results: Path, cadence: float, chaos: bool, detector_size: int,
+              runners: int, faults: str, own_stack: bool) -> None:
+    """A sustained run at a cadence (with --chaos: kills and restarts), reconciled at the end.
+
+    \b
+    --mode catalogue: alerts against the APDB.
+    --mode services: every DIA source has one alert; every planned quantum completed or
+    failed with a reason; every output file has its registry row and every row its file.
+    """
+    if mode == "services":
+        _services_night(visits, detectors, detector_size, cadence, runners, chaos, faults, own_stack, guard, keep,
+                        results)
+        return
     cfg = CatalogueConfig(visits=visits, sources=sources, detectors=detectors, hot_detectors=hot, history=history,
                           publishers=publishers, tasks=tasks, guard_s=guard, keep=keep, cadence_s=cadence,
                           chaos=chaos)
@@ -130,6 +156,36 @@ def night_cmd(visits: int, sources: int, detectors: int, hot: int, history: int,
         if not rec["ok"] and not result.failed:
             result.failed = (f"reconciliation: {rec['lost']} lost, {rec['duplicated']} duplicated, "
                              f"{rec['alerts_without_apdb_row']} alerts without an APDB row")
+    _finish(result, directory)
+
+
+def _services_night(visits: int, detectors: int, detector_size: int, cadence: float, runners: int, chaos: bool,
+                    faults: str, own_stack: bool, guard: float, keep: bool, results: Path) -> None:
+    source = click.get_current_context().get_parameter_source("detectors")
+    if source is click.core.ParameterSource.DEFAULT:
+        detectors = 4  # the catalogue's 189 are LSSTCam's; services mode renders LSSTCam-sim's central raft
+    if detectors > 9:
+        raise click.UsageError("--mode services runs 1..9 detectors (LSSTCam-sim's central raft); pass --detectors")
+    cfg = ServicesConfig(visits=visits, detectors=detectors, detector_size=detector_size, cadence_s=cadence,
+                         runners=runners, chaos=chaos, faults=tuple(f.strip() for f in faults.split(",") if f.strip()),
+                         own_stack=own_stack, guard_s=guard, keep=keep)
+    directory = _run_dir(results, "night")
+    result = run_services_night(cfg, _command_line(), directory)
+    result.extra["memory"] = memory_growth(result)
+    rec = result.extra.get("reconciliation")
+    if rec is not None:
+        click.echo("reconciliation: alerts " + ", ".join(f"{k} {rec['alerts'][k]}" for k in (
+            "apdb_dia_sources", "distinct_alerts", "lost", "duplicated", "alerts_without_apdb_row")))
+        q, d = rec["quanta"], rec["datasets"]
+        click.echo(f"                quanta planned {q['planned']}, completed {q['completed']}, failed {q['failed']}, "
+                   f"unresolved {len(q['unresolved'])}, failed without reason {len(q['failed_without_reason'])}")
+        click.echo(f"                datasets: {d['registry_rows']} registry rows, {d['files']} files; rows without "
+                   f"file {len(d['rows_without_file'])}, files without row {len(d['files_without_row'])}")
+        if not rec["ok"] and not result.failed:
+            bad = [k for k in ("alerts", "quanta", "datasets") if not rec[k]["ok"]]
+            result.failed = f"reconciliation failed: {', '.join(bad)}"
+    elif not result.failed:
+        result.failed = "no reconciliation (the night did not start)"
     _finish(result, directory)
 
 
