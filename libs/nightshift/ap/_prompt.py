@@ -180,8 +180,8 @@ class PromptConfig:
     ap : ApConfig
         Settings of the AP steps.
     early_raws_kept : int
-        At most this many raws that came before their plan are kept in memory (the oldest go first;
-        they are still found in the registry).
+        At most this many raws are remembered in memory, whether they came before or after their plan
+        (the oldest go first; they are still found in the registry).
     butler_repo : str, optional
         Repository of quanta whose event names none.
     infra_retry_s : float
@@ -275,11 +275,12 @@ class PromptQuantumHandler:
         for fut in waiters:
             if not fut.done():
                 fut.set_result(event)
+        # every raw is remembered (bounded), also one that woke its quantum: a quantum started again finds it
+        self._raws[key] = event
+        self._raws.move_to_end(key)
+        while len(self._raws) > self.config.early_raws_kept:
+            self._raws.popitem(last=False)
         if not waiters:
-            self._raws[key] = event
-            self._raws.move_to_end(key)
-            while len(self._raws) > self.config.early_raws_kept:
-                self._raws.popitem(last=False)
             EARLY_RAWS.inc()
             log.info("raw before its plan: kept until the plan arrives",
                      extra={"visit": event.visit, "detector": event.detector, "instrument": event.instrument})
@@ -287,7 +288,8 @@ class PromptQuantumHandler:
     async def _wait_raw(self, event: QuantumPlanned, key: _Key) -> uuid.UUID | None:
         """The raw's dataset id: from an event already seen, the registry, or the event when it comes."""
         loop = asyncio.get_running_loop()
-        seen = self._raws.pop(key, None)
+        # read, not popped: a quantum that is started again (its APDB or object store failed) finds its raw here
+        seen = self._raws.get(key)
         if seen is not None:
             return seen.dataset_id
         fut: asyncio.Future[RawIngested] = loop.create_future()
