@@ -43,7 +43,6 @@ import asyncio
 import json
 import logging
 import os
-import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -82,7 +81,7 @@ from nightshift.events import (
     is_transient,
     retry_kafka,
 )
-from nightshift.service import Service, ServiceConsumer, ServiceSettings, setup_logging
+from nightshift.service import Service, ServiceConsumer, ServiceSettings, ThreadedLoop, setup_logging
 
 log = logging.getLogger("nightshift.alert_publisher")
 
@@ -168,39 +167,25 @@ def _shutter_close_unix(event: DiaResults, default_exposure: float) -> float:
     return unix_tai - _TAI_UTC + exposure / 2
 
 
-class TransactionalAlertLoop:
-    """The consume-build-produce loop, one Kafka transaction per batch of events (see the module docstring)."""
+class TransactionalAlertLoop(ThreadedLoop):
+    """The consume-build-produce loop, one Kafka transaction per batch of events (see the module docstring).
+
+    ``close`` finishes the transaction in flight, then stops.
+    """
 
     def __init__(self, settings: AlertPublisherSettings) -> None:
+        super().__init__()
         self.settings = settings
         self.encoder = AlertEncoder(settings.alert_schema)
         self.topic = settings.alert_topic or alert_topic(self.encoder.schema.major)
         self.archive = (AlertArchive(settings.archive_bucket, settings.archive_prefix, settings.s3_endpoint_url)
                         if settings.archive_bucket else None)
         self._s3: Any = None  # one client for every bundle read (a boto3 client is slow to make)
-        self._stop = threading.Event()
-        self._finished = threading.Event()
-        self._running = False
         self._produced = 0
         self.published_topic = settings.published_topic or f"{settings.input_topic}.published"
         self.ledger = PublishedLedger(settings.dedup_window_s)
         self._pending: dict[str, PublishedRecord] = {}  # recorded in the open transaction
         self._tail: Consumer | None = None
-
-    @property
-    def running(self) -> bool:
-        return self._running
-
-    async def run(self) -> None:
-        try:
-            await asyncio.to_thread(self._run)
-        finally:
-            self._finished.set()
-
-    async def close(self, drain_timeout_s: float = 30.0) -> None:
-        """Finish the transaction in flight, then stop."""
-        self._stop.set()
-        await asyncio.to_thread(self._finished.wait, drain_timeout_s)
 
     # -- the loop (a worker thread) ---------------------------------------------------------------------------
     def _prepare(self) -> None:

@@ -33,7 +33,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import threading
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -61,7 +60,7 @@ from nightshift.events import (
     retry_kafka,
 )
 from nightshift.events import ensure_topics as _ensure_topics
-from nightshift.service import Service, ServiceConsumer, ServiceSettings, setup_logging
+from nightshift.service import Service, ServiceConsumer, ServiceSettings, ThreadedLoop, setup_logging
 
 log = logging.getLogger("nightshift.registry_service")
 
@@ -126,31 +125,17 @@ def _to_stored(event: DatasetStored) -> StoredDataset:
     return StoredDataset(event.dataset_id, event.dataset_type, event.run, event.data_id, event.storage_class)
 
 
-class RegistrationLoop:
-    """Consume ``dataset.stored`` and register it batch by batch (a worker thread; see the module docstring)."""
+class RegistrationLoop(ThreadedLoop):
+    """Consume ``dataset.stored`` and register it batch by batch (a worker thread; see the module docstring).
+
+    ``close`` finishes the batch in flight (registry commit, DLQ flush, offset commit), then stops.
+    """
 
     def __init__(self, settings: RegistrySettings) -> None:
+        super().__init__()
         self.settings = settings
-        self._stop = threading.Event()
-        self._finished = threading.Event()
-        self._running = False
         self._batches = 0
         self.registered = 0  # datasets inserted since start (tests, benchmark)
-
-    @property
-    def running(self) -> bool:
-        return self._running
-
-    async def run(self) -> None:
-        try:
-            await asyncio.to_thread(self._run)
-        finally:
-            self._finished.set()
-
-    async def close(self, drain_timeout_s: float = 30.0) -> None:
-        """Finish the batch in flight (registry commit, DLQ flush, offset commit), then stop."""
-        self._stop.set()
-        await asyncio.to_thread(self._finished.wait, drain_timeout_s)
 
     def _run(self) -> None:
         s = self.settings

@@ -2,7 +2,7 @@
 health endpoints and graceful drain on SIGTERM."""
 
 from ._logging import JsonFormatter, setup_logging
-from ._service import Service, ServiceConsumer
+from ._service import Service, ServiceConsumer, ThreadedLoop
 from ._settings import ServiceSettings
 
-__all__ = ["JsonFormatter", "Service", "ServiceConsumer", "ServiceSettings", "setup_logging"]
+__all__ = ["JsonFormatter", "Service", "ServiceConsumer", "ServiceSettings", "ThreadedLoop", "setup_logging"]

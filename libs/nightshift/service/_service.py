@@ -14,6 +14,7 @@ import contextlib
 import logging
 import os
 import signal
+import threading
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
@@ -40,6 +41,39 @@ class ServiceConsumer(Protocol):
     async def run(self) -> None: ...
 
     async def close(self, drain_timeout_s: float = 30.0) -> None: ...
+
+
+class ThreadedLoop:
+    """A :class:`ServiceConsumer` whose loop runs on one worker thread, for blocking clients (a
+    confluent-kafka transactional producer, a registry connection) that must stay on one thread.
+
+    Subclasses implement :meth:`_run`, set ``_running`` while it serves, and check ``_stop`` (a
+    :class:`threading.Event`) between units of work; :meth:`close` sets it and waits for the loop to
+    finish the unit in flight.
+    """
+
+    def __init__(self) -> None:
+        self._stop = threading.Event()
+        self._finished = threading.Event()
+        self._running = False
+
+    @property
+    def running(self) -> bool:
+        return self._running
+
+    async def run(self) -> None:
+        try:
+            await asyncio.to_thread(self._run)
+        finally:
+            self._finished.set()
+
+    async def close(self, drain_timeout_s: float = 30.0) -> None:
+        """Finish the unit of work in flight (at most ``drain_timeout_s``), then stop."""
+        self._stop.set()
+        await asyncio.to_thread(self._finished.wait, drain_timeout_s)
+
+    def _run(self) -> None:
+        raise NotImplementedError
 
 
 ConsumerFactory = Callable[[AsyncProducer], "list[EventConsumer] | list[ServiceConsumer]"]
