@@ -80,6 +80,7 @@ from nightshift.events import (
     dlq_topic,
     is_transient,
     retry_kafka,
+    skip_consumer_error,
 )
 from nightshift.service import Service, ServiceConsumer, ServiceSettings, ThreadedLoop, setup_logging
 
@@ -303,7 +304,7 @@ class TransactionalAlertLoop(ThreadedLoop):
         try:
             while not self._stop.is_set():
                 msgs = consumer.consume(s.max_batch, timeout=0.5)
-                msgs = [m for m in msgs if not self._skip(m)]
+                msgs = [m for m in msgs if not skip_consumer_error(m)]
                 if msgs:
                     self._transaction(consumer, producer, msgs)
                     self._lag(consumer)
@@ -313,18 +314,6 @@ class TransactionalAlertLoop(ThreadedLoop):
             if self._tail is not None:
                 self._tail.close()
             producer.flush(s.kafka_timeout_s)
-
-    @staticmethod
-    def _skip(msg: Message) -> bool:
-        err = msg.error()
-        if err is None:
-            return False
-        if err.code() == KafkaError._PARTITION_EOF:
-            return True
-        if is_transient(err):  # a broker restart (_TRANSPORT, _ALL_BROKERS_DOWN, ...): librdkafka reconnects
-            log.warning("consumer error, waiting for the brokers: %s", err.str())
-            return True
-        raise KafkaException(err)
 
     def _transaction(self, consumer: Consumer, producer: Producer, msgs: list[Message]) -> None:
         s = self.settings

@@ -56,8 +56,8 @@ from nightshift.events import (
     commit_offsets,
     decode,
     dlq_topic,
-    is_transient,
     retry_kafka,
+    skip_consumer_error,
 )
 from nightshift.events import ensure_topics as _ensure_topics
 from nightshift.service import Service, ServiceConsumer, ServiceSettings, ThreadedLoop, setup_logging
@@ -188,7 +188,7 @@ class RegistrationLoop(ThreadedLoop):
         batch = _Batch([], time.monotonic())
         while True:
             for msg in chunk:
-                if not _skip(msg):
+                if not skip_consumer_error(msg):
                     self._decode(producer, batch, msg)
             room = s.max_batch - len(batch.msgs)
             if room <= 0:
@@ -340,18 +340,6 @@ class RegistrationLoop(ThreadedLoop):
                     CONSUMER_LAG.labels(str(tp.partition)).set(max(high - tp.offset, 0))
         except KafkaException:
             pass  # metrics only
-
-
-def _skip(msg: Message) -> bool:
-    err = msg.error()
-    if err is None:
-        return False
-    if err.code() == KafkaError._PARTITION_EOF:
-        return True
-    if is_transient(err):  # a broker restart (_TRANSPORT, _ALL_BROKERS_DOWN, ...): librdkafka reconnects
-        log.warning("consumer error, waiting for the brokers: %s", err.str())
-        return True
-    raise KafkaException(err)
 
 
 def _crash(message: str) -> None:

@@ -57,6 +57,7 @@ from ._resilience import (
     commit_offsets,
     is_transient,
     retry_kafka,
+    skip_consumer_error,
 )
 from ._schemas import SchemaCatalog, SchemaVersion, default_catalog, schemas_dir
 from ._serde import decode, encode, schema_id_of
@@ -127,4 +128,5 @@ __all__ = [
     "retry_kafka",
     "schema_id_of",
     "schemas_dir",
+    "skip_consumer_error",
 ]

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 from prometheus_client import Counter
 
 from ._errors import EventError
@@ -77,6 +77,26 @@ def is_transient(err: KafkaError) -> bool:
     if err.fatal():
         return False
     return err.code() in TRANSIENT_KAFKA_ERRORS or bool(err.retriable())
+
+
+def skip_consumer_error(msg: Message) -> bool:
+    """Whether a consumed ``msg`` carries no event to handle: a partition's end, or a transient error
+    while the brokers are away (librdkafka reconnects by itself; logged). False for an event.
+
+    Raises
+    ------
+    confluent_kafka.KafkaException
+        Any other consumer error.
+    """
+    err = msg.error()
+    if err is None:
+        return False
+    if err.code() == KafkaError._PARTITION_EOF:
+        return True
+    if is_transient(err):  # a broker restart (_TRANSPORT, _ALL_BROKERS_DOWN, ...): librdkafka reconnects
+        log.warning("consumer error, waiting for the brokers: %s", err.str())
+        return True
+    raise KafkaException(err)
 
 
 def _commit_error(consumer: Consumer, offsets: Sequence[TopicPartition]) -> KafkaError | None:
